@@ -1,0 +1,35 @@
+# shiftboss: make run · make test · make proto · make bench
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test proto bench install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall when the build inputs change (dependencies, the Cython core).
+$(STAMP): $(PY) pyproject.toml setup.py core/_admission.pyx
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/shiftboss server start
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider --db both $(PYTEST_ARGS)
+
+proto: install
+	$(PY) -m grpc_tools.protoc -Iproto \
+		--python_out=. --pyi_out=. --grpc_python_out=. \
+		--descriptor_set_out=shiftboss/v1/descriptors.binpb --include_source_info --include_imports \
+		proto/shiftboss/v1/*.proto
+
+bench: install
+	$(PY) -m pytest bench -q -p no:cacheprovider --benchmark-columns=min,median,mean,ops $(PYTEST_ARGS)
+
+clean:
+	rm -rf build $(VENV) *.egg-info core/*.c core/*.so

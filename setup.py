@@ -1,0 +1,33 @@
+"""Build glue that pyproject.toml cannot express: the package map and the Cython core.
+
+core/, services/ and workers/ live at the top of the repository but are installed as
+shiftboss.core, shiftboss.services and shiftboss.workers. The scheduling core is compiled
+here; a missing compiler or Cython is an error, never a silent pure-Python install.
+"""
+
+from __future__ import annotations
+
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, find_packages, setup
+
+ROOTS = {"shiftboss": "shiftboss", "shiftboss.core": "core", "shiftboss.services": "services", "shiftboss.workers": "workers"}
+
+
+def _packages() -> list[str]:
+    found: list[str] = []
+    for name, folder in ROOTS.items():
+        found.append(name)
+        found += [f"{name}.{sub}" for sub in find_packages(folder) if f"{name}.{sub}".split(".")[1] not in ("core", "services", "workers") or name != "shiftboss"]
+    return sorted(set(found))
+
+
+EXTENSIONS = [
+    Extension("shiftboss.core._admission", [os.path.join("core", "_admission.pyx")]),
+]
+
+setup(
+    packages=_packages(),
+    ext_modules=cythonize(EXTENSIONS, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}),
+)
