@@ -25,7 +25,7 @@ test: install
 proto: install
 	$(PY) -m grpc_tools.protoc -Iproto \
 		--python_out=. --pyi_out=. --grpc_python_out=. \
-		--descriptor_set_out=shiftboss/v1/descriptors.binpb --include_source_info --include_imports \
+		--descriptor_set_out=shiftboss/v1/descriptors.binpb --include_source_info \
 		proto/shiftboss/v1/*.proto
 
 bench: install

@@ -12,20 +12,22 @@ ARG_FIELD_NUMBER: _ClassVar[int]
 arg: _descriptor.FieldDescriptor
 
 class CliCommand(_message.Message):
-    __slots__ = ("path", "items", "columns", "done", "json_output", "title")
+    __slots__ = ("path", "items", "columns", "done", "json_output", "title", "document")
     PATH_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     JSON_OUTPUT_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     path: str
     items: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     done: str
     json_output: bool
     title: str
-    def __init__(self, path: _Optional[str] = ..., items: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., done: _Optional[str] = ..., json_output: _Optional[bool] = ..., title: _Optional[str] = ...) -> None: ...
+    document: str
+    def __init__(self, path: _Optional[str] = ..., items: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., done: _Optional[str] = ..., json_output: _Optional[bool] = ..., title: _Optional[str] = ..., document: _Optional[str] = ...) -> None: ...
 
 class CliArg(_message.Message):
     __slots__ = ("positional", "flag", "short", "file", "json", "hidden", "key_value")

@@ -190,10 +190,12 @@ class EnsureWorkQueuesRequest(_message.Message):
     def __init__(self, pool: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("pool",)
+    __slots__ = ("pool", "initial")
     POOL_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_FIELD_NUMBER: _ClassVar[int]
     pool: str
-    def __init__(self, pool: _Optional[str] = ...) -> None: ...
+    initial: bool
+    def __init__(self, pool: _Optional[str] = ..., initial: _Optional[bool] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
     __slots__ = ("kind", "pool", "queue", "at")
@@ -203,10 +205,12 @@ class WatchEvent(_message.Message):
         CREATED: _ClassVar[WatchEvent.Kind]
         UPDATED: _ClassVar[WatchEvent.Kind]
         DELETED: _ClassVar[WatchEvent.Kind]
+        SYNCED: _ClassVar[WatchEvent.Kind]
     KIND_UNSPECIFIED: WatchEvent.Kind
     CREATED: WatchEvent.Kind
     UPDATED: WatchEvent.Kind
     DELETED: WatchEvent.Kind
+    SYNCED: WatchEvent.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]

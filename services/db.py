@@ -1,0 +1,141 @@
+"""Database access shared by the services: engines, transactions, migrations.
+
+Each service owns its tables (its own metadata and Alembic history, with its own
+version table), so a service can move to its own database by URL alone.
+
+SQLite is the embedded default. It allows one writer at a time; rather than let
+concurrent requests collide on "database is locked", writes of one process are
+serialised by an asyncio lock and the file runs in WAL mode so reads never wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+__all__ = ["Database", "open_database", "release_database", "run_migrations_online"]
+
+
+def naming() -> MetaData:
+    return MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Base(DeclarativeBase):
+    """Per-service bases subclass this with their own metadata."""
+
+    __abstract__ = True
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Database:
+    """One engine and its sessions; `transaction()` is one request's unit of work."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: AsyncEngine = create_async_engine(url, connect_args={"timeout": 30})
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._users = 0
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction: committed on success, rolled back on any error."""
+        lock = self._write_lock or contextlib.nullcontext()
+        async with lock:
+            async with self.sessions.begin() as session:
+                yield session
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only."""
+        async with self.sessions() as session:
+            yield session
+
+    async def upgrade(self, service: str) -> None:
+        """Apply the service's Alembic migrations up to head."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_upgrade_sync, service)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def alembic_config(service: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", f"shiftboss.services.{service}:migrations")
+    cfg.attributes["version_table"] = f"alembic_version_{service}"
+    return cfg
+
+
+def _upgrade_sync(connection, service: str) -> None:  # type: ignore[no-untyped-def]
+    cfg = alembic_config(service)
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")
+
+
+def run_migrations_online(target_metadata: MetaData) -> None:
+    """Body of every service's migrations/env.py: run on the connection handed in."""
+    from alembic import context
+
+    config = context.config
+    connection = config.attributes["connection"]
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table=config.attributes["version_table"],
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+_OPEN: dict[str, Database] = {}
+
+
+def open_database(url: str) -> Database:
+    """The process-wide Database for a URL: services on one SQLite file share one writer lock."""
+    db = _OPEN.get(url)
+    if db is None:
+        db = _OPEN[url] = Database(url)
+    db._users += 1
+    return db
+
+
+async def release_database(db: Database) -> None:
+    """Give back a Database from open_database; the last user disposes of its engine."""
+    db._users -= 1
+    if db._users <= 0:
+        _OPEN.pop(db.url, None)
+        await db.dispose()

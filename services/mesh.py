@@ -1,0 +1,173 @@
+"""The mesh launcher: one gRPC server hosting some or all of the services.
+
+Services never import each other; each reaches the others through `Peers`, which hands
+out gRPC stubs. When a peer runs in this process the stub talks to this very server over
+loopback, so splitting the services across processes changes no code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from shiftboss.errors import error_for_code
+from shiftboss.services.interceptors import ErrorInterceptor
+from shiftboss.settings import Settings
+
+log = logging.getLogger("shiftboss.server")
+
+#: Every service, in start order: a service may call those before it while starting.
+SERVICE_NAMES = ("templates", "pools", "heartbeats", "scheduler")
+#: Messages up to this size are accepted (templates and logs can be large).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class Service(Protocol):
+    """What a service package's `build(mesh)` returns."""
+
+    name: str
+    full_name: str
+
+    def register(self, server: aio.Server) -> None: ...
+    async def start(self) -> None: ...
+    def closing(self) -> None:
+        """End long-lived streams so the server can stop within its grace period."""
+    async def stop(self) -> None: ...
+
+
+def available_services() -> list[str]:
+    found = []
+    for name in SERVICE_NAMES:
+        try:
+            importlib.import_module(f"shiftboss.services.{name}.service")
+        except ModuleNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+@dataclass
+class Peers:
+    """gRPC stubs to the other services, wherever they run."""
+
+    settings: Settings
+    local_address: str = ""
+    local: set[str] = field(default_factory=set)
+    _channels: dict[str, aio.Channel] = field(default_factory=dict)
+
+    def address(self, service: str) -> str:
+        if service in self.local:
+            return self.local_address
+        remote = self.settings.address_for(service)
+        return remote or self.settings.api_address
+
+    def channel(self, service: str) -> aio.Channel:
+        target = self.address(service)
+        channel = self._channels.get(target)
+        if channel is None:
+            channel = self._channels[target] = aio.insecure_channel(
+                target,
+                options=[
+                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ],
+            )
+        return channel
+
+    def stub(self, service: str, stub_class: Callable[[aio.Channel], Any]) -> Any:
+        return stub_class(self.channel(service))
+
+    async def call(self, method: Callable[..., Any], request: Any, timeout: float | None = None) -> Any:
+        """Call a peer's RPC; its failure comes back as the same typed error."""
+        try:
+            return await method(request, timeout=timeout or self.settings.request_timeout)
+        except aio.AioRpcError as exc:
+            raise error_for_code(exc.code().name, exc.details() or exc.code().name) from None
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+
+class Mesh:
+    """Start, serve and stop a set of services on one port."""
+
+    def __init__(self, settings: Settings, services: list[str] | None = None) -> None:
+        self.settings = settings
+        unknown = sorted(set(services or []) - set(SERVICE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown service {', '.join(unknown)}; one of {', '.join(SERVICE_NAMES)}")
+        wanted = services or available_services()
+        self.names = [n for n in SERVICE_NAMES if n in wanted]
+        self.peers = Peers(settings, local=set(self.names))
+        self.services: list[Service] = []
+        self.server: aio.Server | None = None
+        self.port = 0
+        self._health: health.aio.HealthServicer | None = None
+
+    async def start(self, host: str | None = None, port: int | None = None) -> int:
+        host = host or self.settings.host
+        port = self.settings.port if port is None else port
+        self.server = aio.server(
+            interceptors=[ErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {host}:{port}")
+        loopback = "127.0.0.1" if host in ("0.0.0.0", "", "::", "[::]") else host
+        self.peers.local_address = f"{loopback}:{self.port}"
+        for name in self.names:
+            module = importlib.import_module(f"shiftboss.services.{name}.service")
+            service: Service = module.build(self)
+            service.register(self.server)
+            self.services.append(service)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
+        full_names = [s.full_name for s in self.services]
+        reflection.enable_server_reflection([*full_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+        await self.server.start()
+        for service in self.services:
+            await service.start()
+        for full in ["", *full_names]:
+            await health_servicer.set(full, health_pb2.HealthCheckResponse.SERVING)
+        self._health = health_servicer
+        log.info("serving %s on %s:%d", ", ".join(self.names), host, self.port)
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        for service in reversed(self.services):
+            service.closing()
+        if self.server is not None:
+            await self.server.stop(grace)
+        for service in reversed(self.services):
+            await service.stop()
+        await self.peers.close()
+
+    async def serve_until_signalled(self) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping")
+        await self.stop()

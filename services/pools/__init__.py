@@ -1,0 +1,1 @@
+"""PoolService: work pools and their work queues."""

@@ -1,0 +1,317 @@
+"""Work pools and work queues: the rules, as plain functions over a session.
+
+Every function runs inside the caller's transaction; a raised error rolls back all of
+it, so a failed request leaves no row behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shiftboss.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from shiftboss.services.pools.models import WorkPoolRow, WorkQueueRow
+
+DEFAULT_QUEUE = "default"
+MAX_NAME_LENGTH = 255
+FORBIDDEN_NAME_CHARACTERS = "/%&<>"
+POOL_TYPES = (
+    "process",
+    "docker",
+    "kubernetes",
+    "ecs",
+    "cloud-run",
+    "vertex-ai",
+    "azure-container-instance",
+    "noop",
+)
+#: A queue is READY while a worker served it within this many seconds.
+QUEUE_READY_SECONDS = 60.0
+
+_UNSET: Any = object()
+
+
+def validate_name(field: str, value: str) -> str:
+    if not value or not value.strip():
+        raise InvalidArgument(f"{field}: must not be empty", field=field)
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidArgument(
+            f"{field}: {len(value)} characters is longer than the limit of {MAX_NAME_LENGTH}", field=field
+        )
+    bad = sorted({c for c in value if c in FORBIDDEN_NAME_CHARACTERS or not c.isprintable()})
+    if bad:
+        shown = " ".join(repr(c) for c in bad)
+        raise InvalidArgument(
+            f"{field}: {value!r} contains {shown}; names may not hold / % & < > or control characters",
+            field=field,
+        )
+    if value != value.strip():
+        raise InvalidArgument(f"{field}: {value!r} has leading or trailing whitespace", field=field)
+    return value
+
+
+def validate_limit(field: str, value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise InvalidArgument(f"{field}: must be at least 1, got {value}", field=field)
+    return value
+
+
+def validate_priority(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise InvalidArgument(f"priority: must be a positive integer (1 is highest), got {value}", field="priority")
+    return value
+
+
+def validate_type(value: str) -> str:
+    if not value:
+        raise InvalidArgument(f"type: is required; one of {', '.join(POOL_TYPES)}", field="type")
+    if value not in POOL_TYPES:
+        raise InvalidArgument(
+            f"type: unknown work pool type {value!r}; one of {', '.join(POOL_TYPES)}", field="type"
+        )
+    return value
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+def queue_status(queue: WorkQueueRow, now: datetime) -> str:
+    if queue.paused:
+        return "PAUSED"
+    polled = as_utc(queue.last_polled)
+    if polled is not None and (now - polled).total_seconds() <= QUEUE_READY_SECONDS:
+        return "READY"
+    return "NOT_READY"
+
+
+def pool_status(pool: WorkPoolRow, online_workers: int) -> str:
+    if pool.paused:
+        return "PAUSED"
+    return "READY" if online_workers > 0 else "NOT_READY"
+
+
+# ---------------------------------------------------------------- pools
+
+
+async def get_pool(session: AsyncSession, name: str, *, lock: bool = False, field: str = "name") -> WorkPoolRow:
+    if not name:
+        raise InvalidArgument(f"{field}: a work pool name is required", field=field)
+    validate_name(field, name)
+    query = select(WorkPoolRow).where(WorkPoolRow.name == name)
+    if lock:
+        query = query.with_for_update()
+    pool = (await session.execute(query)).unique().scalar_one_or_none()
+    if pool is None:
+        raise NotFound(f"work pool {name!r} not found", field=field)
+    return pool
+
+
+async def list_pools(session: AsyncSession) -> list[WorkPoolRow]:
+    return list((await session.execute(select(WorkPoolRow).order_by(WorkPoolRow.name))).unique().scalars())
+
+
+async def create_pool(
+    session: AsyncSession,
+    *,
+    name: str,
+    type: str,
+    description: str = "",
+    paused: bool = False,
+    concurrency_limit: int | None = None,
+    base_job_template: dict[str, Any],
+) -> WorkPoolRow:
+    validate_name("name", name)
+    validate_type(type)
+    validate_limit("concurrency_limit", concurrency_limit)
+    existing = (await session.execute(select(WorkPoolRow.id).where(WorkPoolRow.name == name))).first()
+    if existing is not None:
+        raise AlreadyExists(f"work pool {name!r} already exists", field="name")
+    pool = WorkPoolRow(
+        name=name,
+        type=type,
+        description=description,
+        paused=paused,
+        concurrency_limit=concurrency_limit,
+        base_job_template=base_job_template,
+    )
+    pool.queues = [WorkQueueRow(name=DEFAULT_QUEUE, priority=1, description="The pool's default queue", paused=False)]
+    session.add(pool)
+    await session.flush()
+    return pool
+
+
+async def update_pool(
+    session: AsyncSession,
+    name: str,
+    *,
+    description: str | None = None,
+    concurrency_limit: int | None = _UNSET,
+    base_job_template: dict[str, Any] | None = None,
+    paused: bool | None = None,
+) -> WorkPoolRow:
+    pool = await get_pool(session, name, lock=True)
+    if description is not None:
+        pool.description = description
+    if concurrency_limit is not _UNSET:
+        pool.concurrency_limit = validate_limit("concurrency_limit", concurrency_limit)
+    if base_job_template is not None:
+        pool.base_job_template = base_job_template
+    if paused is not None:
+        pool.paused = paused
+    pool.updated = datetime.now(timezone.utc)
+    await session.flush()
+    return pool
+
+
+async def delete_pool(session: AsyncSession, name: str) -> WorkPoolRow:
+    pool = await get_pool(session, name, lock=True)
+    await session.delete(pool)
+    await session.flush()
+    return pool
+
+
+# ---------------------------------------------------------------- queues
+
+
+def _find_queue(pool: WorkPoolRow, name: str) -> WorkQueueRow:
+    for queue in pool.queues:
+        if queue.name == name:
+            return queue
+    raise NotFound(f"work queue {name!r} not found in work pool {pool.name!r}", field="name")
+
+
+def lowest_free_priority(taken: Iterable[int]) -> int:
+    used = set(taken)
+    candidate = 1
+    while candidate in used:
+        candidate += 1
+    return candidate
+
+
+def place(queues: list[WorkQueueRow], moving: WorkQueueRow, priority: int) -> None:
+    """Put `moving` at `priority`; the queues at and below move down just as far as needed.
+
+    {default 1, A 2, B 3} + C at 2 gives default 1, C 2, A 3, B 4; a gap below stops the shift.
+    """
+    others = sorted((q for q in queues if q is not moving), key=lambda q: q.priority)
+    current = priority
+    for queue in others:
+        if queue.priority < priority:
+            continue
+        if queue.priority > current:
+            break
+        queue.priority = current + 1
+        current = queue.priority
+    moving.priority = priority
+
+
+async def get_queue(session: AsyncSession, pool_name: str, name: str, *, lock: bool = False) -> WorkQueueRow:
+    validate_name("name", name)
+    pool = await get_pool(session, pool_name, lock=lock, field="pool")
+    return _find_queue(pool, name)
+
+
+async def create_queue(
+    session: AsyncSession,
+    *,
+    pool_name: str,
+    name: str,
+    priority: int | None = None,
+    concurrency_limit: int | None = None,
+    description: str = "",
+    paused: bool = False,
+) -> WorkQueueRow:
+    validate_name("name", name)
+    validate_priority(priority)
+    validate_limit("concurrency_limit", concurrency_limit)
+    pool = await get_pool(session, pool_name, lock=True, field="pool")
+    if any(q.name == name for q in pool.queues):
+        raise AlreadyExists(f"work queue {name!r} already exists in work pool {pool_name!r}", field="name")
+    queue = WorkQueueRow(
+        name=name,
+        priority=0,
+        concurrency_limit=concurrency_limit,
+        description=description,
+        paused=paused,
+    )
+    if priority is None:
+        queue.priority = lowest_free_priority(q.priority for q in pool.queues)
+    else:
+        place(list(pool.queues), queue, priority)
+    pool.queues.append(queue)
+    await session.flush()
+    return queue
+
+
+async def ensure_queues(session: AsyncSession, pool_name: str, names: list[str]) -> list[WorkQueueRow]:
+    """The named queues of a pool, creating the missing ones (a worker naming queues)."""
+    for name in names:
+        validate_name("names", name)
+    pool = await get_pool(session, pool_name, lock=True, field="pool")
+    have = {q.name for q in pool.queues}
+    for name in dict.fromkeys(names):
+        if name not in have:
+            pool.queues.append(
+                WorkQueueRow(name=name, priority=lowest_free_priority(q.priority for q in pool.queues), description="")
+            )
+            have.add(name)
+    await session.flush()
+    return [q for q in sorted(pool.queues, key=lambda q: q.priority) if q.name in names] if names else list(pool.queues)
+
+
+async def update_queue(
+    session: AsyncSession,
+    pool_name: str,
+    name: str,
+    *,
+    priority: int | None = None,
+    concurrency_limit: int | None = _UNSET,
+    description: str | None = None,
+    paused: bool | None = None,
+) -> WorkQueueRow:
+    validate_priority(priority)
+    queue = await get_queue(session, pool_name, name, lock=True)
+    if priority is not None and priority != queue.priority:
+        place(list(queue.pool.queues), queue, priority)
+    if concurrency_limit is not _UNSET:
+        queue.concurrency_limit = validate_limit("concurrency_limit", concurrency_limit)
+    if description is not None:
+        queue.description = description
+    if paused is not None:
+        queue.paused = paused
+    queue.updated = datetime.now(timezone.utc)
+    await session.flush()
+    return queue
+
+
+async def delete_queue(session: AsyncSession, pool_name: str, name: str) -> WorkQueueRow:
+    queue = await get_queue(session, pool_name, name, lock=True)
+    if queue.name == DEFAULT_QUEUE:
+        raise FailedPrecondition(
+            f"work queue {DEFAULT_QUEUE!r} of work pool {pool_name!r} cannot be deleted", field="name"
+        )
+    pool = queue.pool
+    pool.queues.remove(queue)
+    await session.flush()
+    return queue
+
+
+async def list_queues(session: AsyncSession, pool_name: str) -> list[WorkQueueRow]:
+    pool = await get_pool(session, pool_name, field="pool")
+    return sorted(pool.queues, key=lambda q: q.priority)
+
+
+async def mark_polled(session: AsyncSession, pool_name: str, names: list[str], at: datetime) -> None:
+    pool = await get_pool(session, pool_name, field="pool")
+    for queue in pool.queues:
+        if not names or queue.name in names:
+            queue.last_polled = at
+    await session.flush()

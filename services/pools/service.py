@@ -1,0 +1,251 @@
+"""PoolService's gRPC servicer: convert the request, call the domain, convert the reply."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+from grpc import aio
+
+from shiftboss._wire import from_struct
+from shiftboss.services.db import open_database, release_database
+from shiftboss.services.pools import domain
+from shiftboss.services.pools.watch import Broadcaster
+from shiftboss.services.pools.wire import optional, pool_to_proto, queue_to_proto
+from shiftboss.v1 import pools_pb2, pools_pb2_grpc, templates_pb2, templates_pb2_grpc
+
+Event = pools_pb2.WatchEvent
+
+
+class PoolService(pools_pb2_grpc.PoolServiceServicer):
+    name = "pools"
+    full_name = pools_pb2.DESCRIPTOR.services_by_name["PoolService"].full_name
+
+    def __init__(self, mesh: Any) -> None:
+        self.mesh = mesh
+        self.db = open_database(mesh.settings.database_url_for(self.name))
+        self.events = Broadcaster()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def register(self, server: aio.Server) -> None:
+        pools_pb2_grpc.add_PoolServiceServicer_to_server(self, server)
+
+    async def start(self) -> None:
+        await self.db.upgrade(self.name)
+
+    def closing(self) -> None:
+        self.events.close()
+
+    async def stop(self) -> None:
+        await release_database(self.db)
+
+    # ------------------------------------------------------------ helpers
+
+    @property
+    def _templates(self) -> templates_pb2_grpc.TemplateServiceStub:
+        return self.mesh.peers.stub("templates", templates_pb2_grpc.TemplateServiceStub)
+
+    async def _checked_template(self, request: Any, pool_type: str) -> dict[str, Any] | None:
+        """The request's template once TemplateService accepts it; None when none was sent."""
+        if not request.HasField("base_job_template"):
+            return None
+        template = request.base_job_template
+        await self.mesh.peers.call(self._templates.ValidateTemplate, templates_pb2.ValidateTemplateRequest(template=template))
+        return from_struct(template)
+
+    async def _default_template(self, pool_type: str) -> dict[str, Any]:
+        reply = await self.mesh.peers.call(
+            self._templates.GetDefaultBaseJobTemplate, templates_pb2.GetDefaultBaseJobTemplateRequest(type=pool_type)
+        )
+        return from_struct(reply.template)
+
+    def _pool_event(self, kind: int, pool: pools_pb2.WorkPool, queue: pools_pb2.WorkQueue | None = None) -> None:
+        event = Event(kind=kind, pool=pool, queue=queue)
+        event.at.GetCurrentTime()
+        self.events.publish(event)
+
+    async def _pool_change(self, name: str, **changes: Any) -> pools_pb2.WorkPool:
+        async with self.db.transaction() as session:
+            reply = pool_to_proto(await domain.update_pool(session, name, **changes))
+        self._pool_event(Event.UPDATED, reply)
+        return reply
+
+    async def _queue_change(self, request: Any, **changes: Any) -> pools_pb2.WorkQueue:
+        async with self.db.transaction() as session:
+            queue = await domain.update_queue(session, request.pool, request.name, **changes)
+            pool = pool_to_proto(queue.pool)
+            siblings = [queue_to_proto(q, request.pool) for q in queue.pool.queues if q is not queue]
+            reply = queue_to_proto(queue, request.pool)
+        self._pool_event(Event.UPDATED, pool, reply)
+        for sibling in siblings:  # priorities may have shifted
+            self._pool_event(Event.UPDATED, pool, sibling)
+        return reply
+
+    # ------------------------------------------------------------ pools
+
+    async def CreateWorkPool(self, request: pools_pb2.CreateWorkPoolRequest, context: Any) -> pools_pb2.WorkPool:
+        domain.validate_name("name", request.name)
+        domain.validate_type(request.type)
+        template = await self._checked_template(request, request.type) or await self._default_template(request.type)
+        async with self.db.transaction() as session:
+            pool = await domain.create_pool(
+                session,
+                name=request.name,
+                type=request.type,
+                description=request.description,
+                paused=request.paused,
+                concurrency_limit=optional(request, "concurrency_limit"),
+                base_job_template=template,
+            )
+            reply = pool_to_proto(pool)
+            default = queue_to_proto(pool.queues[0], pool.name)
+        self._pool_event(Event.CREATED, reply)
+        self._pool_event(Event.CREATED, reply, default)
+        return reply
+
+    async def GetWorkPool(self, request: pools_pb2.WorkPoolRef, context: Any) -> pools_pb2.WorkPool:
+        async with self.db.reading() as session:
+            return pool_to_proto(await domain.get_pool(session, request.name))
+
+    async def ListWorkPools(self, request: pools_pb2.ListWorkPoolsRequest, context: Any) -> pools_pb2.ListWorkPoolsResponse:
+        async with self.db.reading() as session:
+            pools = await domain.list_pools(session)
+            return pools_pb2.ListWorkPoolsResponse(work_pools=[pool_to_proto(p) for p in pools])
+
+    async def UpdateWorkPool(self, request: pools_pb2.UpdateWorkPoolRequest, context: Any) -> pools_pb2.WorkPool:
+        changes: dict[str, Any] = {"description": optional(request, "description")}
+        if request.HasField("concurrency_limit"):
+            changes["concurrency_limit"] = domain.validate_limit("concurrency_limit", request.concurrency_limit)
+        if request.HasField("base_job_template"):
+            async with self.db.reading() as session:
+                pool_type = (await domain.get_pool(session, request.name)).type
+            changes["base_job_template"] = await self._checked_template(request, pool_type)
+        return await self._pool_change(request.name, **changes)
+
+    async def PauseWorkPool(self, request: pools_pb2.WorkPoolRef, context: Any) -> pools_pb2.WorkPool:
+        return await self._pool_change(request.name, paused=True)
+
+    async def ResumeWorkPool(self, request: pools_pb2.WorkPoolRef, context: Any) -> pools_pb2.WorkPool:
+        return await self._pool_change(request.name, paused=False)
+
+    async def SetWorkPoolConcurrencyLimit(
+        self, request: pools_pb2.SetWorkPoolConcurrencyLimitRequest, context: Any
+    ) -> pools_pb2.WorkPool:
+        return await self._pool_change(request.name, concurrency_limit=request.concurrency_limit)
+
+    async def ClearWorkPoolConcurrencyLimit(self, request: pools_pb2.WorkPoolRef, context: Any) -> pools_pb2.WorkPool:
+        return await self._pool_change(request.name, concurrency_limit=None)
+
+    async def DeleteWorkPool(self, request: pools_pb2.WorkPoolRef, context: Any) -> pools_pb2.DeleteResponse:
+        async with self.db.transaction() as session:
+            reply = pool_to_proto(await domain.delete_pool(session, request.name))
+        self._pool_event(Event.DELETED, reply)
+        return pools_pb2.DeleteResponse()
+
+    # ------------------------------------------------------------ queues
+
+    async def CreateWorkQueue(self, request: pools_pb2.CreateWorkQueueRequest, context: Any) -> pools_pb2.WorkQueue:
+        async with self.db.transaction() as session:
+            queue = await domain.create_queue(
+                session,
+                pool_name=request.pool,
+                name=request.name,
+                priority=optional(request, "priority"),
+                concurrency_limit=optional(request, "concurrency_limit"),
+                description=request.description,
+                paused=request.paused,
+            )
+            pool = pool_to_proto(queue.pool)
+            queues = [queue_to_proto(q, request.pool) for q in queue.pool.queues]
+            reply = queue_to_proto(queue, request.pool)
+        for each in queues:
+            self._pool_event(Event.CREATED if each.name == reply.name else Event.UPDATED, pool, each)
+        return reply
+
+    async def GetWorkQueue(self, request: pools_pb2.WorkQueueRef, context: Any) -> pools_pb2.WorkQueue:
+        async with self.db.reading() as session:
+            return queue_to_proto(await domain.get_queue(session, request.pool, request.name), request.pool)
+
+    async def ListWorkQueues(
+        self, request: pools_pb2.ListWorkQueuesRequest, context: Any
+    ) -> pools_pb2.ListWorkQueuesResponse:
+        async with self.db.reading() as session:
+            queues = await domain.list_queues(session, request.pool)
+            now = datetime.now(timezone.utc)
+            return pools_pb2.ListWorkQueuesResponse(work_queues=[queue_to_proto(q, request.pool, now) for q in queues])
+
+    async def UpdateWorkQueue(self, request: pools_pb2.UpdateWorkQueueRequest, context: Any) -> pools_pb2.WorkQueue:
+        changes: dict[str, Any] = {
+            "priority": optional(request, "priority"),
+            "description": optional(request, "description"),
+        }
+        if request.HasField("concurrency_limit"):
+            changes["concurrency_limit"] = request.concurrency_limit
+        return await self._queue_change(request, **changes)
+
+    async def PauseWorkQueue(self, request: pools_pb2.WorkQueueRef, context: Any) -> pools_pb2.WorkQueue:
+        return await self._queue_change(request, paused=True)
+
+    async def ResumeWorkQueue(self, request: pools_pb2.WorkQueueRef, context: Any) -> pools_pb2.WorkQueue:
+        return await self._queue_change(request, paused=False)
+
+    async def SetWorkQueueConcurrencyLimit(
+        self, request: pools_pb2.SetWorkQueueConcurrencyLimitRequest, context: Any
+    ) -> pools_pb2.WorkQueue:
+        return await self._queue_change(request, concurrency_limit=request.concurrency_limit)
+
+    async def ClearWorkQueueConcurrencyLimit(self, request: pools_pb2.WorkQueueRef, context: Any) -> pools_pb2.WorkQueue:
+        return await self._queue_change(request, concurrency_limit=None)
+
+    async def DeleteWorkQueue(self, request: pools_pb2.WorkQueueRef, context: Any) -> pools_pb2.DeleteResponse:
+        async with self.db.transaction() as session:
+            queue = await domain.delete_queue(session, request.pool, request.name)
+            reply = queue_to_proto(queue, request.pool)
+            pool = pool_to_proto(queue.pool) if queue.pool is not None else pools_pb2.WorkPool(name=request.pool)
+        self._pool_event(Event.DELETED, pool, reply)
+        return pools_pb2.DeleteResponse()
+
+    async def EnsureWorkQueues(
+        self, request: pools_pb2.EnsureWorkQueuesRequest, context: Any
+    ) -> pools_pb2.ListWorkQueuesResponse:
+        async with self.db.transaction() as session:
+            before = {q.name for q in (await domain.get_pool(session, request.pool, field="pool")).queues}
+            queues = await domain.ensure_queues(session, request.pool, list(request.names))
+            pool = pool_to_proto(queues[0].pool) if queues else None
+            replies = [queue_to_proto(q, request.pool) for q in queues]
+        for reply in replies:
+            if reply.name not in before and pool is not None:
+                self._pool_event(Event.CREATED, pool, reply)
+        return pools_pb2.ListWorkQueuesResponse(work_queues=replies)
+
+    async def Watch(self, request: pools_pb2.WatchRequest, context: Any) -> AsyncIterator[pools_pb2.WatchEvent]:
+        subscription = self.events.subscribe(request.pool)
+        try:
+            initial = await self._initial_state(request)
+        except BaseException:
+            subscription.cancel()
+            raise
+        for event in initial:
+            yield event
+        yield Event(kind=Event.SYNCED)
+        async for event in subscription.events():
+            yield event
+
+    async def _initial_state(self, request: pools_pb2.WatchRequest) -> list[pools_pb2.WatchEvent]:
+        async with self.db.reading() as session:
+            if request.pool:
+                pools = [await domain.get_pool(session, request.pool, field="pool")]
+            else:
+                pools = await domain.list_pools(session) if request.initial else []
+            initial = []
+            for pool in pools if request.initial else []:
+                message = pool_to_proto(pool)
+                initial.append(Event(kind=Event.CREATED, pool=message))
+                initial += [Event(kind=Event.CREATED, pool=message, queue=queue_to_proto(q, pool.name)) for q in pool.queues]
+        return initial
+
+
+def build(mesh: Any) -> PoolService:
+    return PoolService(mesh)

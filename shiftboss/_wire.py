@@ -1,0 +1,82 @@
+"""Conversions between protobuf messages and plain Python values, shared by every layer.
+
+google.protobuf.Struct keeps every number as a double; JSON users wrote `30`, not
+`30.0`, so integral numbers come back as ints.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.struct_pb2 import ListValue, Struct, Value
+from google.protobuf.timestamp_pb2 import Timestamp
+
+__all__ = ["to_struct", "from_struct", "from_value", "to_timestamp", "from_timestamp", "message_to_dict"]
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def to_struct(value: dict[str, Any] | None) -> Struct:
+    struct = Struct()
+    if value:
+        struct.update(value)
+    return struct
+
+
+def from_struct(struct: Struct) -> dict[str, Any]:
+    return _integral(json_format.MessageToDict(struct))
+
+
+def from_value(value: Value | ListValue) -> Any:
+    return _integral(json_format.MessageToDict(value))
+
+
+def to_timestamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def from_timestamp(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=timezone.utc)
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """proto3 JSON with the proto field names and every field, unset optional ones as null."""
+    out = _integral(
+        json_format.MessageToDict(
+            message,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
+    )
+    for field in message.DESCRIPTOR.fields:
+        if field.name in out:
+            if field.type == FieldDescriptor.TYPE_MESSAGE and not _is_well_known(field):
+                if field.is_repeated and not field.message_type.GetOptions().map_entry:
+                    out[field.name] = [message_to_dict(item) for item in getattr(message, field.name)]
+                elif not field.is_repeated:
+                    out[field.name] = message_to_dict(getattr(message, field.name))
+            continue
+        out[field.name] = None
+    return out
+
+
+def _is_well_known(field: FieldDescriptor) -> bool:
+    return field.message_type.full_name.startswith("google.protobuf.")

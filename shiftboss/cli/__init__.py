@@ -1,0 +1,28 @@
+"""The `shiftboss` command: the generated RPC commands plus the server's own commands."""
+
+from __future__ import annotations
+
+import click
+
+from shiftboss.cli.generated import add_generated
+from shiftboss.cli.server import server
+from shiftboss.client import Client
+
+__all__ = ["main", "cli"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="shiftboss")
+def cli() -> None:
+    """shiftboss: work pools, work queues and workers.
+
+    Commands connect to SHIFTBOSS_API_ADDRESS (default 127.0.0.1:4300).
+    """
+
+
+add_generated(cli, Client)
+cli.add_command(server)
+
+
+def main() -> None:
+    cli(prog_name="shiftboss")

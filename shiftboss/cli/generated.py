@@ -1,0 +1,175 @@
+"""The command tree built from the proto contracts.
+
+Each RPC with a `(shiftboss.v1.cli)` option becomes a command at its `path`; each field
+of its request becomes an argument or a flag (as its `(shiftboss.v1.arg)` option says),
+with the field's proto comment as help. Nothing here names a particular RPC.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from google.protobuf.descriptor import FieldDescriptor
+
+from shiftboss._wire import from_struct, message_to_dict, to_struct
+from shiftboss.cli import output
+from shiftboss.cli.descriptors import Command, arg_options, commands, field_help
+from shiftboss.errors import ShiftbossError
+
+_SCALARS: dict[int, Any] = {
+    FieldDescriptor.TYPE_STRING: str,
+    FieldDescriptor.TYPE_INT32: int,
+    FieldDescriptor.TYPE_INT64: int,
+    FieldDescriptor.TYPE_UINT32: int,
+    FieldDescriptor.TYPE_DOUBLE: float,
+    FieldDescriptor.TYPE_FLOAT: float,
+}
+
+
+def _flag(field: FieldDescriptor) -> str:
+    opts = arg_options(field)
+    return "--" + (opts.flag or field.name).replace("_", "-")
+
+
+def _is_struct(field: FieldDescriptor) -> bool:
+    return field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name == "google.protobuf.Struct"
+
+
+def _param(field: FieldDescriptor) -> click.Parameter | None:
+    opts = arg_options(field)
+    if opts.hidden:
+        return None
+    help_text = field_help(field)
+    decls = [_flag(field)] + ([f"-{opts.short}"] if opts.short else [])
+    if _is_struct(field):
+        metavar = "FILE" if opts.file else "JSON"
+        if opts.positional:
+            return click.Argument([field.name], metavar=metavar)
+        return click.Option([*decls, field.name], metavar=metavar, help=help_text, default=None)
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        choice = click.Choice([v.name for v in field.enum_type.values if v.number != 0], case_sensitive=False)
+        if opts.positional:
+            return click.Argument([field.name], type=choice)
+        return click.Option([*decls, field.name], type=choice, multiple=field.is_repeated, help=help_text)
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        if field.has_presence:
+            on, off = _flag(field), "--no-" + _flag(field)[2:]
+            return click.Option([f"{on}/{off}", field.name], default=None, help=help_text)
+        return click.Option([*decls, field.name], is_flag=True, default=False, help=help_text)
+    kind = _SCALARS.get(field.type, str)
+    if opts.positional:
+        return click.Argument([field.name], type=kind)
+    if field.is_repeated:
+        return click.Option([*decls, field.name], type=kind, multiple=True, help=help_text)
+    return click.Option([*decls, field.name], type=kind, default=None, help=help_text)
+
+
+def _load_document(field: FieldDescriptor, value: str) -> dict[str, Any]:
+    flag = _flag(field)
+    if arg_options(field).file:
+        path = Path(value)
+        if not path.is_file():
+            raise click.BadParameter(f"{value}: no such file", param_hint=flag)
+        text = path.read_text()
+        try:
+            data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise click.BadParameter(f"{value} is not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {exc}", param_hint=flag) from None
+    else:
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"{value!r} is not valid JSON: {exc}", param_hint=flag) from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"must hold a JSON object, got {type(data).__name__}", param_hint=flag)
+    return data
+
+
+def build_request(command: Command, values: dict[str, Any]) -> Any:
+    request = command.method.input_type._concrete_class()
+    for field in command.method.input_type.fields:
+        value = values.get(field.name)
+        if value is None or (field.is_repeated and not value):
+            continue
+        if _is_struct(field):
+            getattr(request, field.name).CopyFrom(to_struct(_load_document(field, value)))
+        elif field.type == FieldDescriptor.TYPE_ENUM:
+            numbers = [field.enum_type.values_by_name[v.upper()].number for v in (value if field.is_repeated else [value])]
+            if field.is_repeated:
+                getattr(request, field.name).extend(numbers)
+            else:
+                setattr(request, field.name, numbers[0])
+        elif field.is_repeated:
+            getattr(request, field.name).extend(value)
+        else:
+            setattr(request, field.name, value)
+    return request
+
+
+def show(command: Command, request: Any, reply: Any, fmt: str, file: str | None) -> None:
+    opts = command.options
+    if opts.done:
+        output.stdout.print(opts.done.format(**message_to_dict(request)), markup=False, highlight=False)
+        return
+    if opts.document:
+        if fmt == "json":
+            output.print_json(message_to_dict(reply))
+            return
+        document = from_struct(getattr(reply, opts.document))
+        if file:
+            Path(file).write_text(output.to_json(document) + "\n")
+            output.stderr.print(f"Wrote {file}", markup=False, highlight=False)
+        else:
+            output.print_json(document)
+        return
+    if opts.items:
+        items = list(getattr(reply, opts.items))
+        if fmt == "json":
+            output.print_json([message_to_dict(item) for item in items])
+        else:
+            output.print_items(items, list(opts.columns), opts.title)
+        return
+    if fmt == "json":
+        output.print_json(message_to_dict(reply))
+    else:
+        output.print_object(reply, opts.title)
+
+
+def make_command(command: Command, name: str, client_factory: Any) -> click.Command:
+    fields = [f for f in command.method.input_type.fields]
+    params = [p for p in (_param(f) for f in fields) if p is not None]
+    opts = command.options
+    if opts.json_output or opts.items:
+        params.append(click.Option(["-o", "--output", "fmt"], type=click.Choice(["table", "json"]), default="table", help="Output format."))
+    if opts.document:
+        params.append(click.Option(["--file", "file"], default=None, metavar="PATH", help="Write the document to this file."))
+
+    def callback(fmt: str = "table", file: str | None = None, **values: Any) -> None:
+        request = build_request(command, values)
+        with client_factory() as client:
+            try:
+                reply = client._invoke(command.service.name, command.method.name, request)
+            except ShiftbossError as exc:
+                output.stderr.print(f"Error: {exc.message}", markup=False, highlight=False)
+                raise SystemExit(1) from None
+        show(command, request, reply, fmt, file)
+
+    return click.Command(name, params=params, callback=callback, help=command.help, short_help=command.help.split(". ")[0])
+
+
+def add_generated(root: click.Group, client_factory: Any) -> None:
+    """Add every RPC's command to `root`, making the groups its path needs."""
+    for command in commands():
+        *groups, leaf = command.options.path.split()
+        parent = root
+        for group in groups:
+            child = parent.commands.get(group)
+            if child is None:
+                child = click.Group(group, help=f"Manage {group.replace('-', ' ')}s.")
+                parent.add_command(child)
+            parent = child  # type: ignore[assignment]
+        parent.add_command(make_command(command, leaf, client_factory))

@@ -1,0 +1,95 @@
+"""`shiftboss server ...`: start the mesh, migrate its databases."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import click
+
+from shiftboss.settings import load_settings
+
+
+@click.group()
+def server() -> None:
+    """Run and administer the shiftboss server."""
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@server.command()
+@click.option("--host", default=None, help="Interface to listen on (SHIFTBOSS_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (SHIFTBOSS_PORT, default 4300).")
+@click.option(
+    "--service",
+    "services",
+    multiple=True,
+    help="Run only this service (pools, templates, heartbeats, scheduler); repeat for several. All by default.",
+)
+def start(host: str | None, port: int | None, services: tuple[str, ...]) -> None:
+    """Start the services in this process: all of them on the embedded SQLite by default."""
+    from shiftboss.services.mesh import Mesh
+
+    _configure_logging()
+    settings = load_settings(host=host, port=port)
+
+    async def run() -> None:
+        try:
+            mesh = Mesh(settings, list(services) or None)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--service") from None
+        try:
+            bound = await mesh.start()
+        except Exception:
+            await mesh.stop(0)
+            raise
+        click.echo(f"shiftboss serving {', '.join(mesh.names)} on {settings.host}:{bound}", err=True)
+        await mesh.serve_until_signalled()
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@server.group()
+def database() -> None:
+    """Administer the services' databases."""
+
+
+@database.command()
+@click.option("--service", "services", multiple=True, help="Only this service's tables; all by default.")
+def upgrade(services: tuple[str, ...]) -> None:
+    """Apply every pending migration."""
+    from shiftboss.services.db import open_database, release_database
+    from shiftboss.services.mesh import SERVICE_NAMES, available_services
+
+    settings = load_settings()
+    unknown = sorted(set(services) - set(SERVICE_NAMES))
+    if unknown:
+        raise click.BadParameter(f"unknown service {', '.join(unknown)}", param_hint="--service")
+    names = [n for n in available_services() if not services or n in services]
+
+    async def run() -> None:
+        for name in names:
+            if not _has_migrations(name):
+                continue
+            db = open_database(settings.database_url_for(name))
+            try:
+                await db.upgrade(name)
+            finally:
+                await release_database(db)
+            click.echo(f"Upgraded {name} ({settings.database_url_for(name)})")
+
+    asyncio.run(run())
+
+
+def _has_migrations(service: str) -> bool:
+    from importlib import resources
+
+    try:
+        return resources.files(f"shiftboss.services.{service}").joinpath("migrations").is_dir()
+    except ModuleNotFoundError:
+        return False

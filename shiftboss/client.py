@@ -1,0 +1,303 @@
+"""The Python SDK: `Client` (blocking) and `AsyncClient` (asyncio) over the gRPC stubs.
+
+Both share one set of typed methods (`_Api`); each method builds its request and hands
+it to `_invoke`, which is a plain call in `Client` and an awaitable in `AsyncClient`.
+Calls carry a deadline, are retried on UNAVAILABLE by gRPC's own retry policy, and a
+failure is raised as the matching `shiftboss.errors` class with the server's message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from shiftboss._wire import to_struct
+from shiftboss.errors import ShiftbossError, Unavailable, error_for_code
+from shiftboss.settings import Settings, load_settings
+from shiftboss.v1 import pools_pb2, pools_pb2_grpc, templates_pb2, templates_pb2_grpc
+
+__all__ = ["Client", "AsyncClient", "STUBS"]
+
+#: Service short names and their stub classes; the CLI finds services here too.
+STUBS: dict[str, Any] = {
+    "PoolService": pools_pb2_grpc.PoolServiceStub,
+    "TemplateService": templates_pb2_grpc.TemplateServiceStub,
+}
+
+_RETRY = {
+    "methodConfig": [
+        {
+            "name": [{}],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+_OPTIONS = [
+    ("grpc.service_config", json.dumps(_RETRY)),
+    ("grpc.enable_retries", 1),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+]
+
+
+def _translate(exc: grpc.RpcError, address: str) -> ShiftbossError:
+    code = exc.code()
+    details = exc.details() or code.name
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return Unavailable(f"cannot reach the shiftboss server at {address}: {details}")
+    return error_for_code(code.name, details)
+
+
+def _set_optional(request: Any, **values: Any) -> Any:
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            getattr(request, name).CopyFrom(to_struct(value))
+        else:
+            setattr(request, name, value)
+    return request
+
+
+class _Api:
+    """Typed methods shared by both clients."""
+
+    def _invoke(self, service: str, method: str, request: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _stream(self, service: str, method: str, request: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- work pools
+
+    def create_work_pool(
+        self,
+        name: str,
+        type: str,
+        *,
+        description: str = "",
+        paused: bool = False,
+        concurrency_limit: int | None = None,
+        base_job_template: dict[str, Any] | None = None,
+    ) -> pools_pb2.WorkPool:
+        request = pools_pb2.CreateWorkPoolRequest(name=name, type=type, description=description, paused=paused)
+        _set_optional(request, concurrency_limit=concurrency_limit, base_job_template=base_job_template)
+        return self._invoke("PoolService", "CreateWorkPool", request)
+
+    def get_work_pool(self, name: str) -> pools_pb2.WorkPool:
+        return self._invoke("PoolService", "GetWorkPool", pools_pb2.WorkPoolRef(name=name))
+
+    def list_work_pools(self) -> pools_pb2.ListWorkPoolsResponse:
+        return self._invoke("PoolService", "ListWorkPools", pools_pb2.ListWorkPoolsRequest())
+
+    def update_work_pool(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        concurrency_limit: int | None = None,
+        base_job_template: dict[str, Any] | None = None,
+    ) -> pools_pb2.WorkPool:
+        request = _set_optional(
+            pools_pb2.UpdateWorkPoolRequest(name=name),
+            description=description,
+            concurrency_limit=concurrency_limit,
+            base_job_template=base_job_template,
+        )
+        return self._invoke("PoolService", "UpdateWorkPool", request)
+
+    def pause_work_pool(self, name: str) -> pools_pb2.WorkPool:
+        return self._invoke("PoolService", "PauseWorkPool", pools_pb2.WorkPoolRef(name=name))
+
+    def resume_work_pool(self, name: str) -> pools_pb2.WorkPool:
+        return self._invoke("PoolService", "ResumeWorkPool", pools_pb2.WorkPoolRef(name=name))
+
+    def set_work_pool_concurrency_limit(self, name: str, limit: int) -> pools_pb2.WorkPool:
+        request = pools_pb2.SetWorkPoolConcurrencyLimitRequest(name=name, concurrency_limit=limit)
+        return self._invoke("PoolService", "SetWorkPoolConcurrencyLimit", request)
+
+    def clear_work_pool_concurrency_limit(self, name: str) -> pools_pb2.WorkPool:
+        return self._invoke("PoolService", "ClearWorkPoolConcurrencyLimit", pools_pb2.WorkPoolRef(name=name))
+
+    def delete_work_pool(self, name: str) -> pools_pb2.DeleteResponse:
+        return self._invoke("PoolService", "DeleteWorkPool", pools_pb2.WorkPoolRef(name=name))
+
+    # ---------------------------------------------------------------- work queues
+
+    def create_work_queue(
+        self,
+        name: str,
+        pool: str,
+        *,
+        priority: int | None = None,
+        concurrency_limit: int | None = None,
+        description: str = "",
+        paused: bool = False,
+    ) -> pools_pb2.WorkQueue:
+        request = pools_pb2.CreateWorkQueueRequest(name=name, pool=pool, description=description, paused=paused)
+        _set_optional(request, priority=priority, concurrency_limit=concurrency_limit)
+        return self._invoke("PoolService", "CreateWorkQueue", request)
+
+    def get_work_queue(self, name: str, pool: str) -> pools_pb2.WorkQueue:
+        return self._invoke("PoolService", "GetWorkQueue", pools_pb2.WorkQueueRef(name=name, pool=pool))
+
+    def list_work_queues(self, pool: str) -> pools_pb2.ListWorkQueuesResponse:
+        return self._invoke("PoolService", "ListWorkQueues", pools_pb2.ListWorkQueuesRequest(pool=pool))
+
+    def update_work_queue(
+        self,
+        name: str,
+        pool: str,
+        *,
+        priority: int | None = None,
+        concurrency_limit: int | None = None,
+        description: str | None = None,
+    ) -> pools_pb2.WorkQueue:
+        request = _set_optional(
+            pools_pb2.UpdateWorkQueueRequest(name=name, pool=pool),
+            priority=priority,
+            concurrency_limit=concurrency_limit,
+            description=description,
+        )
+        return self._invoke("PoolService", "UpdateWorkQueue", request)
+
+    def pause_work_queue(self, name: str, pool: str) -> pools_pb2.WorkQueue:
+        return self._invoke("PoolService", "PauseWorkQueue", pools_pb2.WorkQueueRef(name=name, pool=pool))
+
+    def resume_work_queue(self, name: str, pool: str) -> pools_pb2.WorkQueue:
+        return self._invoke("PoolService", "ResumeWorkQueue", pools_pb2.WorkQueueRef(name=name, pool=pool))
+
+    def set_work_queue_concurrency_limit(self, name: str, pool: str, limit: int) -> pools_pb2.WorkQueue:
+        request = pools_pb2.SetWorkQueueConcurrencyLimitRequest(name=name, pool=pool, concurrency_limit=limit)
+        return self._invoke("PoolService", "SetWorkQueueConcurrencyLimit", request)
+
+    def clear_work_queue_concurrency_limit(self, name: str, pool: str) -> pools_pb2.WorkQueue:
+        return self._invoke(
+            "PoolService", "ClearWorkQueueConcurrencyLimit", pools_pb2.WorkQueueRef(name=name, pool=pool)
+        )
+
+    def delete_work_queue(self, name: str, pool: str) -> pools_pb2.DeleteResponse:
+        return self._invoke("PoolService", "DeleteWorkQueue", pools_pb2.WorkQueueRef(name=name, pool=pool))
+
+    def ensure_work_queues(self, pool: str, names: list[str]) -> pools_pb2.ListWorkQueuesResponse:
+        request = pools_pb2.EnsureWorkQueuesRequest(pool=pool, names=names)
+        return self._invoke("PoolService", "EnsureWorkQueues", request)
+
+    def watch(self, pool: str = "", *, initial: bool = False) -> Any:
+        """Committed pool and queue changes as they happen (an iterator, or an async one)."""
+        return self._stream("PoolService", "Watch", pools_pb2.WatchRequest(pool=pool, initial=initial))
+
+    # ---------------------------------------------------------------- templates
+
+    def get_default_base_job_template(self, type: str) -> templates_pb2.BaseJobTemplate:
+        request = templates_pb2.GetDefaultBaseJobTemplateRequest(type=type)
+        return self._invoke("TemplateService", "GetDefaultBaseJobTemplate", request)
+
+    def validate_template(self, template: dict[str, Any]) -> templates_pb2.ValidateTemplateResponse:
+        request = templates_pb2.ValidateTemplateRequest(template=to_struct(template))
+        return self._invoke("TemplateService", "ValidateTemplate", request)
+
+    def render(
+        self,
+        pool: str = "",
+        *,
+        template: dict[str, Any] | None = None,
+        deployment_variables: dict[str, Any] | None = None,
+        run_variables: dict[str, Any] | None = None,
+    ) -> templates_pb2.RenderResponse:
+        request = _set_optional(
+            templates_pb2.RenderRequest(pool=pool),
+            template=template,
+            deployment_variables=deployment_variables,
+            run_variables=run_variables,
+        )
+        return self._invoke("TemplateService", "Render", request)
+
+
+class Client(_Api):
+    """Blocking client. Use as a context manager or call `close()`."""
+
+    def __init__(self, address: str | None = None, *, timeout: float | None = None, settings: Settings | None = None):
+        self.settings = settings or load_settings()
+        self.address = address or self.settings.api_address
+        self.timeout = timeout or self.settings.request_timeout
+        self.channel = grpc.insecure_channel(self.address, options=_OPTIONS)
+        self._stubs = {name: stub(self.channel) for name, stub in STUBS.items()}
+
+    def method(self, service: str, method: str) -> Any:
+        return getattr(self._stubs[service], method)
+
+    def _invoke(self, service: str, method: str, request: Any) -> Any:
+        try:
+            return self.method(service, method)(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _translate(exc, self.address) from None
+
+    def _stream(self, service: str, method: str, request: Any) -> Iterator[Any]:
+        call = self.method(service, method)(request)
+        try:
+            yield from call
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise _translate(exc, self.address) from None
+        finally:
+            call.cancel()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient(_Api):
+    """asyncio client: every method returns an awaitable (streams an async iterator)."""
+
+    def __init__(self, address: str | None = None, *, timeout: float | None = None, settings: Settings | None = None):
+        self.settings = settings or load_settings()
+        self.address = address or self.settings.api_address
+        self.timeout = timeout or self.settings.request_timeout
+        self.channel = aio.insecure_channel(self.address, options=_OPTIONS)
+        self._stubs = {name: stub(self.channel) for name, stub in STUBS.items()}
+
+    def method(self, service: str, method: str) -> Any:
+        return getattr(self._stubs[service], method)
+
+    async def _invoke(self, service: str, method: str, request: Any) -> Any:
+        try:
+            return await self.method(service, method)(request, timeout=self.timeout)
+        except aio.AioRpcError as exc:
+            raise _translate(exc, self.address) from None
+
+    async def _stream(self, service: str, method: str, request: Any) -> AsyncIterator[Any]:
+        call = self.method(service, method)(request)
+        try:
+            async for item in call:
+                yield item
+        except aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise _translate(exc, self.address) from None
+        finally:
+            call.cancel()
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

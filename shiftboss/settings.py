@@ -1,0 +1,112 @@
+"""Settings in one place: `SHIFTBOSS_*` environment variables over a profile file.
+
+The profile is TOML at `$SHIFTBOSS_HOME/profile.toml` (default `~/.shiftboss/profile.toml`)
+with the same keys in lower case and without the prefix, e.g. `api_address = "..."`.
+The environment wins over the profile; the profile wins over the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Settings", "load_settings"]
+
+_PREFIX = "SHIFTBOSS_"
+
+
+def _default_home() -> str:
+    return str(Path.home() / ".shiftboss")
+
+
+@dataclass(slots=True, frozen=True)
+class Settings:
+    #: Folder for the embedded database and the profile file.
+    home: str = field(default_factory=_default_home)
+    #: Address the CLI, the SDK and workers connect to.
+    api_address: str = "127.0.0.1:4300"
+    #: Interface and port `shiftboss server start` listens on.
+    host: str = "127.0.0.1"
+    port: int = 4300
+    #: Shared database URL; empty means an SQLite file in `home`.
+    database_url: str = ""
+    #: Per-service database URLs; empty means the shared one.
+    pools_database_url: str = ""
+    templates_database_url: str = ""
+    heartbeats_database_url: str = ""
+    scheduler_database_url: str = ""
+    #: Where each service is reached when it runs in another process; empty means this process.
+    pools_address: str = ""
+    templates_address: str = ""
+    heartbeats_address: str = ""
+    scheduler_address: str = ""
+    #: Deadline of one SDK call, in seconds.
+    request_timeout: float = 30.0
+    #: Seconds between worker heartbeats; a worker missing 3 is OFFLINE.
+    heartbeat_seconds: float = 30.0
+    #: Seconds after its scheduled start before a SCHEDULED run is shown LATE.
+    late_seconds: float = 15.0
+    #: Default prefetch of a worker, in seconds.
+    prefetch_seconds: float = 10.0
+    #: Seconds a dispatched run may stay un-acknowledged before it is SCHEDULED again.
+    lease_seconds: float = 30.0
+    #: How far ahead schedules create runs, in seconds, and at most how many per deployment.
+    schedule_horizon_seconds: float = 3600.0
+    schedule_max_runs: int = 100
+    #: Seconds a stopping server waits for in-flight calls.
+    shutdown_grace_seconds: float = 5.0
+
+    def database_url_for(self, service: str) -> str:
+        """The database URL of one service: its own, else the shared one, else SQLite in home."""
+        own = getattr(self, f"{service}_database_url", "")
+        if own:
+            return own
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{Path(self.home) / 'shiftboss.db'}"
+
+    def address_for(self, service: str) -> str:
+        """Where another service is reached; empty means it runs in this process."""
+        return getattr(self, f"{service}_address", "")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(kind: Any, raw: Any, name: str) -> Any:
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (bool, "bool"):
+            return str(raw).lower() in ("1", "true", "yes", "on")
+    except ValueError:
+        raise ValueError(f"setting {name}: {raw!r} is not a valid {kind}") from None
+    return str(raw)
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from the profile file and `SHIFTBOSS_*` variables, then explicit overrides."""
+    env = os.environ if environ is None else environ
+    home = env.get(_PREFIX + "HOME") or _default_home()
+    values: dict[str, Any] = {"home": home}
+    profile = Path(home) / "profile.toml"
+    if profile.is_file():
+        with profile.open("rb") as fh:
+            values.update({k.lower(): v for k, v in tomllib.load(fh).items()})
+    for f in dataclasses.fields(Settings):
+        raw = env.get(_PREFIX + f.name.upper())
+        if raw is not None and raw != "":
+            values[f.name] = raw
+    known = {f.name: f.type for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown settings in {profile}: {', '.join(unknown)}")
+    typed = {k: _coerce(known[k], v, _PREFIX + k.upper()) for k, v in values.items()}
+    typed.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**typed)

@@ -1,0 +1,100 @@
+"""Shared fixtures: fresh databases (SQLite file or a new PostgreSQL database per test),
+an in-process mesh on a loopback port, and clients."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shiftboss.client import AsyncClient, Client
+from shiftboss.services.mesh import Mesh
+from shiftboss.settings import Settings, load_settings
+
+POSTGRES_DSN = os.environ.get("SHIFTBOSS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        choices=("sqlite", "postgres", "both"),
+        default="sqlite",
+        help="Databases the service tests run on (make test: both).",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_url" in metafunc.fixturenames:
+        choice = metafunc.config.getoption("--db")
+        backends = ["sqlite", "postgres"] if choice == "both" else [choice]
+        metafunc.parametrize("backend", backends, indirect=False)
+
+
+async def create_postgres_database() -> str:
+    name = f"shiftboss_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name
+
+
+async def drop_postgres_database(name: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def postgres_url(name: str) -> str:
+    base = POSTGRES_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    return f"{base}/{name}"
+
+
+@pytest.fixture
+async def db_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'shiftboss.db'}"
+        return
+    name = await create_postgres_database()
+    try:
+        yield postgres_url(name)
+    finally:
+        await drop_postgres_database(name)
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return load_settings(environ={"SHIFTBOSS_HOME": str(tmp_path / "home")}, database_url=db_url)
+
+
+@pytest.fixture
+async def mesh(settings: Settings) -> AsyncIterator[Mesh]:
+    """Every service in this process on a free loopback port."""
+    mesh = Mesh(settings.replace(port=0, host="127.0.0.1"))
+    port = await mesh.start()
+    mesh.settings = mesh.settings.replace(api_address=f"127.0.0.1:{port}")
+    mesh.peers.settings = mesh.settings
+    try:
+        yield mesh
+    finally:
+        await mesh.stop(0)
+
+
+@pytest.fixture
+async def client(mesh: Mesh) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(f"127.0.0.1:{mesh.port}", timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def sync_client(mesh: Mesh) -> Iterator[Client]:
+    with Client(f"127.0.0.1:{mesh.port}", timeout=10) as client:
+        yield client
