@@ -18,7 +18,16 @@ from grpc import aio
 from shiftboss._wire import to_struct
 from shiftboss.errors import ShiftbossError, Unavailable, error_for_code
 from shiftboss.settings import Settings, load_settings
-from shiftboss.v1 import pools_pb2, pools_pb2_grpc, templates_pb2, templates_pb2_grpc
+from shiftboss.v1 import (
+    heartbeats_pb2,
+    heartbeats_pb2_grpc,
+    pools_pb2,
+    pools_pb2_grpc,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+    templates_pb2,
+    templates_pb2_grpc,
+)
 
 __all__ = ["Client", "AsyncClient", "STUBS"]
 
@@ -26,6 +35,8 @@ __all__ = ["Client", "AsyncClient", "STUBS"]
 STUBS: dict[str, Any] = {
     "PoolService": pools_pb2_grpc.PoolServiceStub,
     "TemplateService": templates_pb2_grpc.TemplateServiceStub,
+    "HeartbeatService": heartbeats_pb2_grpc.HeartbeatServiceStub,
+    "SchedulerService": scheduler_pb2_grpc.SchedulerServiceStub,
 }
 
 _RETRY = {
@@ -222,6 +233,108 @@ class _Api:
             run_variables=run_variables,
         )
         return self._invoke("TemplateService", "Render", request)
+
+
+    # ---------------------------------------------------------------- deployments
+
+    def create_deployment(
+        self,
+        name: str,
+        pool: str,
+        entrypoint: str,
+        *,
+        queue: str = "",
+        parameters: dict[str, Any] | None = None,
+        job_variables: dict[str, Any] | None = None,
+        cron: str = "",
+        timezone: str = "",
+        interval: float = 0.0,
+        description: str = "",
+        tags: list[str] | None = None,
+        paused: bool = False,
+    ) -> scheduler_pb2.Deployment:
+        request = scheduler_pb2.CreateDeploymentRequest(
+            name=name, pool=pool, entrypoint=entrypoint, queue=queue, cron=cron, timezone=timezone,
+            interval=interval, description=description, tags=tags or [], paused=paused,
+        )
+        _set_optional(request, parameters=parameters, job_variables=job_variables)
+        return self._invoke("SchedulerService", "CreateDeployment", request)
+
+    def get_deployment(self, name: str) -> scheduler_pb2.Deployment:
+        return self._invoke("SchedulerService", "GetDeployment", scheduler_pb2.DeploymentRef(name=name))
+
+    def list_deployments(self, pool: str = "") -> scheduler_pb2.ListDeploymentsResponse:
+        return self._invoke("SchedulerService", "ListDeployments", scheduler_pb2.ListDeploymentsRequest(pool=pool))
+
+    def pause_deployment(self, name: str) -> scheduler_pb2.Deployment:
+        return self._invoke("SchedulerService", "PauseDeployment", scheduler_pb2.DeploymentRef(name=name))
+
+    def resume_deployment(self, name: str) -> scheduler_pb2.Deployment:
+        return self._invoke("SchedulerService", "ResumeDeployment", scheduler_pb2.DeploymentRef(name=name))
+
+    def delete_deployment(self, name: str) -> scheduler_pb2.DeleteDeploymentResponse:
+        return self._invoke("SchedulerService", "DeleteDeployment", scheduler_pb2.DeploymentRef(name=name))
+
+    # ---------------------------------------------------------------- flow runs
+
+    def create_flow_run(
+        self,
+        deployment: str,
+        *,
+        queue: str = "",
+        parameters: dict[str, Any] | None = None,
+        job_variables: dict[str, Any] | None = None,
+        start_in: float | None = None,
+        start_at: str = "",
+    ) -> scheduler_pb2.FlowRun:
+        request = scheduler_pb2.CreateFlowRunRequest(deployment=deployment, queue=queue, start_at=start_at)
+        _set_optional(request, parameters=parameters, job_variables=job_variables, start_in=start_in)
+        return self._invoke("SchedulerService", "CreateFlowRun", request)
+
+    def get_flow_run(self, id: str) -> scheduler_pb2.FlowRun:
+        return self._invoke("SchedulerService", "GetFlowRun", scheduler_pb2.FlowRunRef(id=id))
+
+    def list_flow_runs(
+        self, *, pool: str = "", queue: str = "", states: list[str] | None = None, deployment: str = "", limit: int = 0
+    ) -> scheduler_pb2.ListFlowRunsResponse:
+        request = scheduler_pb2.ListFlowRunsRequest(
+            pool=pool, queue=queue, deployment=deployment, limit=limit,
+            state=[scheduler_pb2.RunState.Value(s) for s in states or []],
+        )
+        return self._invoke("SchedulerService", "ListFlowRuns", request)
+
+    def cancel_flow_run(self, id: str) -> scheduler_pb2.FlowRun:
+        return self._invoke("SchedulerService", "CancelFlowRun", scheduler_pb2.FlowRunRef(id=id))
+
+    def set_flow_run_state(self, id: str, state: str, *, force: bool = False, message: str = "") -> scheduler_pb2.FlowRun:
+        request = scheduler_pb2.SetFlowRunStateRequest(
+            id=id, state=scheduler_pb2.RunState.Value(state), force=force, message=message
+        )
+        return self._invoke("SchedulerService", "SetFlowRunState", request)
+
+    def explain_flow_run(self, id: str) -> scheduler_pb2.Explanation:
+        return self._invoke("SchedulerService", "ExplainFlowRun", scheduler_pb2.FlowRunRef(id=id))
+
+    def next_runs(
+        self, pool: str, *, queues: list[str] | None = None, limit: int = 0, prefetch_seconds: float | None = None
+    ) -> scheduler_pb2.ListFlowRunsResponse:
+        request = scheduler_pb2.NextRunsRequest(pool=pool, queues=queues or [], limit=limit)
+        _set_optional(request, prefetch_seconds=prefetch_seconds)
+        return self._invoke("SchedulerService", "NextRuns", request)
+
+    def preview_work_pool(self, pool: str, hours: float = 1.0) -> scheduler_pb2.ListFlowRunsResponse:
+        return self._invoke("SchedulerService", "PreviewWorkPool", scheduler_pb2.PreviewRequest(pool=pool, hours=hours))
+
+    def flow_run_logs(self, id: str, *, follow: bool = False) -> Any:
+        return self._stream("SchedulerService", "FlowRunLogs", scheduler_pb2.LogsRequest(id=id, follow=follow))
+
+    # ---------------------------------------------------------------- workers
+
+    def list_workers(self, pool: str = "") -> heartbeats_pb2.ListWorkersResponse:
+        return self._invoke("HeartbeatService", "ListWorkers", heartbeats_pb2.ListWorkersRequest(pool=pool))
+
+    def get_worker(self, name: str, pool: str) -> heartbeats_pb2.Worker:
+        return self._invoke("HeartbeatService", "GetWorker", heartbeats_pb2.WorkerRef(name=name, pool=pool))
 
 
 class Client(_Api):

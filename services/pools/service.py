@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
 from grpc import aio
 
+from shiftboss.errors import ShiftbossError
 from shiftboss._wire import from_struct
+from shiftboss.services.broadcast import Broadcaster
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.pools import domain
-from shiftboss.services.pools.watch import Broadcaster
 from shiftboss.services.pools.wire import optional, pool_to_proto, queue_to_proto
-from shiftboss.v1 import pools_pb2, pools_pb2_grpc, templates_pb2, templates_pb2_grpc
+from shiftboss.v1 import heartbeats_pb2, heartbeats_pb2_grpc, pools_pb2, pools_pb2_grpc, templates_pb2, templates_pb2_grpc
+
+log = logging.getLogger("shiftboss.pools")
 
 Event = pools_pb2.WatchEvent
 
@@ -25,7 +29,7 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
     def __init__(self, mesh: Any) -> None:
         self.mesh = mesh
         self.db = open_database(mesh.settings.database_url_for(self.name))
-        self.events = Broadcaster()
+        self.events: Broadcaster[pools_pb2.WatchEvent] = Broadcaster()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -60,6 +64,16 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
             self._templates.GetDefaultBaseJobTemplate, templates_pb2.GetDefaultBaseJobTemplateRequest(type=pool_type)
         )
         return from_struct(reply.template)
+
+    async def _online_workers(self) -> dict[str, int]:
+        """Online workers per pool, from HeartbeatService; none when it cannot be reached."""
+        stub = self.mesh.peers.stub("heartbeats", heartbeats_pb2_grpc.HeartbeatServiceStub)
+        try:
+            reply = await self.mesh.peers.call(stub.CountOnline, heartbeats_pb2.CountOnlineRequest(), timeout=5)
+        except ShiftbossError as exc:
+            log.warning("worker counts unavailable, pools show NOT_READY: %s", exc)
+            return {}
+        return dict(reply.online)
 
     def _pool_event(self, kind: int, pool: pools_pb2.WorkPool, queue: pools_pb2.WorkQueue | None = None) -> None:
         event = Event(kind=kind, pool=pool, queue=queue)
@@ -107,12 +121,15 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
 
     async def GetWorkPool(self, request: pools_pb2.WorkPoolRef, context: Any) -> pools_pb2.WorkPool:
         async with self.db.reading() as session:
-            return pool_to_proto(await domain.get_pool(session, request.name))
+            pool = await domain.get_pool(session, request.name)
+        online = await self._online_workers()
+        return pool_to_proto(pool, online.get(pool.name, 0))
 
     async def ListWorkPools(self, request: pools_pb2.ListWorkPoolsRequest, context: Any) -> pools_pb2.ListWorkPoolsResponse:
         async with self.db.reading() as session:
             pools = await domain.list_pools(session)
-            return pools_pb2.ListWorkPoolsResponse(work_pools=[pool_to_proto(p) for p in pools])
+        online = await self._online_workers()
+        return pools_pb2.ListWorkPoolsResponse(work_pools=[pool_to_proto(p, online.get(p.name, 0)) for p in pools])
 
     async def UpdateWorkPool(self, request: pools_pb2.UpdateWorkPoolRequest, context: Any) -> pools_pb2.WorkPool:
         changes: dict[str, Any] = {"description": optional(request, "description")}
@@ -220,8 +237,13 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
                 self._pool_event(Event.CREATED, pool, reply)
         return pools_pb2.ListWorkQueuesResponse(work_queues=replies)
 
+    async def MarkPolled(self, request: pools_pb2.MarkPolledRequest, context: Any) -> pools_pb2.MarkPolledResponse:
+        async with self.db.transaction() as session:
+            await domain.mark_polled(session, request.pool, list(request.names), datetime.now(timezone.utc))
+        return pools_pb2.MarkPolledResponse()
+
     async def Watch(self, request: pools_pb2.WatchRequest, context: Any) -> AsyncIterator[pools_pb2.WatchEvent]:
-        subscription = self.events.subscribe(request.pool)
+        subscription = self.events.subscribe(lambda e: not request.pool or e.pool.name == request.pool)
         try:
             initial = await self._initial_state(request)
         except BaseException:

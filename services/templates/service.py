@@ -8,7 +8,8 @@ from grpc import aio
 
 from shiftboss._wire import from_struct, to_struct
 from shiftboss.errors import InvalidArgument
-from shiftboss.services.templates import defaults, engine
+from shiftboss.services.templates.builtin import KNOWN_TYPES, default_template
+from shiftboss.services.templates.compiler import compile_template
 from shiftboss.v1 import pools_pb2, pools_pb2_grpc, templates_pb2, templates_pb2_grpc
 
 
@@ -34,14 +35,15 @@ class TemplateService(templates_pb2_grpc.TemplateServiceServicer):
     async def GetDefaultBaseJobTemplate(
         self, request: templates_pb2.GetDefaultBaseJobTemplateRequest, context: Any
     ) -> templates_pb2.BaseJobTemplate:
-        if not request.type:
-            raise InvalidArgument(f"type: is required; one of {', '.join(defaults.DEFAULT_TYPES)}", field="type")
-        return templates_pb2.BaseJobTemplate(template=to_struct(defaults.default_template(request.type)))
+        if request.type not in KNOWN_TYPES:
+            shown = f"unknown work pool type {request.type!r}" if request.type else "is required"
+            raise InvalidArgument(f"type: {shown}; one of {', '.join(KNOWN_TYPES)}", field="type")
+        return templates_pb2.BaseJobTemplate(template=to_struct(default_template(request.type)))
 
     async def ValidateTemplate(
         self, request: templates_pb2.ValidateTemplateRequest, context: Any
     ) -> templates_pb2.ValidateTemplateResponse:
-        compiled = engine.compile_template(from_struct(request.template))
+        compiled = compile_template(from_struct(request.template))
         return templates_pb2.ValidateTemplateResponse(
             variables=sorted(compiled.variables), placeholders=sorted(compiled.placeholders)
         )
@@ -55,7 +57,7 @@ class TemplateService(templates_pb2_grpc.TemplateServiceServicer):
             template = from_struct(request.template)
         else:
             raise InvalidArgument("pool: name a work pool (or send a template) to render", field="pool")
-        compiled = engine.compile_template(template)
+        compiled = compile_template(template)
         deployment = from_struct(request.deployment_variables)
         run = from_struct(request.run_variables)
         values = compiled.merge(deployment, run)

@@ -45,6 +45,8 @@ def _param(field: FieldDescriptor) -> click.Parameter | None:
         return None
     help_text = field_help(field)
     decls = [_flag(field)] + ([f"-{opts.short}"] if opts.short else [])
+    if _is_struct(field) and opts.key_value:
+        return click.Option([*decls, field.name], metavar="KEY=VALUE", multiple=True, help=help_text)
     if _is_struct(field):
         metavar = "FILE" if opts.file else "JSON"
         if opts.positional:
@@ -89,13 +91,29 @@ def _load_document(field: FieldDescriptor, value: str) -> dict[str, Any]:
     return data
 
 
+def _key_values(field: FieldDescriptor, pairs: tuple[str, ...]) -> dict[str, Any]:
+    """k=v pairs; a value that parses as JSON keeps its type (n=3 is a number, s=abc a string)."""
+    found: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=_flag(field))
+        try:
+            found[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            found[key] = raw
+    return found
+
+
 def build_request(command: Command, values: dict[str, Any]) -> Any:
     request = command.method.input_type._concrete_class()
     for field in command.method.input_type.fields:
         value = values.get(field.name)
         if value is None or (field.is_repeated and not value):
             continue
-        if _is_struct(field):
+        if _is_struct(field) and arg_options(field).key_value:
+            getattr(request, field.name).CopyFrom(to_struct(_key_values(field, value)))
+        elif _is_struct(field):
             getattr(request, field.name).CopyFrom(to_struct(_load_document(field, value)))
         elif field.type == FieldDescriptor.TYPE_ENUM:
             numbers = [field.enum_type.values_by_name[v.upper()].number for v in (value if field.is_repeated else [value])]

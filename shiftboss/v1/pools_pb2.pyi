@@ -189,6 +189,18 @@ class EnsureWorkQueuesRequest(_message.Message):
     names: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, pool: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class MarkPolledRequest(_message.Message):
+    __slots__ = ("pool", "names")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    pool: str
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, pool: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MarkPolledResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class WatchRequest(_message.Message):
     __slots__ = ("pool", "initial")
     POOL_FIELD_NUMBER: _ClassVar[int]

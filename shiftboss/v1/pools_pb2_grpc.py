@@ -129,6 +129,11 @@ class PoolServiceStub:
                 request_serializer=shiftboss_dot_v1_dot_pools__pb2.EnsureWorkQueuesRequest.SerializeToString,
                 response_deserializer=shiftboss_dot_v1_dot_pools__pb2.ListWorkQueuesResponse.FromString,
                 _registered_method=True)
+        self.MarkPolled = channel.unary_unary(
+                '/shiftboss.v1.PoolService/MarkPolled',
+                request_serializer=shiftboss_dot_v1_dot_pools__pb2.MarkPolledRequest.SerializeToString,
+                response_deserializer=shiftboss_dot_v1_dot_pools__pb2.MarkPolledResponse.FromString,
+                _registered_method=True)
         self.Watch = channel.unary_stream(
                 '/shiftboss.v1.PoolService/Watch',
                 request_serializer=shiftboss_dot_v1_dot_pools__pb2.WatchRequest.SerializeToString,
@@ -272,6 +277,13 @@ class PoolServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MarkPolled(self, request, context):
+        """Record that workers served these queues now (queue status READY for a minute).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Watch(self, request, context):
         """Stream pool and queue changes as they are committed.
         """
@@ -376,6 +388,11 @@ def add_PoolServiceServicer_to_server(servicer, server):
                     servicer.EnsureWorkQueues,
                     request_deserializer=shiftboss_dot_v1_dot_pools__pb2.EnsureWorkQueuesRequest.FromString,
                     response_serializer=shiftboss_dot_v1_dot_pools__pb2.ListWorkQueuesResponse.SerializeToString,
+            ),
+            'MarkPolled': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkPolled,
+                    request_deserializer=shiftboss_dot_v1_dot_pools__pb2.MarkPolledRequest.FromString,
+                    response_serializer=shiftboss_dot_v1_dot_pools__pb2.MarkPolledResponse.SerializeToString,
             ),
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
@@ -896,6 +913,33 @@ class PoolService:
             '/shiftboss.v1.PoolService/EnsureWorkQueues',
             shiftboss_dot_v1_dot_pools__pb2.EnsureWorkQueuesRequest.SerializeToString,
             shiftboss_dot_v1_dot_pools__pb2.ListWorkQueuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkPolled(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shiftboss.v1.PoolService/MarkPolled',
+            shiftboss_dot_v1_dot_pools__pb2.MarkPolledRequest.SerializeToString,
+            shiftboss_dot_v1_dot_pools__pb2.MarkPolledResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""HeartbeatService: workers and their liveness."""

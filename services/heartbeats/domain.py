@@ -1,0 +1,110 @@
+"""Worker liveness: beats make a worker ONLINE, three missed intervals make it OFFLINE."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shiftboss.errors import InvalidArgument, NotFound
+from shiftboss.services.heartbeats.models import WorkerRow
+
+#: Heartbeats a worker may miss before it is OFFLINE.
+MISSED_BEATS = 3
+_NAMESPACE = uuid.UUID("6f1c1d7e-3f6b-4c59-9a55-5b1f0f6a9d10")
+
+
+@dataclass(slots=True)
+class Beat:
+    name: str
+    pool: str
+    type: str
+    queues: list[str]
+    in_flight: int
+    limit: int
+    heartbeat_seconds: float
+    at: datetime
+
+
+def worker_id(pool: str, name: str) -> str:
+    """Stable across reconnects: the same worker name in the same pool is the same worker."""
+    return str(uuid.uuid5(_NAMESPACE, f"{pool}\x00{name}"))
+
+
+def as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def deadline(worker: WorkerRow) -> datetime:
+    return as_utc(worker.last_heartbeat) + timedelta(seconds=MISSED_BEATS * worker.heartbeat_seconds)
+
+
+async def record(session: AsyncSession, beats: list[Beat]) -> list[WorkerRow]:
+    """Store beats; returns the workers that came ONLINE (new, or back from OFFLINE)."""
+    came_online: list[WorkerRow] = []
+    for beat in beats:
+        if not beat.name or not beat.pool:
+            raise InvalidArgument("beats: every beat needs a worker name and a pool", field="beats")
+        if beat.heartbeat_seconds <= 0:
+            raise InvalidArgument(f"beats.heartbeat_seconds: must be positive, got {beat.heartbeat_seconds}", field="beats")
+        key = worker_id(beat.pool, beat.name)
+        worker = await session.get(WorkerRow, key)
+        if worker is None:
+            worker = WorkerRow(id=key, name=beat.name, pool=beat.pool, created=beat.at, status="OFFLINE")
+            session.add(worker)
+        elif as_utc(worker.last_heartbeat) > beat.at:
+            continue  # an older beat delivered late
+        if worker.status != "ONLINE":
+            came_online.append(worker)
+        worker.status = "ONLINE"
+        worker.type = beat.type
+        worker.queues = list(beat.queues)
+        worker.in_flight = beat.in_flight
+        worker.limit = beat.limit
+        worker.heartbeat_seconds = beat.heartbeat_seconds
+        worker.last_heartbeat = beat.at
+    await session.flush()
+    return came_online
+
+
+async def expire(session: AsyncSession, now: datetime) -> list[WorkerRow]:
+    """Mark OFFLINE every ONLINE worker past its deadline; returns them."""
+    online = (await session.execute(select(WorkerRow).where(WorkerRow.status == "ONLINE"))).scalars()
+    gone = [w for w in online if deadline(w) <= now]
+    for worker in gone:
+        worker.status = "OFFLINE"
+        worker.in_flight = 0
+    await session.flush()
+    return gone
+
+
+async def next_deadline(session: AsyncSession) -> datetime | None:
+    online = (await session.execute(select(WorkerRow).where(WorkerRow.status == "ONLINE"))).scalars()
+    deadlines = [deadline(w) for w in online]
+    return min(deadlines) if deadlines else None
+
+
+async def list_workers(session: AsyncSession, pool: str) -> list[WorkerRow]:
+    query = select(WorkerRow).order_by(WorkerRow.pool, WorkerRow.name)
+    if pool:
+        query = query.where(WorkerRow.pool == pool)
+    return list((await session.execute(query)).scalars())
+
+
+async def get_worker(session: AsyncSession, pool: str, name: str) -> WorkerRow:
+    if not pool:
+        raise InvalidArgument("pool: a work pool name is required", field="pool")
+    worker = await session.get(WorkerRow, worker_id(pool, name))
+    if worker is None:
+        raise NotFound(f"worker {name!r} not found in work pool {pool!r}", field="name")
+    return worker
+
+
+async def count_online(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(
+        select(WorkerRow.pool, func.count()).where(WorkerRow.status == "ONLINE").group_by(WorkerRow.pool)
+    )
+    return {pool: count for pool, count in rows}

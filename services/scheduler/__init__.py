@@ -1,0 +1,1 @@
+"""SchedulerService: deployments, flow runs and their dispatch to workers."""

@@ -1,0 +1,149 @@
+"""Deployments and their schedules, as plain functions over a session."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shiftboss.errors import AlreadyExists, InvalidArgument, NotFound
+from shiftboss.services.scheduler import schedules
+from shiftboss.services.scheduler.models import DeploymentRow, FlowRunRow, ScheduleRow, now_utc
+
+MAX_NAME_LENGTH = 255
+_ENTRYPOINT = re.compile(r"^(?P<target>[^:]+):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def validate_name(field: str, value: str) -> str:
+    if not value or not value.strip():
+        raise InvalidArgument(f"{field}: must not be empty", field=field)
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidArgument(f"{field}: {len(value)} characters is longer than the limit of {MAX_NAME_LENGTH}", field=field)
+    bad = sorted({c for c in value if c in "/%&<>" or not c.isprintable()})
+    if bad:
+        raise InvalidArgument(
+            f"{field}: {value!r} contains {' '.join(repr(c) for c in bad)}; names may not hold / % & < > or control characters",
+            field=field,
+        )
+    return value
+
+
+def validate_entrypoint(value: str) -> str:
+    """path/to/file.py:function or package.module:function."""
+    match = _ENTRYPOINT.match(value or "")
+    if not match:
+        raise InvalidArgument(
+            f"entrypoint: {value!r} is not path/to/file.py:function or package.module:function", field="entrypoint"
+        )
+    target = match["target"]
+    if not target.endswith(".py") and not _MODULE.match(target):
+        raise InvalidArgument(f"entrypoint: {target!r} is neither a .py file nor a module path", field="entrypoint")
+    return value
+
+
+def validate_object(field: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{field}: must be a JSON object", field=field)
+    return value
+
+
+async def get(session: AsyncSession, name: str) -> DeploymentRow:
+    if not name:
+        raise InvalidArgument("deployment: a deployment name is required", field="deployment")
+    row = (await session.execute(select(DeploymentRow).where(DeploymentRow.name == name))).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"deployment {name!r} not found", field="deployment")
+    return row
+
+
+async def list_all(session: AsyncSession, pool: str = "") -> list[DeploymentRow]:
+    query = select(DeploymentRow).order_by(DeploymentRow.name)
+    if pool:
+        query = query.where(DeploymentRow.pool == pool)
+    return list((await session.execute(query)).scalars())
+
+
+def schedule_row(cron: str, tz: str, interval: float) -> ScheduleRow | None:
+    if not cron and not interval:
+        return None
+    schedules.check_schedule(cron, tz, interval)
+    return ScheduleRow(cron=cron, timezone=tz or "UTC", interval_seconds=interval or 0.0, anchor=now_utc())
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    name: str,
+    pool: str,
+    queue: str,
+    entrypoint: str,
+    parameters: dict[str, Any],
+    job_variables: dict[str, Any],
+    cron: str = "",
+    timezone: str = "",
+    interval: float = 0.0,
+    description: str = "",
+    tags: list[str] | None = None,
+    paused: bool = False,
+) -> DeploymentRow:
+    validate_name("name", name)
+    validate_entrypoint(entrypoint)
+    exists = (await session.execute(select(DeploymentRow.id).where(DeploymentRow.name == name))).first()
+    if exists is not None:
+        raise AlreadyExists(f"deployment {name!r} already exists", field="name")
+    row = DeploymentRow(
+        name=name,
+        pool=pool,
+        queue=queue,
+        entrypoint=entrypoint,
+        parameters=parameters,
+        job_variables=job_variables,
+        description=description,
+        tags=list(tags or []),
+        paused=paused,
+    )
+    schedule = schedule_row(cron, timezone, interval)
+    row.schedules = [schedule] if schedule else []
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def delete(session: AsyncSession, name: str) -> tuple[DeploymentRow, list[FlowRunRow]]:
+    """Delete a deployment and its runs that have not been released yet; returns those runs."""
+    row = await get(session, name)
+    waiting = list(
+        (
+            await session.execute(
+                select(FlowRunRow).where(FlowRunRow.deployment_id == row.id, FlowRunRow.state == "SCHEDULED")
+            )
+        ).scalars()
+    )
+    for run in waiting:
+        await session.delete(run)
+    await session.delete(row)
+    await session.flush()
+    return row, waiting
+
+
+def due_slots(deployment: DeploymentRow, now: datetime, horizon: float, limit: int) -> list[tuple[ScheduleRow, datetime]]:
+    if deployment.paused:
+        return []
+    end = now + timedelta(seconds=horizon)
+    found: list[tuple[ScheduleRow, datetime]] = []
+    for schedule in deployment.schedules:
+        if schedule.paused:
+            continue
+        anchor = schedule.anchor if schedule.anchor.tzinfo else schedule.anchor.replace(tzinfo=now.tzinfo)
+        for moment in schedules.slots(schedule.cron, schedule.timezone, schedule.interval_seconds, anchor, now, end, limit):
+            found.append((schedule, moment))
+    found.sort(key=lambda pair: pair[1])
+    return found[:limit]
+
+
+def slot_key(schedule: ScheduleRow, moment: datetime) -> str:
+    return f"{schedule.id}@{moment.strftime('%Y%m%dT%H%M%S.%f')}"

@@ -1,0 +1,176 @@
+"""Flow runs in the database: creation, state changes with history, leases, logs."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shiftboss.errors import InvalidArgument, NotFound
+from shiftboss.services.scheduler import states
+from shiftboss.services.scheduler.models import FlowRunRow, LogRow, StateChangeRow
+
+_ADJECTIVES = ("amber", "brisk", "calm", "dapper", "eager", "fuzzy", "gentle", "hasty", "icy", "jolly", "keen", "lucky", "mellow", "nimble", "olive", "proud", "quiet", "rapid", "sunny", "tidy")
+_NOUNS = ("badger", "condor", "dingo", "egret", "falcon", "gecko", "heron", "ibis", "jackal", "koala", "lemur", "marten", "newt", "otter", "panda", "quail", "raven", "stoat", "tapir", "walrus")
+
+
+def run_name() -> str:
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}"
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+def shown_state(run: FlowRunRow, now: datetime, late_seconds: float) -> str:
+    """LATE is a SCHEDULED run whose start passed by more than the late threshold."""
+    if run.state == states.SCHEDULED and (now - as_utc(run.scheduled_start)).total_seconds() > late_seconds:
+        return states.LATE
+    return run.state
+
+
+@dataclass(slots=True)
+class Transition:
+    """One state change, as the core must see it."""
+
+    run: FlowRunRow
+    before: str
+    after: str
+
+
+def record(session: AsyncSession, run: FlowRunRow, state: str, at: datetime, message: str = "") -> Transition:
+    before = run.state
+    run.state = state
+    run.message = message
+    if state in states.TERMINAL:
+        run.ended = at
+        run.lease_expires = None
+    if state == states.SCHEDULED:
+        run.worker = ""
+        run.lease_expires = None
+    session.add(StateChangeRow(run_seq=run.seq, state=state, at=at, message=message))
+    return Transition(run, before, state)
+
+
+async def get(session: AsyncSession, run_id: str, *, lock: bool = False) -> FlowRunRow:
+    if not run_id:
+        raise InvalidArgument("id: a flow run id is required", field="id")
+    query = select(FlowRunRow).where(FlowRunRow.id == run_id)
+    if lock:
+        query = query.with_for_update()
+    run = (await session.execute(query)).scalar_one_or_none()
+    if run is None:
+        raise NotFound(f"flow run {run_id!r} not found", field="id")
+    return run
+
+
+async def by_seq(session: AsyncSession, keys: Iterable[int]) -> list[FlowRunRow]:
+    keys = list(keys)
+    if not keys:
+        return []
+    rows = (await session.execute(select(FlowRunRow).where(FlowRunRow.seq.in_(keys)).with_for_update())).scalars()
+    order = {k: i for i, k in enumerate(keys)}
+    return sorted(rows, key=lambda r: order[r.seq])
+
+
+async def history(session: AsyncSession, run: FlowRunRow) -> list[StateChangeRow]:
+    query = select(StateChangeRow).where(StateChangeRow.run_seq == run.seq).order_by(StateChangeRow.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def insert(session: AsyncSession, run: FlowRunRow) -> FlowRunRow:
+    session.add(run)
+    await session.flush()
+    session.add(StateChangeRow(run_seq=run.seq, state=run.state, at=run.created, message=run.message))
+    return run
+
+
+async def lease(session: AsyncSession, keys: list[int], worker: str, now: datetime, lease_seconds: float) -> list[FlowRunRow]:
+    """Release the runs to a worker: PENDING, with a new fencing token and an ack deadline."""
+    rows = [r for r in await by_seq(session, keys) if r.state == states.SCHEDULED]
+    for run in rows:
+        record(session, run, states.PENDING, now, f"released to worker {worker}")
+        run.worker = worker
+        run.lease += 1
+        run.lease_expires = now + timedelta(seconds=lease_seconds)
+        run.dispatched = now
+    await session.flush()
+    return rows
+
+
+async def held_by(session: AsyncSession, worker: str) -> list[FlowRunRow]:
+    query = select(FlowRunRow).where(FlowRunRow.worker == worker, FlowRunRow.state.in_(states.OCCUPYING))
+    return list((await session.execute(query)).scalars())
+
+
+async def live(session: AsyncSession) -> list[FlowRunRow]:
+    """Runs the core must know: waiting or on a worker."""
+    query = select(FlowRunRow).where(FlowRunRow.state.in_([states.SCHEDULED, *states.OCCUPYING])).order_by(FlowRunRow.seq)
+    return list((await session.execute(query)).scalars())
+
+
+async def expired_leases(session: AsyncSession, now: datetime) -> list[FlowRunRow]:
+    query = select(FlowRunRow).where(
+        FlowRunRow.state == states.PENDING, FlowRunRow.lease_expires.is_not(None), FlowRunRow.lease_expires <= now
+    )
+    return list((await session.execute(query.with_for_update())).scalars())
+
+
+async def next_lease_expiry(session: AsyncSession) -> datetime | None:
+    query = select(FlowRunRow.lease_expires).where(
+        FlowRunRow.state == states.PENDING, FlowRunRow.lease_expires.is_not(None)
+    ).order_by(FlowRunRow.lease_expires).limit(1)
+    return as_utc((await session.execute(query)).scalar_one_or_none())
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    pool: str = "",
+    queue: str = "",
+    stored_states: list[str] | None = None,
+    deployment_id: str | None = None,
+    until: datetime | None = None,
+    limit: int = 200,
+    soonest_first: bool = False,
+) -> list[FlowRunRow]:
+    query = select(FlowRunRow)
+    if pool:
+        query = query.where(FlowRunRow.pool == pool)
+    if queue:
+        query = query.where(FlowRunRow.queue == queue)
+    if stored_states:
+        query = query.where(FlowRunRow.state.in_(stored_states))
+    if deployment_id is not None:
+        query = query.where(FlowRunRow.deployment_id == deployment_id)
+    if until is not None:
+        query = query.where(FlowRunRow.scheduled_start <= until)
+    order = (FlowRunRow.scheduled_start, FlowRunRow.seq) if soonest_first else (FlowRunRow.scheduled_start.desc(), FlowRunRow.seq.desc())
+    return list((await session.execute(query.order_by(*order).limit(limit))).scalars())
+
+
+async def existing_slots(session: AsyncSession, keys: list[str]) -> set[str]:
+    if not keys:
+        return set()
+    rows = await session.execute(select(FlowRunRow.slot).where(FlowRunRow.slot.in_(keys)))
+    return {slot for (slot,) in rows}
+
+
+async def add_logs(session: AsyncSession, run: FlowRunRow, lines: list[tuple[datetime, str, str]]) -> None:
+    session.add_all(LogRow(run_seq=run.seq, at=at, stream=stream, text=text) for at, stream, text in lines)
+
+
+async def logs(session: AsyncSession, run: FlowRunRow, after_id: int = 0) -> list[LogRow]:
+    query = select(LogRow).where(LogRow.run_seq == run.seq, LogRow.id > after_id).order_by(LogRow.id)
+    return list((await session.execute(query)).scalars())
+
+
+def payload(run: FlowRunRow) -> dict[str, Any]:
+    return {"id": run.id, "seq": run.seq}

@@ -1,0 +1,477 @@
+"""SchedulerService's gRPC servicer: deployments, flow runs and the worker stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from grpc import aio
+
+from shiftboss._wire import from_struct, to_timestamp
+from shiftboss.core import PoolState
+from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound
+from shiftboss.services.broadcast import Broadcaster
+from shiftboss.services.db import open_database, release_database
+from shiftboss.services.scheduler import background, deployments, states
+from shiftboss.services.scheduler import runs as run_store
+from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
+from shiftboss.services.scheduler.models import FlowRunRow, now_utc
+from shiftboss.services.scheduler.stream import StreamHandler
+from shiftboss.services.scheduler.wire import deployment_to_proto, run_to_proto
+from shiftboss.v1 import pools_pb2, pools_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, templates_pb2, templates_pb2_grpc
+
+log = logging.getLogger("shiftboss.scheduler")
+
+#: Most runs one list returns.
+MAX_LIST = 1000
+
+
+def _state_names(values: list[int]) -> list[str]:
+    return [scheduler_pb2.RunState.Name(v) for v in values]
+
+
+class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
+    name = "scheduler"
+    full_name = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
+
+    def __init__(self, mesh: Any) -> None:
+        self.mesh = mesh
+        self.settings = mesh.settings
+        self.db = open_database(self.settings.database_url_for(self.name))
+        self.dispatcher = Dispatcher(self.db, self.settings)
+        self.ready = asyncio.Event()
+        self.logs: Broadcaster[tuple[str, scheduler_pb2.LogLine | None]] = Broadcaster()
+        self.stream = StreamHandler(self)
+        self.tasks: list[asyncio.Task[None]] = []
+        self.schedules_due = asyncio.Event()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def register(self, server: aio.Server) -> None:
+        scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(self, server)
+
+    async def start(self) -> None:
+        await self.db.upgrade(self.name)
+        self.tasks = background.start_all(self)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.ready.wait(), 30)
+
+    def closing(self) -> None:
+        self.stream.drain_all("the server is stopping")
+        self.logs.close()
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.dispatcher.close()
+        await release_database(self.db)
+
+    # ------------------------------------------------------------ peers
+
+    @property
+    def pools(self) -> pools_pb2_grpc.PoolServiceStub:
+        return self.mesh.peers.stub("pools", pools_pb2_grpc.PoolServiceStub)
+
+    @property
+    def templates(self) -> templates_pb2_grpc.TemplateServiceStub:
+        return self.mesh.peers.stub("templates", templates_pb2_grpc.TemplateServiceStub)
+
+    async def call(self, method: Any, request: Any) -> Any:
+        return await self.mesh.peers.call(method, request)
+
+    async def render(self, pool: str, deployment_variables: dict[str, Any], run_variables: dict[str, Any]) -> dict[str, Any]:
+        request = templates_pb2.RenderRequest(pool=pool)
+        request.deployment_variables.update(deployment_variables)
+        request.run_variables.update(run_variables)
+        reply = await self.call(self.templates.Render, request)
+        return from_struct(reply.job_configuration)
+
+    async def check_queue(self, pool: str, queue: str) -> None:
+        await self.call(self.pools.GetWorkQueue, pools_pb2.WorkQueueRef(name=queue, pool=pool))
+
+    # ------------------------------------------------------------ runs: the one way a state changes
+
+    def lock_for(self, pool: str) -> Any:
+        runtime = self.dispatcher.pools.get(pool)
+        return runtime.lock if runtime is not None else contextlib.nullcontext()
+
+    async def change_state(
+        self,
+        run_id: str,
+        to: str,
+        *,
+        lease: int | None = None,
+        worker: str | None = None,
+        force: bool = False,
+        message: str = "",
+        exit_code: int | None = None,
+        at: datetime | None = None,
+        idempotent: bool = False,
+    ) -> FlowRunRow:
+        """Validate and record one transition, then mirror it in the core, under the pool's lock."""
+        async with self.db.reading() as session:
+            pool = (await run_store.get(session, run_id)).pool
+        async with self.lock_for(pool):
+            async with self.db.transaction() as session:
+                run = await run_store.get(session, run_id, lock=True)
+                if lease is not None and (run.lease != lease or (worker is not None and run.worker != worker)):
+                    raise FailedPrecondition(
+                        f"lease: {lease} is stale for flow run {run_id!r} (current lease {run.lease})", field="lease"
+                    )
+                if idempotent and run.state == to:
+                    return run
+                states.check(run.state, to, force=force)
+                moment = at or now_utc()
+                change = run_store.record(session, run, to, moment, message)
+                if to == states.RUNNING:
+                    run.started = moment
+                    run.lease_expires = None
+                if exit_code is not None:
+                    run.exit_code = exit_code
+            self.dispatcher.apply(change)
+        return run
+
+    async def create_run(
+        self,
+        deployment_name: str,
+        *,
+        queue: str = "",
+        parameters: dict[str, Any] | None = None,
+        job_variables: dict[str, Any] | None = None,
+        start: datetime | None = None,
+        slot: str | None = None,
+    ) -> FlowRunRow:
+        async with self.db.reading() as session:
+            deployment = await deployments.get(session, deployment_name)
+        queue = queue or deployment.queue
+        if queue != deployment.queue:
+            await self.check_queue(deployment.pool, queue)
+        run_variables = deployments.validate_object("job_variables", job_variables or {})
+        configuration = await self.render(deployment.pool, deployment.job_variables, run_variables)
+        await self.ready.wait()
+        if not self.dispatcher.knows_queue(deployment.pool, queue):
+            raise NotFound(f"work queue {queue!r} not found in work pool {deployment.pool!r}", field="queue")
+        created = now_utc()
+        run = FlowRunRow(
+            name=run_store.run_name(),
+            deployment_id=deployment.id,
+            deployment=deployment.name,
+            pool=deployment.pool,
+            queue=queue,
+            entrypoint=deployment.entrypoint,
+            parameters={**deployment.parameters, **(parameters or {})},
+            job_variables=run_variables,
+            job_configuration=configuration,
+            scheduled_start=start or created,
+            state=states.SCHEDULED,
+            created=created,
+            slot=slot,
+        )
+        async with self.lock_for(deployment.pool):
+            async with self.db.transaction() as session:
+                await run_store.insert(session, run)
+            self.dispatcher.apply(run_store.Transition(run, "", states.SCHEDULED))
+        return run
+
+    def to_proto(self, run: FlowRunRow, history: list[Any] | None = None) -> scheduler_pb2.FlowRun:
+        return run_to_proto(run, now_utc(), self.settings.late_seconds, history)
+
+    @staticmethod
+    def start_time(start_in: float | None, start_at: str) -> datetime | None:
+        if start_in is not None and start_at:
+            raise InvalidArgument("start_at: give --start-in or --start-at, not both", field="start_at")
+        if start_in is not None:
+            if start_in < 0:
+                raise InvalidArgument(f"start_in: must not be negative, got {start_in:g}", field="start_in")
+            return now_utc() + timedelta(seconds=start_in)
+        if start_at:
+            try:
+                moment = datetime.fromisoformat(start_at)
+            except ValueError:
+                raise InvalidArgument(f"start_at: {start_at!r} is not an ISO 8601 time", field="start_at") from None
+            return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return None
+
+    # ------------------------------------------------------------ deployments
+
+    async def CreateDeployment(self, request: scheduler_pb2.CreateDeploymentRequest, context: Any) -> scheduler_pb2.Deployment:
+        deployments.validate_name("name", request.name)
+        deployments.validate_entrypoint(request.entrypoint)
+        if not request.pool:
+            raise InvalidArgument("pool: a work pool name is required", field="pool")
+        queue = request.queue or "default"
+        await self.check_queue(request.pool, queue)
+        job_variables = from_struct(request.job_variables)
+        await self.render(request.pool, job_variables, {})
+        async with self.db.transaction() as session:
+            row = await deployments.create(
+                session,
+                name=request.name,
+                pool=request.pool,
+                queue=queue,
+                entrypoint=request.entrypoint,
+                parameters=from_struct(request.parameters),
+                job_variables=job_variables,
+                cron=request.cron,
+                timezone=request.timezone,
+                interval=request.interval,
+                description=request.description,
+                tags=list(request.tags),
+                paused=request.paused,
+            )
+            reply = deployment_to_proto(row)
+        self.schedules_due.set()
+        return reply
+
+    async def GetDeployment(self, request: scheduler_pb2.DeploymentRef, context: Any) -> scheduler_pb2.Deployment:
+        async with self.db.reading() as session:
+            return deployment_to_proto(await deployments.get(session, request.name))
+
+    async def ListDeployments(
+        self, request: scheduler_pb2.ListDeploymentsRequest, context: Any
+    ) -> scheduler_pb2.ListDeploymentsResponse:
+        async with self.db.reading() as session:
+            rows = await deployments.list_all(session, request.pool)
+            return scheduler_pb2.ListDeploymentsResponse(deployments=[deployment_to_proto(r) for r in rows])
+
+    async def UpdateDeployment(self, request: scheduler_pb2.UpdateDeploymentRequest, context: Any) -> scheduler_pb2.Deployment:
+        async with self.db.reading() as session:
+            current = await deployments.get(session, request.name)
+        if request.HasField("entrypoint"):
+            deployments.validate_entrypoint(request.entrypoint)
+        if request.HasField("queue"):
+            await self.check_queue(current.pool, request.queue)
+        if request.HasField("job_variables"):
+            await self.render(current.pool, from_struct(request.job_variables), {})
+        new_schedule = None
+        replace_schedules = request.clear_schedules or request.HasField("cron") or request.HasField("interval")
+        if request.HasField("cron") or request.HasField("interval"):
+            new_schedule = deployments.schedule_row(request.cron, request.timezone, request.interval)
+        async with self.db.transaction() as session:
+            row = await deployments.get(session, request.name)
+            if request.HasField("entrypoint"):
+                row.entrypoint = request.entrypoint
+            if request.HasField("queue"):
+                row.queue = request.queue
+            if request.HasField("parameters"):
+                row.parameters = from_struct(request.parameters)
+            if request.HasField("job_variables"):
+                row.job_variables = from_struct(request.job_variables)
+            if request.HasField("description"):
+                row.description = request.description
+            if replace_schedules:
+                row.schedules = [new_schedule] if new_schedule else []
+            row.updated = now_utc()
+            await session.flush()
+            reply = deployment_to_proto(row)
+        self.schedules_due.set()
+        return reply
+
+    async def _set_paused(self, name: str, paused: bool) -> scheduler_pb2.Deployment:
+        async with self.db.transaction() as session:
+            row = await deployments.get(session, name)
+            row.paused = paused
+            row.updated = now_utc()
+            await session.flush()
+            reply = deployment_to_proto(row)
+        self.schedules_due.set()
+        return reply
+
+    async def PauseDeployment(self, request: scheduler_pb2.DeploymentRef, context: Any) -> scheduler_pb2.Deployment:
+        return await self._set_paused(request.name, True)
+
+    async def ResumeDeployment(self, request: scheduler_pb2.DeploymentRef, context: Any) -> scheduler_pb2.Deployment:
+        return await self._set_paused(request.name, False)
+
+    async def DeleteDeployment(
+        self, request: scheduler_pb2.DeploymentRef, context: Any
+    ) -> scheduler_pb2.DeleteDeploymentResponse:
+        async with self.db.transaction() as session:
+            _, removed = await deployments.delete(session, request.name)
+        for run in removed:
+            self.dispatcher.apply(run_store.Transition(run, states.SCHEDULED, states.CANCELLED))
+        return scheduler_pb2.DeleteDeploymentResponse()
+
+    async def RunDeployment(self, request: scheduler_pb2.RunDeploymentRequest, context: Any) -> scheduler_pb2.FlowRun:
+        start = self.start_time(request.start_in if request.HasField("start_in") else None, request.start_at)
+        run = await self.create_run(
+            request.name,
+            queue=request.queue,
+            parameters=from_struct(request.parameters),
+            job_variables=from_struct(request.job_variables),
+            start=start,
+        )
+        return self.to_proto(run)
+
+    # ------------------------------------------------------------ flow runs
+
+    async def CreateFlowRun(self, request: scheduler_pb2.CreateFlowRunRequest, context: Any) -> scheduler_pb2.FlowRun:
+        start = self.start_time(request.start_in if request.HasField("start_in") else None, request.start_at)
+        run = await self.create_run(
+            request.deployment,
+            queue=request.queue,
+            parameters=from_struct(request.parameters),
+            job_variables=from_struct(request.job_variables),
+            start=start,
+        )
+        return self.to_proto(run)
+
+    async def GetFlowRun(self, request: scheduler_pb2.FlowRunRef, context: Any) -> scheduler_pb2.FlowRun:
+        async with self.db.reading() as session:
+            run = await run_store.get(session, request.id)
+            return self.to_proto(run, await run_store.history(session, run))
+
+    async def ListFlowRuns(self, request: scheduler_pb2.ListFlowRunsRequest, context: Any) -> scheduler_pb2.ListFlowRunsResponse:
+        if request.limit < 0:
+            raise InvalidArgument(f"limit: must not be negative, got {request.limit}", field="limit")
+        wanted = _state_names(list(request.state))
+        stored = sorted({states.SCHEDULED if s == states.LATE else s for s in wanted})
+        async with self.db.reading() as session:
+            deployment_id = (await deployments.get(session, request.deployment)).id if request.deployment else None
+            rows = await run_store.search(
+                session,
+                pool=request.pool,
+                queue=request.queue,
+                stored_states=stored,
+                deployment_id=deployment_id,
+                limit=min(request.limit or 200, MAX_LIST),
+            )
+        replies = [self.to_proto(r) for r in rows]
+        if wanted:
+            names = set(wanted)
+            replies = [r for r in replies if scheduler_pb2.RunState.Name(r.state) in names]
+        return scheduler_pb2.ListFlowRunsResponse(flow_runs=replies)
+
+    async def CancelFlowRun(self, request: scheduler_pb2.FlowRunRef, context: Any) -> scheduler_pb2.FlowRun:
+        async with self.db.reading() as session:
+            run = await run_store.get(session, request.id)
+        if run.state == states.SCHEDULED:
+            run = await self.change_state(request.id, states.CANCELLED, message="cancelled before it was released")
+        elif run.state in (states.PENDING, states.RUNNING):
+            run = await self.change_state(request.id, states.CANCELLING, message="cancel requested")
+            if not self.stream.cancel(run):
+                run = await self.change_state(request.id, states.CANCELLED, message="its worker is gone")
+        elif run.state != states.CANCELLING:
+            raise FailedPrecondition(f"state: flow run {request.id!r} is {run.state} and cannot be cancelled", field="state")
+        return self.to_proto(run)
+
+    async def SetFlowRunState(self, request: scheduler_pb2.SetFlowRunStateRequest, context: Any) -> scheduler_pb2.FlowRun:
+        if request.state == scheduler_pb2.RUN_STATE_UNSPECIFIED:
+            raise InvalidArgument("state: a state is required", field="state")
+        target = states.parse_state(scheduler_pb2.RunState.Name(request.state))
+        run = await self.change_state(request.id, target, force=request.force, message=request.message or "set by a user")
+        if target == states.CANCELLING:
+            self.stream.cancel(run)
+        return self.to_proto(run)
+
+    async def ExplainFlowRun(self, request: scheduler_pb2.FlowRunRef, context: Any) -> scheduler_pb2.Explanation:
+        async with self.db.reading() as session:
+            run = await run_store.get(session, request.id)
+        reply = scheduler_pb2.Explanation(
+            id=run.id, state=self.to_proto(run).state, pool=run.pool, queue=run.queue
+        )
+        runtime = self.dispatcher.pools.get(run.pool)
+        if run.state in states.TERMINAL:
+            reply.blocker, reply.message = "finished", f"the run ended {run.state}"
+            return reply
+        if runtime is None or run.seq not in runtime.state:
+            reply.blocker, reply.message = "unknown", "the scheduler does not hold this run"
+            return reply
+        explained = runtime.state.explain(run.seq, epoch(now_utc()), self.settings.prefetch_seconds)
+        reply.queue_position = explained.queue_position
+        reply.pool_position = explained.pool_position
+        reply.blocker, reply.message = explained.blocker, explained.message
+        if explained.blocker == "none" and not self.dispatcher.serves(run.pool, run.queue):
+            reply.blocker = "no_worker"
+            reply.message = f"no connected worker serves queue {run.queue!r} of work pool {run.pool!r}"
+        return reply
+
+    async def FlowRunLogs(self, request: scheduler_pb2.LogsRequest, context: Any) -> AsyncIterator[scheduler_pb2.LogLine]:
+        subscription = self.logs.subscribe(lambda item: item[0] == request.id)
+        try:
+            async with self.db.reading() as session:
+                run = await run_store.get(session, request.id)
+                lines = await run_store.logs(session, run)
+        except BaseException:
+            subscription.cancel()
+            raise
+        for line in lines:
+            yield scheduler_pb2.LogLine(run=run.id, at=to_timestamp(line.at), stream=line.stream, text=line.text)
+        if not request.follow or run.state in states.TERMINAL:
+            subscription.cancel()
+            return
+        async for _, line in subscription.events():
+            if line is None:  # the run ended
+                return
+            yield line
+
+    # ------------------------------------------------------------ previews
+
+    def _waterfall_order(self, pool: str, rows: list[FlowRunRow]) -> list[FlowRunRow]:
+        runtime = self.dispatcher.pools.get(pool)
+        rank = {name: i for i, name in enumerate(runtime.state.queues())} if runtime else {}
+        return sorted(rows, key=lambda r: (rank.get(r.queue, len(rank)), r.scheduled_start, r.seq))
+
+    async def _upcoming(self, pool: str, queue: str, hours: float) -> scheduler_pb2.ListFlowRunsResponse:
+        if hours < 0:
+            raise InvalidArgument(f"hours: must not be negative, got {hours:g}", field="hours")
+        await self.check_queue(pool, queue) if queue else await self.call(self.pools.GetWorkPool, pools_pb2.WorkPoolRef(name=pool))
+        until = now_utc() + timedelta(hours=hours or 1)
+        async with self.db.reading() as session:
+            rows = await run_store.search(
+                session, pool=pool, queue=queue, stored_states=[states.SCHEDULED], until=until, limit=MAX_LIST, soonest_first=True
+            )
+        return scheduler_pb2.ListFlowRunsResponse(flow_runs=[self.to_proto(r) for r in self._waterfall_order(pool, rows)])
+
+    async def PreviewWorkPool(self, request: scheduler_pb2.PreviewRequest, context: Any) -> scheduler_pb2.ListFlowRunsResponse:
+        return await self._upcoming(request.pool, request.queue, request.hours)
+
+    async def PreviewWorkQueue(
+        self, request: scheduler_pb2.PreviewQueueRequest, context: Any
+    ) -> scheduler_pb2.ListFlowRunsResponse:
+        return await self._upcoming(request.pool, request.name, request.hours)
+
+    async def ReadWorkQueueRuns(
+        self, request: scheduler_pb2.PreviewQueueRequest, context: Any
+    ) -> scheduler_pb2.ListFlowRunsResponse:
+        await self.check_queue(request.pool, request.name)
+        async with self.db.reading() as session:
+            rows = await run_store.search(
+                session, pool=request.pool, queue=request.name, stored_states=[states.SCHEDULED], limit=MAX_LIST, soonest_first=True
+            )
+        return scheduler_pb2.ListFlowRunsResponse(flow_runs=[self.to_proto(r) for r in rows])
+
+    async def NextRuns(self, request: scheduler_pb2.NextRunsRequest, context: Any) -> scheduler_pb2.ListFlowRunsResponse:
+        if request.limit < 0:
+            raise InvalidArgument(f"limit: must not be negative, got {request.limit}", field="limit")
+        prefetch = request.prefetch_seconds if request.HasField("prefetch_seconds") else self.settings.prefetch_seconds
+        if prefetch < 0:
+            raise InvalidArgument(f"prefetch_seconds: must not be negative, got {prefetch:g}", field="prefetch_seconds")
+        await self.call(self.pools.GetWorkPool, pools_pb2.WorkPoolRef(name=request.pool))
+        for queue in request.queues:
+            await self.check_queue(request.pool, queue)
+        await self.ready.wait()
+        runtime = self.dispatcher.pools.get(request.pool)
+        if runtime is None:
+            return scheduler_pb2.ListFlowRunsResponse()
+        trial = PoolState.from_snapshot(runtime.state.snapshot())
+        keys = trial.admit(epoch(now_utc()), prefetch, list(request.queues) or None, request.limit or None)
+        async with self.db.reading() as session:
+            rows = {r.seq: r for r in await run_store.by_seq(session, keys)}
+        return scheduler_pb2.ListFlowRunsResponse(flow_runs=[self.to_proto(rows[k]) for k in keys if k in rows])
+
+    # ------------------------------------------------------------ the worker stream
+
+    def Connect(self, request_iterator: Any, context: Any) -> AsyncIterator[scheduler_pb2.SchedulerMessage]:
+        return self.stream.connect(request_iterator, context)
+
+
+def build(mesh: Any) -> SchedulerService:
+    return SchedulerService(mesh)

@@ -1,0 +1,53 @@
+"""Workers connected over the stream, as the scheduler sees them."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from shiftboss.v1 import scheduler_pb2
+
+
+@dataclass(eq=False)
+class WorkerSession:
+    """One open Connect stream. Messages to the worker go through `outbox`."""
+
+    key: str  # "pool/name": what runs record as their worker
+    id: str
+    name: str
+    pool: str
+    queues: list[str] | None  # None: every queue of the pool
+    limit: int  # 0: no cap of its own
+    prefetch: float
+    once: bool = False
+    outbox: asyncio.Queue[scheduler_pb2.SchedulerMessage | None] = field(default_factory=asyncio.Queue)
+    #: Run keys (core seq) it holds: PENDING, RUNNING or CANCELLING on it.
+    held: set[int] = field(default_factory=set)
+    #: Free slots the worker reported with Credits; None until it does.
+    credits: int | None = None
+    draining: bool = False
+    closed: bool = False
+
+    def free(self) -> int | None:
+        """Runs it may still take now; None means no cap."""
+        if self.draining or self.closed:
+            return 0
+        caps = []
+        if self.limit:
+            caps.append(self.limit - len(self.held))
+        if self.credits is not None:
+            caps.append(self.credits)
+        return max(0, min(caps)) if caps else None
+
+    def send(self, message: scheduler_pb2.SchedulerMessage) -> None:
+        if not self.closed:
+            self.outbox.put_nowait(message)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.outbox.put_nowait(None)
+
+
+def worker_key(pool: str, name: str) -> str:
+    return f"{pool}/{name}"

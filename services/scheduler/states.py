@@ -1,0 +1,43 @@
+"""Flow run states: which transitions are legal, and what each does to a slot."""
+
+from __future__ import annotations
+
+from shiftboss.errors import FailedPrecondition, InvalidArgument
+
+SCHEDULED, LATE, PENDING, RUNNING = "SCHEDULED", "LATE", "PENDING", "RUNNING"
+COMPLETED, FAILED, CRASHED, CANCELLING, CANCELLED = "COMPLETED", "FAILED", "CRASHED", "CANCELLING", "CANCELLED"
+
+STORED = (SCHEDULED, PENDING, RUNNING, COMPLETED, FAILED, CRASHED, CANCELLING, CANCELLED)
+#: States that hold a slot of the queue and the pool: the run is on a worker.
+OCCUPYING = frozenset({PENDING, RUNNING, CANCELLING})
+#: States that wait in the core's waterfall.
+CANDIDATE = frozenset({SCHEDULED})
+TERMINAL = frozenset({COMPLETED, FAILED, CRASHED, CANCELLED})
+
+ALLOWED: dict[str, frozenset[str]] = {
+    SCHEDULED: frozenset({PENDING, CANCELLED}),
+    # A lease that expires, or a worker lost before it started the run, sends it back.
+    PENDING: frozenset({SCHEDULED, RUNNING, COMPLETED, FAILED, CRASHED, CANCELLING, CANCELLED}),
+    RUNNING: frozenset({COMPLETED, FAILED, CRASHED, CANCELLING}),
+    # A run being cancelled may still end by itself first.
+    CANCELLING: frozenset({CANCELLED, COMPLETED, FAILED, CRASHED}),
+    COMPLETED: frozenset(),
+    FAILED: frozenset(),
+    CRASHED: frozenset(),
+    CANCELLED: frozenset(),
+}
+
+
+def parse_state(value: str, field: str = "state") -> str:
+    if value == LATE:
+        raise InvalidArgument(f"{field}: LATE is shown, not set; set SCHEDULED", field=field)
+    if value not in STORED:
+        raise InvalidArgument(f"{field}: unknown state {value!r}; one of {', '.join(STORED)}", field=field)
+    return value
+
+
+def check(current: str, new: str, *, force: bool = False) -> None:
+    """Raise FAILED_PRECONDITION naming both states for an illegal transition."""
+    if force or new in ALLOWED[current]:
+        return
+    raise FailedPrecondition(f"state: cannot go from {current} to {new}", field="state")

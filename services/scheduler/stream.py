@@ -1,0 +1,306 @@
+"""The worker stream (SchedulerService.Connect): Hello, then a reader and a writer.
+
+Every message a worker sends is idempotent under retry: a repeated Ack, Started or
+Finished with the current lease is a no-op, and one with a stale lease is refused with
+a Refused message instead of breaking the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+
+from shiftboss._wire import from_timestamp, to_timestamp
+from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
+from shiftboss.services.scheduler import runs as run_store
+from shiftboss.services.scheduler import states
+from shiftboss.services.scheduler.models import FlowRunRow
+from shiftboss.services.scheduler.sessions import WorkerSession, worker_key
+from shiftboss.v1 import heartbeats_pb2, pools_pb2, scheduler_pb2
+
+if TYPE_CHECKING:
+    from shiftboss.services.scheduler.service import SchedulerService
+
+log = logging.getLogger("shiftboss.scheduler")
+Message = scheduler_pb2.SchedulerMessage
+#: States a worker may report in Finished.
+FINAL = {states.COMPLETED, states.FAILED, states.CRASHED, states.CANCELLED}
+
+
+class StreamHandler:
+    def __init__(self, service: SchedulerService) -> None:
+        self.service = service
+        self.dispatcher = service.dispatcher
+        #: Latest beat of each connected worker, flushed to HeartbeatService in batches.
+        self.beats: dict[str, heartbeats_pb2.WorkerBeat] = {}
+        #: Queues served per pool since the last flush (None: all of them).
+        self.polled: dict[str, set[str] | None] = {}
+
+    # ------------------------------------------------------------ connect
+
+    async def connect(self, requests: Any, context: Any) -> AsyncIterator[scheduler_pb2.SchedulerMessage]:
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("kind") != "hello":
+            raise InvalidArgument("hello: the first message on the stream must be Hello", field="hello")
+        await self.service.ready.wait()
+        session, welcome = await self.hello(first.hello)
+        reader = asyncio.create_task(self.read(session, requests), name=f"stream-{session.key}")
+        try:
+            yield Message(welcome=welcome)
+            if session.once:
+                runtime = self.dispatcher.pools[session.pool]
+                await self.dispatcher.admit_now(runtime, only=session)
+                session.draining = True
+                session.send(Message(drain=scheduler_pb2.Drain(reason="run-once: these are the runs due now")))
+            while True:
+                message = await session.outbox.get()
+                if message is None:
+                    return
+                yield message
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            session.close()
+            self.dispatcher.detach(session)
+            self.beats.pop(session.key, None)
+            log.info("worker %s disconnected", session.key)
+
+    async def hello(self, hello: scheduler_pb2.Hello) -> tuple[WorkerSession, scheduler_pb2.Welcome]:
+        service = self.service
+        if not hello.name:
+            raise InvalidArgument("name: the worker needs a name", field="name")
+        if not hello.pool:
+            raise InvalidArgument("pool: the worker needs a work pool", field="pool")
+        if hello.limit < 0:
+            raise InvalidArgument(f"limit: must be at least 1, got {hello.limit}", field="limit")
+        if hello.prefetch_seconds < 0:
+            raise InvalidArgument(f"prefetch_seconds: must not be negative, got {hello.prefetch_seconds:g}", field="prefetch_seconds")
+        pool = await self._pool_for(hello)
+        queues: list[str] | None = None
+        if hello.queues:
+            await self._refuse_foreign_queues(hello)
+            reply = await service.call(service.pools.EnsureWorkQueues, pools_pb2.EnsureWorkQueuesRequest(pool=pool.name, names=list(hello.queues)))
+            queues = [q.name for q in reply.work_queues]
+        listed = await service.call(service.pools.ListWorkQueues, pools_pb2.ListWorkQueuesRequest(pool=pool.name))
+        self.dispatcher.apply_pool(pool)
+        for queue in listed.work_queues:
+            self.dispatcher.apply_queue(pool, queue)
+        key = worker_key(pool.name, hello.name)
+        session = WorkerSession(
+            key=key,
+            id=key,
+            name=hello.name,
+            pool=pool.name,
+            queues=queues,
+            limit=hello.limit,
+            prefetch=hello.prefetch_seconds,
+            once=hello.once,
+        )
+        await self._reclaim_holdings(session, dict(hello.holding))
+        self.dispatcher.attach(session)
+        self.beat(session)
+        await self.flush()
+        log.info("worker %s connected (queues: %s, limit: %s)", key, ", ".join(queues or ["all"]), hello.limit or "none")
+        welcome = scheduler_pb2.Welcome(
+            worker_id=key,
+            heartbeat_seconds=service.settings.heartbeat_seconds,
+            queues=queues or [q.name for q in listed.work_queues],
+            pool_type=pool.type,
+        )
+        return session, welcome
+
+    async def _pool_for(self, hello: scheduler_pb2.Hello) -> pools_pb2.WorkPool:
+        service = self.service
+        try:
+            pool = await service.call(service.pools.GetWorkPool, pools_pb2.WorkPoolRef(name=hello.pool))
+        except NotFound:
+            if not hello.type:
+                raise NotFound(
+                    f"work pool {hello.pool!r} not found; start the worker with --type to create it", field="pool"
+                ) from None
+            request = pools_pb2.CreateWorkPoolRequest(name=hello.pool, type=hello.type)
+            if hello.HasField("base_job_template"):
+                request.base_job_template.CopyFrom(hello.base_job_template)
+            try:
+                pool = await service.call(service.pools.CreateWorkPool, request)
+            except ShiftbossError as exc:
+                if exc.code != "ALREADY_EXISTS":
+                    raise
+                pool = await service.call(service.pools.GetWorkPool, pools_pb2.WorkPoolRef(name=hello.pool))
+        if hello.type and hello.type != pool.type:
+            raise FailedPrecondition(
+                f"type: a {hello.type!r} worker cannot serve work pool {pool.name!r} of type {pool.type!r}", field="type"
+            )
+        return pool
+
+    async def _refuse_foreign_queues(self, hello: scheduler_pb2.Hello) -> None:
+        """A queue missing here but present in another pool is a mistake, not a new queue."""
+        service = self.service
+        here = await service.call(service.pools.ListWorkQueues, pools_pb2.ListWorkQueuesRequest(pool=hello.pool))
+        missing = set(hello.queues) - {q.name for q in here.work_queues}
+        if not missing:
+            return
+        everywhere = await service.call(service.pools.ListWorkPools, pools_pb2.ListWorkPoolsRequest())
+        for other in everywhere.work_pools:
+            if other.name != hello.pool:
+                foreign = sorted(missing & set(other.queues) - {"default"})
+                if foreign:
+                    raise FailedPrecondition(
+                        f"queues: {foreign[0]!r} is a queue of work pool {other.name!r}, not of {hello.pool!r}",
+                        field="queues",
+                    )
+
+    async def _reclaim_holdings(self, session: WorkerSession, holding: dict[str, int]) -> None:
+        """A reconnecting worker takes back the runs it still holds, if their leases are current."""
+        async with self.service.db.reading() as db:
+            held = await run_store.held_by(db, session.key)
+        current = {run.id: run for run in held}
+        for run_id, lease in holding.items():
+            run = current.get(run_id)
+            if run is not None and run.lease == lease:
+                session.held.add(run.seq)
+            else:
+                session.send(Message(refused=scheduler_pb2.Refused(run=run_id, reason="this worker no longer holds the run")))
+        # Runs the database gives this worker but that it did not claim: not started, so back they go.
+        claimed = set(holding)
+        for run in held:
+            if run.id not in claimed and run.state == states.PENDING and run.started is None:
+                session.held.add(run.seq)
+                from shiftboss.services.scheduler.dispatch import dispatch_message
+
+                session.send(Message(dispatch=dispatch_message(run)))
+
+    # ------------------------------------------------------------ reading
+
+    async def read(self, session: WorkerSession, requests: Any) -> None:
+        try:
+            async for message in requests:
+                await self.handle(session, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a broken stream ends this session only
+            log.info("stream of worker %s ended: %s", session.key, exc)
+        finally:
+            session.close()
+
+    async def handle(self, session: WorkerSession, message: scheduler_pb2.WorkerMessage) -> None:
+        kind = message.WhichOneof("kind")
+        run_id = ""
+        try:
+            if kind == "heartbeat":
+                self.beat(session)
+            elif kind == "ack":
+                run_id = message.ack.run
+                await self.ack(session, message.ack)
+            elif kind == "started":
+                run_id = message.started.run
+                at = from_timestamp(message.started.at) if message.started.HasField("at") else None
+                await self.service.change_state(
+                    run_id, states.RUNNING, lease=message.started.lease, worker=session.key, at=at, idempotent=True,
+                    message=f"started by worker {session.name}",
+                )
+            elif kind == "finished":
+                run_id = message.finished.run
+                await self.finished(session, message.finished)
+            elif kind == "credits":
+                session.credits = max(0, message.credits.free)
+                self.dispatcher.kick(session.pool)
+            elif kind == "logs":
+                await self.store_logs(message.logs)
+        except ShiftbossError as exc:
+            session.send(Message(refused=scheduler_pb2.Refused(run=run_id, reason=exc.message)))
+
+    async def ack(self, session: WorkerSession, ack: scheduler_pb2.Ack) -> None:
+        async with self.service.db.transaction() as db:
+            run = await run_store.get(db, ack.run, lock=True)
+            if run.lease != ack.lease or run.worker != session.key:
+                raise FailedPrecondition(f"lease: {ack.lease} is stale for flow run {ack.run!r}", field="lease")
+            run.lease_expires = None
+
+    async def finished(self, session: WorkerSession, finished: scheduler_pb2.Finished) -> None:
+        state = scheduler_pb2.RunState.Name(finished.state)
+        if state not in FINAL:
+            raise InvalidArgument(f"state: a finished run is one of {', '.join(sorted(FINAL))}, not {state}", field="state")
+        at = from_timestamp(finished.at) if finished.HasField("at") else None
+        await self.service.change_state(
+            finished.run,
+            state,
+            lease=finished.lease,
+            worker=session.key,
+            at=at,
+            idempotent=True,
+            message=finished.message,
+            exit_code=finished.exit_code if finished.HasField("exit_code") else None,
+        )
+        self.service.logs.publish((finished.run, None))
+
+    async def store_logs(self, batch: scheduler_pb2.LogBatch) -> None:
+        by_run: dict[str, list[scheduler_pb2.LogLine]] = {}
+        for line in batch.lines:
+            by_run.setdefault(line.run, []).append(line)
+        async with self.service.db.transaction() as db:
+            for run_id, lines in by_run.items():
+                run = await run_store.get(db, run_id)
+                await run_store.add_logs(
+                    db, run, [(from_timestamp(l.at) if l.HasField("at") else datetime.now(timezone.utc), l.stream, l.text) for l in lines]
+                )
+        for run_id, lines in by_run.items():
+            for line in lines:
+                self.service.logs.publish((run_id, line))
+
+    # ------------------------------------------------------------ pushing
+
+    def cancel(self, run: FlowRunRow) -> bool:
+        """Push Cancel to the worker holding the run; False when that worker is not connected."""
+        session = self.dispatcher.sessions.get(run.worker)
+        if session is None or session.closed:
+            return False
+        session.send(Message(cancel=scheduler_pb2.Cancel(run=run.id, lease=run.lease)))
+        return True
+
+    def drain_all(self, reason: str) -> None:
+        for session in list(self.dispatcher.sessions.values()):
+            session.draining = True
+            session.send(Message(drain=scheduler_pb2.Drain(reason=reason)))
+            session.close()
+
+    # ------------------------------------------------------------ heartbeats
+
+    def beat(self, session: WorkerSession) -> None:
+        beat = heartbeats_pb2.WorkerBeat(
+            id=session.id,
+            name=session.name,
+            pool=session.pool,
+            queues=session.queues or [],
+            in_flight=len(session.held),
+            limit=session.limit,
+            heartbeat_seconds=self.service.settings.heartbeat_seconds,
+            at=to_timestamp(datetime.now(timezone.utc)),
+        )
+        self.beats[session.key] = beat
+        served = self.polled.get(session.pool, set())
+        if session.queues is None or served is None:
+            self.polled[session.pool] = None
+        else:
+            served.update(session.queues)
+            self.polled[session.pool] = served
+
+    async def flush(self) -> None:
+        """Send buffered beats to HeartbeatService and mark the served queues polled."""
+        from shiftboss.v1 import heartbeats_pb2_grpc
+
+        beats, self.beats = list(self.beats.values()), {}
+        polled, self.polled = self.polled, {}
+        service = self.service
+        if beats:
+            stub = service.mesh.peers.stub("heartbeats", heartbeats_pb2_grpc.HeartbeatServiceStub)
+            await service.call(stub.Beat, heartbeats_pb2.BeatRequest(beats=beats))
+        for pool, names in polled.items():
+            request = pools_pb2.MarkPolledRequest(pool=pool, names=sorted(names or []))
+            with contextlib.suppress(NotFound):
+                await service.call(service.pools.MarkPolled, request)

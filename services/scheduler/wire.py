@@ -1,0 +1,69 @@
+"""SchedulerService's conversions between rows and messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shiftboss._wire import to_struct, to_timestamp
+from shiftboss.services.scheduler import runs as run_store
+from shiftboss.services.scheduler.models import DeploymentRow, FlowRunRow, ScheduleRow, StateChangeRow
+from shiftboss.v1 import scheduler_pb2
+
+RunState = scheduler_pb2.RunState
+
+
+def schedule_to_proto(schedule: ScheduleRow) -> scheduler_pb2.Schedule:
+    return scheduler_pb2.Schedule(
+        id=schedule.id,
+        cron=schedule.cron,
+        timezone=schedule.timezone if schedule.cron else "",
+        interval_seconds=schedule.interval_seconds,
+        paused=schedule.paused,
+        anchor=to_timestamp(schedule.anchor),
+    )
+
+
+def deployment_to_proto(row: DeploymentRow) -> scheduler_pb2.Deployment:
+    return scheduler_pb2.Deployment(
+        id=row.id,
+        name=row.name,
+        entrypoint=row.entrypoint,
+        pool=row.pool,
+        queue=row.queue,
+        parameters=to_struct(row.parameters),
+        job_variables=to_struct(row.job_variables),
+        schedules=[schedule_to_proto(s) for s in row.schedules],
+        paused=row.paused,
+        description=row.description,
+        tags=list(row.tags),
+        created=to_timestamp(row.created),
+        updated=to_timestamp(row.updated),
+    )
+
+
+def run_to_proto(
+    run: FlowRunRow, now: datetime, late_seconds: float, history: list[StateChangeRow] | None = None
+) -> scheduler_pb2.FlowRun:
+    message = scheduler_pb2.FlowRun(
+        id=run.id,
+        name=run.name,
+        deployment=run.deployment,
+        pool=run.pool,
+        queue=run.queue,
+        parameters=to_struct(run.parameters),
+        job_variables=to_struct(run.job_variables),
+        scheduled_start=to_timestamp(run.scheduled_start),
+        state=RunState.Value(run_store.shown_state(run, now, late_seconds)),
+        worker=run.worker.split("/", 1)[-1] if run.worker else "",
+        created=to_timestamp(run.created),
+        entrypoint=run.entrypoint,
+        job_configuration=to_struct(run.job_configuration),
+        message=run.message,
+        history=[
+            scheduler_pb2.StateChange(state=RunState.Value(h.state), at=to_timestamp(h.at), message=h.message)
+            for h in history or []
+        ],
+    )
+    if run.exit_code is not None:
+        message.exit_code = run.exit_code
+    return message

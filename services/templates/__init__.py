@@ -1,0 +1,1 @@
+"""TemplateService: base job templates, their validation and their rendering."""

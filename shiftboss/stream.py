@@ -1,0 +1,102 @@
+"""The worker side of SchedulerService.Connect, for the worker daemon and for tests.
+
+`WorkerStream` opens the bidirectional stream with Hello, hands out what the scheduler
+pushes (`receive`), and sends heartbeats, acks, outcomes, credits and logs (`send` and
+its shortcuts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from shiftboss._wire import to_timestamp
+from shiftboss.client import AsyncClient, _translate
+from shiftboss.v1 import scheduler_pb2
+
+__all__ = ["WorkerStream"]
+
+Worker = scheduler_pb2.WorkerMessage
+
+
+class WorkerStream:
+    def __init__(self, client: AsyncClient, hello: scheduler_pb2.Hello) -> None:
+        self.client = client
+        self.hello = hello
+        self.welcome: scheduler_pb2.Welcome | None = None
+        self._outgoing: asyncio.Queue[scheduler_pb2.WorkerMessage | None] = asyncio.Queue()
+        self._call: Any = None
+
+    async def _requests(self) -> Any:
+        yield Worker(hello=self.hello)
+        while True:
+            message = await self._outgoing.get()
+            if message is None:
+                return
+            yield message
+
+    async def open(self) -> scheduler_pb2.Welcome:
+        """Connect and wait for Welcome; a refused Hello raises its shiftboss error."""
+        self._call = self.client.method("SchedulerService", "Connect")(self._requests())
+        first = await self.receive()
+        if first is None or first.WhichOneof("kind") != "welcome":
+            raise ConnectionError(f"the scheduler answered Hello with {first!r}")
+        self.welcome = first.welcome
+        return self.welcome
+
+    async def receive(self, timeout: float | None = None) -> scheduler_pb2.SchedulerMessage | None:
+        """The next message from the scheduler; None when the stream ended."""
+        try:
+            message = await asyncio.wait_for(self._call.read(), timeout)
+        except aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.CANCELLED:
+                return None
+            raise _translate(exc, self.client.address) from None
+        if message is aio.EOF:
+            return None
+        return message
+
+    def send(self, message: scheduler_pb2.WorkerMessage) -> None:
+        self._outgoing.put_nowait(message)
+
+    def heartbeat(self) -> None:
+        self.send(Worker(heartbeat=scheduler_pb2.Heartbeat()))
+
+    def ack(self, dispatch: scheduler_pb2.Dispatch) -> None:
+        self.send(Worker(ack=scheduler_pb2.Ack(run=dispatch.run, lease=dispatch.lease)))
+
+    def started(self, run: str, lease: int) -> None:
+        self.send(Worker(started=scheduler_pb2.Started(run=run, lease=lease, at=_now())))
+
+    def finished(self, run: str, lease: int, state: str, exit_code: int | None = None, message: str = "") -> None:
+        finished = scheduler_pb2.Finished(
+            run=run, lease=lease, state=scheduler_pb2.RunState.Value(state), message=message, at=_now()
+        )
+        if exit_code is not None:
+            finished.exit_code = exit_code
+        self.send(Worker(finished=finished))
+
+    def credits(self, free: int) -> None:
+        self.send(Worker(credits=scheduler_pb2.Credits(free=free)))
+
+    def logs(self, lines: list[scheduler_pb2.LogLine]) -> None:
+        self.send(Worker(logs=scheduler_pb2.LogBatch(lines=lines)))
+
+    async def close(self) -> None:
+        """End our side; the scheduler keeps our runs until we come back or go OFFLINE."""
+        self._outgoing.put_nowait(None)
+        if self._call is not None:
+            self._call.cancel()
+
+    def abort(self) -> None:
+        """Drop the stream at once, as a crash would."""
+        if self._call is not None:
+            self._call.cancel()
+
+
+def _now() -> Any:
+    return to_timestamp(datetime.now(timezone.utc))

@@ -1,0 +1,303 @@
+"""SchedulerService: deployments, flow runs and push dispatch, over real gRPC, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+
+import pytest
+
+from shiftboss import errors
+from shiftboss.client import AsyncClient
+from shiftboss.services.mesh import Mesh
+from shiftboss.settings import Settings
+from shiftboss.stream import WorkerStream
+from shiftboss.v1 import scheduler_pb2
+
+FLOW = "flows/hello.py:hello"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:  # type: ignore[override]
+    # Short intervals so liveness and leases play out within a test.
+    return settings.replace(heartbeat_seconds=0.3, lease_seconds=1.0)
+
+
+@asynccontextmanager
+async def worker(client: AsyncClient, name: str, pool: str, **hello: object) -> AsyncIterator[WorkerStream]:
+    stream = WorkerStream(client, scheduler_pb2.Hello(name=name, pool=pool, **hello))  # type: ignore[arg-type]
+    await stream.open()
+
+    async def beat() -> None:
+        while True:
+            stream.heartbeat()
+            await asyncio.sleep(0.1)
+
+    beating = asyncio.create_task(beat())
+    try:
+        yield stream
+    finally:
+        beating.cancel()
+        await stream.close()
+
+
+async def next_dispatch(stream: WorkerStream, timeout: float = 10) -> scheduler_pb2.Dispatch:
+    while True:
+        message = await stream.receive(timeout)
+        assert message is not None, "the stream ended"
+        if message.WhichOneof("kind") == "dispatch":
+            return message.dispatch
+
+
+async def nothing_dispatched(stream: WorkerStream, within: float = 0.5) -> None:
+    with pytest.raises(asyncio.TimeoutError):
+        await next_dispatch(stream, within)
+
+
+async def wait_state(client: AsyncClient, run_id: str, state: str, timeout: float = 10) -> scheduler_pb2.FlowRun:
+    """Follow the run's state until it is `state` (the change arrives through the real services)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        run = await client.get_flow_run(run_id)
+        if scheduler_pb2.RunState.Name(run.state) == state:
+            return run
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"run {run_id} is {scheduler_pb2.RunState.Name(run.state)}, not {state}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def pool(client: AsyncClient) -> str:
+    await client.create_work_pool("pool", "process")
+    await client.create_deployment("hello", "pool", FLOW, parameters={"name": "world"})
+    return "pool"
+
+
+async def test_deployment_crud_and_bad_input(client: AsyncClient, pool: str) -> None:
+    deployment = await client.get_deployment("hello")
+    assert (deployment.pool, deployment.queue, deployment.entrypoint) == ("pool", "default", FLOW)
+    with pytest.raises(errors.AlreadyExists, match="deployment 'hello' already exists"):
+        await client.create_deployment("hello", "pool", FLOW)
+    with pytest.raises(errors.InvalidArgument, match="entrypoint: 'nofunction' is not"):
+        await client.create_deployment("x", "pool", "nofunction")
+    with pytest.raises(errors.NotFound, match="work pool 'ghost' not found"):
+        await client.create_deployment("x", "ghost", FLOW)
+    with pytest.raises(errors.NotFound, match="work queue 'nope' not found in work pool 'pool'"):
+        await client.create_deployment("x", "pool", FLOW, queue="nope")
+    with pytest.raises(errors.InvalidArgument, match="cron: 'every day' is not a valid cron expression"):
+        await client.create_deployment("x", "pool", FLOW, cron="every day")
+    with pytest.raises(errors.InvalidArgument, match="timezone: unknown timezone 'Mars/Base'"):
+        await client.create_deployment("x", "pool", FLOW, cron="0 * * * *", timezone="Mars/Base")
+    with pytest.raises(errors.InvalidArgument, match="imag"):
+        await client.create_deployment("x", "pool", FLOW, job_variables={"imag": "python"})
+    assert [d.name for d in (await client.list_deployments()).deployments] == ["hello"]
+    await client.delete_deployment("hello")
+    with pytest.raises(errors.NotFound, match="deployment 'hello' not found"):
+        await client.get_deployment("hello")
+
+
+async def test_run_is_pushed_to_a_connected_worker(client: AsyncClient, pool: str) -> None:
+    async with worker(client, "w1", pool) as stream:
+        run = await client.create_flow_run("hello", parameters={"count": 3})
+        dispatch = await next_dispatch(stream)
+        assert dispatch.run == run.id
+        assert dispatch.entrypoint == FLOW
+        assert dict(dispatch.parameters) == {"name": "world", "count": 3.0}
+        assert dispatch.job_configuration.fields["stream_output"].bool_value is True
+        pending = await client.get_flow_run(run.id)
+        assert scheduler_pb2.RunState.Name(pending.state) == "PENDING" and pending.worker == "w1"
+        stream.ack(dispatch)
+        stream.started(dispatch.run, dispatch.lease)
+        await wait_state(client, run.id, "RUNNING")
+        stream.finished(dispatch.run, dispatch.lease, "COMPLETED", exit_code=0)
+        done = await wait_state(client, run.id, "COMPLETED")
+        assert done.exit_code == 0
+        assert [scheduler_pb2.RunState.Name(h.state) for h in done.history] == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]
+
+
+async def test_waiting_run_goes_out_when_a_worker_connects(client: AsyncClient, pool: str) -> None:
+    run = await client.create_flow_run("hello")
+    explained = await client.explain_flow_run(run.id)
+    assert explained.blocker == "no_worker"
+    async with worker(client, "late-worker", pool) as stream:
+        assert (await next_dispatch(stream)).run == run.id
+
+
+async def test_prefetch_window(client: AsyncClient, pool: str) -> None:
+    soon = await client.create_flow_run("hello", start_in=5)
+    later = await client.create_flow_run("hello", start_in=3600)
+    async with worker(client, "w", pool, prefetch_seconds=10) as stream:
+        dispatch = await next_dispatch(stream)
+        assert dispatch.run == soon.id
+        await nothing_dispatched(stream)
+    explained = await client.explain_flow_run(later.id)
+    assert explained.blocker == "not_due"
+
+
+async def test_priority_waterfall_order(client: AsyncClient, pool: str) -> None:
+    await client.create_work_queue("low", pool, priority=10)
+    await client.create_work_queue("critical", pool, priority=1)
+    low = await client.create_flow_run("hello", queue="low", start_in=0)
+    default = await client.create_flow_run("hello")
+    critical = await client.create_flow_run("hello", queue="critical")
+    async with worker(client, "w", pool, limit=3) as stream:
+        got = [(await next_dispatch(stream)).run for _ in range(3)]
+    assert got == [critical.id, default.id, low.id]
+
+
+async def collect(stream: WorkerStream, into: list[scheduler_pb2.Dispatch]) -> None:
+    """Acknowledge and keep every dispatch a worker receives, as a real worker would."""
+    while True:
+        dispatch = await next_dispatch(stream, None)
+        stream.ack(dispatch)
+        into.append(dispatch)
+
+
+async def settle(received: list[object], count: int, quiet: float = 0.5) -> None:
+    """Wait until `count` items arrived, then a quiet period in which nothing more may arrive."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while len(received) < count:
+        assert asyncio.get_running_loop().time() < deadline, f"only {len(received)} of {count} arrived"
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(quiet)
+
+
+async def test_limits_hold_with_three_workers_racing(client: AsyncClient, pool: str) -> None:
+    await client.set_work_pool_concurrency_limit(pool, 4)
+    await client.create_work_queue("q2", pool, concurrency_limit=1, priority=1)
+    async with worker(client, "a", pool) as a, worker(client, "b", pool) as b, worker(client, "c", pool) as c:
+        streams = {"a": a, "b": b, "c": c}
+        got: dict[str, list[scheduler_pb2.Dispatch]] = {name: [] for name in streams}
+        tasks = [asyncio.create_task(collect(stream, got[name])) for name, stream in streams.items()]
+        await asyncio.gather(
+            *(client.create_flow_run("hello", queue="q2") for _ in range(3)),
+            *(client.create_flow_run("hello") for _ in range(6)),
+        )
+        try:
+            everything: list[scheduler_pb2.Dispatch] = []
+
+            def flat() -> list[scheduler_pb2.Dispatch]:
+                everything[:] = [d for items in got.values() for d in items]
+                return everything
+
+            await settle(_Live(flat), 4)
+            received = flat()
+            assert len(received) == 4, "the pool limit of 4 was exceeded"
+            assert len({d.run for d in received}) == 4
+            assert [d.queue for d in received].count("q2") == 1, "queue q2's limit of 1 did not hold"
+            assert sum(1 for items in got.values() if items) >= 2, "one worker took everything"
+            # A finished run frees one slot: exactly one more goes out.
+            first = received[0]
+            holder = next(name for name, items in got.items() if first in items)
+            streams[holder].finished(first.run, first.lease, "COMPLETED", exit_code=0)
+            await settle(_Live(flat), 5)
+            assert len(flat()) == 5
+        finally:
+            for task in tasks:
+                task.cancel()
+
+
+class _Live:
+    """A length that is computed when asked."""
+
+    def __init__(self, source):  # type: ignore[no-untyped-def]
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source())
+
+
+async def test_unacked_lease_expires_back_to_scheduled(client: AsyncClient, pool: str) -> None:
+    run = await client.create_flow_run("hello")
+    async with worker(client, "slow", pool) as stream:
+        first = await next_dispatch(stream)
+        again = await next_dispatch(stream, timeout=5)  # not acknowledged: back to SCHEDULED, then out again
+        assert again.run == run.id and again.lease == first.lease + 1
+        history = (await client.get_flow_run(run.id)).history
+        assert [scheduler_pb2.RunState.Name(h.state) for h in history] == ["SCHEDULED", "PENDING", "SCHEDULED", "PENDING"]
+        assert history[2].message == "the worker did not acknowledge it in time"
+        stream.ack(again)
+        stream.started(first.run, first.lease)  # stale: refused
+        refused = await stream.receive(5)
+        assert refused is not None and refused.WhichOneof("kind") == "refused"
+        assert "stale" in refused.refused.reason
+
+
+async def test_killed_worker_runs_are_reclaimed_and_redispatched_once(client: AsyncClient, pool: str) -> None:
+    started = await client.create_flow_run("hello")
+    waiting = await client.create_flow_run("hello")
+    victim = WorkerStream(client, scheduler_pb2.Hello(name="victim", pool=pool, limit=2))
+    await victim.open()  # and it never beats again
+    d1, d2 = await next_dispatch(victim), await next_dispatch(victim)
+    victim.ack(d1)
+    victim.ack(d2)
+    victim.started(started.id if d1.run == started.id else waiting.id, d1.lease if d1.run == started.id else d2.lease)
+    await wait_state(client, started.id, "RUNNING")
+    victim.abort()
+    await wait_state(client, started.id, "CRASHED", timeout=10)
+    await wait_state(client, waiting.id, "SCHEDULED", timeout=10)
+    async with worker(client, "rescuer", pool) as rescuer:
+        again = await next_dispatch(rescuer)
+        assert again.run == waiting.id
+        await nothing_dispatched(rescuer)
+    workers = (await client.list_workers(pool)).workers
+    assert {(w.name, w.status) for w in workers} >= {("victim", 2)}
+
+
+async def test_cancel_reaches_the_worker(client: AsyncClient, pool: str) -> None:
+    async with worker(client, "w", pool) as stream:
+        run = await client.create_flow_run("hello")
+        dispatch = await next_dispatch(stream)
+        stream.ack(dispatch)
+        stream.started(dispatch.run, dispatch.lease)
+        await wait_state(client, run.id, "RUNNING")
+        cancelling = await client.cancel_flow_run(run.id)
+        assert scheduler_pb2.RunState.Name(cancelling.state) == "CANCELLING"
+        message = await stream.receive(5)
+        assert message is not None and message.WhichOneof("kind") == "cancel" and message.cancel.run == run.id
+        stream.finished(run.id, dispatch.lease, "CANCELLED")
+        await wait_state(client, run.id, "CANCELLED")
+
+
+async def test_illegal_transition_names_both_states(client: AsyncClient, pool: str) -> None:
+    run = await client.create_flow_run("hello", start_in=3600)
+    with pytest.raises(errors.FailedPrecondition, match="cannot go from SCHEDULED to RUNNING"):
+        await client.set_flow_run_state(run.id, "RUNNING")
+    forced = await client.set_flow_run_state(run.id, "RUNNING", force=True)
+    assert scheduler_pb2.RunState.Name(forced.state) == "RUNNING"
+    with pytest.raises(errors.NotFound, match="flow run 'nope' not found"):
+        await client.get_flow_run("nope")
+
+
+async def test_next_runs_and_preview_do_not_dispatch(client: AsyncClient, pool: str) -> None:
+    await client.create_work_queue("high", pool, priority=1)
+    a = await client.create_flow_run("hello")
+    b = await client.create_flow_run("hello", queue="high")
+    nxt = await client.next_runs(pool, limit=1)
+    assert [r.id for r in nxt.flow_runs] == [b.id]
+    preview = await client.preview_work_pool(pool, hours=1)
+    assert [r.id for r in preview.flow_runs] == [b.id, a.id]
+    assert scheduler_pb2.RunState.Name((await client.get_flow_run(a.id)).state) == "SCHEDULED"
+
+
+async def test_schedules_create_runs_once_across_restart(settings: Settings) -> None:
+    settings = settings.replace(schedule_horizon_seconds=600)
+    for attempt in range(2):
+        mesh = Mesh(settings.replace(port=0))
+        port = await mesh.start()
+        try:
+            async with AsyncClient(f"127.0.0.1:{port}", timeout=10) as client:
+                if attempt == 0:
+                    await client.create_work_pool("sched", "process")
+                    await client.create_deployment("every-minute", "sched", FLOW, interval=60)
+                deadline = asyncio.get_running_loop().time() + 10
+                while len((await client.list_flow_runs(deployment="every-minute")).flow_runs) < 10:
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.05)
+                runs = (await client.list_flow_runs(deployment="every-minute")).flow_runs
+                assert len(runs) == 10 or len(runs) == 11
+                starts = [r.scheduled_start.ToDatetime() for r in runs]
+                assert len(set(starts)) == len(starts)
+        finally:
+            await mesh.stop(0)
