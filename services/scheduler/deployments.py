@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import raiseload
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shiftboss.errors import AlreadyExists, InvalidArgument, NotFound
@@ -51,10 +52,13 @@ def validate_object(field: str, value: Any) -> dict[str, Any]:
     return value
 
 
-async def get(session: AsyncSession, name: str) -> DeploymentRow:
+async def get(session: AsyncSession, name: str, *, schedules: bool = True) -> DeploymentRow:
     if not name:
         raise InvalidArgument("deployment: a deployment name is required", field="deployment")
-    row = (await session.execute(select(DeploymentRow).where(DeploymentRow.name == name))).scalar_one_or_none()
+    query = select(DeploymentRow).where(DeploymentRow.name == name)
+    if not schedules:
+        query = query.options(raiseload(DeploymentRow.schedules))
+    row = (await session.execute(query)).scalar_one_or_none()
     if row is None:
         raise NotFound(f"deployment {name!r} not found", field="deployment")
     return row

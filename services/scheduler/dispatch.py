@@ -37,6 +37,8 @@ class PoolRuntime:
     name: str
     type: str
     state: PoolState
+    #: The pool's base job template as PoolService last sent it (rendering needs no lookup).
+    template: Any = None
     #: Last seen `updated` of the pool and of each queue, so stale events are ignored.
     seen: dict[str, float] = field(default_factory=dict)
     workers: list[WorkerSession] = field(default_factory=list)
@@ -71,6 +73,7 @@ class Dispatcher:
             runtime.state.set_paused(pool.paused)
         runtime.seen[""] = stamp
         runtime.type = pool.type
+        runtime.template = pool.base_job_template
         self.kick(runtime.name)
         return runtime
 

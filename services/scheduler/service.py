@@ -87,7 +87,13 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         return await self.mesh.peers.call(method, request)
 
     async def render(self, pool: str, deployment_variables: dict[str, Any], run_variables: dict[str, Any]) -> dict[str, Any]:
-        request = templates_pb2.RenderRequest(pool=pool)
+        """The job configuration from TemplateService; the pool's template travels along when
+        the scheduler already holds it, which spares TemplateService a lookup."""
+        runtime = self.dispatcher.pools.get(pool)
+        if runtime is not None and runtime.template is not None:
+            request = templates_pb2.RenderRequest(template=runtime.template)
+        else:
+            request = templates_pb2.RenderRequest(pool=pool)
         request.deployment_variables.update(deployment_variables)
         request.run_variables.update(run_variables)
         reply = await self.call(self.templates.Render, request)
@@ -149,7 +155,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         slot: str | None = None,
     ) -> FlowRunRow:
         async with self.db.reading() as session:
-            deployment = await deployments.get(session, deployment_name)
+            deployment = await deployments.get(session, deployment_name, schedules=False)
         queue = queue or deployment.queue
         if queue != deployment.queue:
             await self.check_queue(deployment.pool, queue)

@@ -1,0 +1,120 @@
+"""The scheduling core: admissions per second, cost growth with queue size, memory per run."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+import tracemalloc
+
+from shiftboss.core import ReferencePoolState, compiled_pool_state
+
+CompiledPoolState = compiled_pool_state()
+QUEUES = 100
+
+
+def filled(cls: type, runs: int, queues: int = QUEUES) -> tuple[object, int]:
+    pool = cls()
+    for priority in range(1, queues + 1):
+        pool.add_queue(f"q{priority}", priority)
+    rng = random.Random(7)
+    for key in range(runs):
+        pool.add_run(key, f"q{rng.randrange(queues) + 1}", float(rng.randrange(1000)))
+    return pool, runs
+
+
+def admission_rate(cls: type, runs: int, rounds: int) -> float:
+    """Runs admitted per second by workers asking for 10 each; the pool is refilled to size."""
+    pool, next_key = filled(cls, runs)
+    rng = random.Random(11)
+    spent = 0.0
+    admitted = 0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        got = pool.admit(2000.0, 0.0, None, 10)
+        spent += time.perf_counter() - start
+        admitted += len(got)
+        for key in got:
+            pool.finish(key)
+            pool.add_run(next_key, f"q{rng.randrange(QUEUES) + 1}", float(rng.randrange(1000)))
+            next_key += 1
+    return admitted / spent
+
+
+def test_admissions_per_second_compiled_vs_reference(benchmark, report) -> None:  # type: ignore[no-untyped-def]
+    reference = admission_rate(ReferencePoolState, 100_000, 2_000)
+    compiled = benchmark.pedantic(admission_rate, args=(CompiledPoolState, 100_000, 20_000), rounds=3, iterations=1)
+    report(
+        f"admission, 100 queues, 100,000 queued, 10 per worker: compiled {compiled:,.0f} runs/s, "
+        f"reference {reference:,.0f} runs/s, ratio {compiled / reference:.1f}x",
+        compiled_runs_per_second=compiled,
+        reference_runs_per_second=reference,
+        ratio=compiled / reference,
+    )
+
+
+def cycle_cost(cls: type, runs: int, cycles: int = 20_000) -> float:
+    """Seconds per add + admit(1) + finish, with `runs` queued."""
+    pool, next_key = filled(cls, runs, queues=10)
+    start = time.perf_counter()
+    for i in range(cycles):
+        pool.add_run(next_key, f"q{(i % 10) + 1}", 0.0)
+        next_key += 1
+        for key in pool.admit(2000.0, 0.0, None, 1):
+            pool.finish(key)
+    return (time.perf_counter() - start) / cycles
+
+
+def test_cycle_cost_grows_slowly(benchmark, report) -> None:  # type: ignore[no-untyped-def]
+    small = cycle_cost(CompiledPoolState, 10_000)
+    large = benchmark.pedantic(cycle_cost, args=(CompiledPoolState, 1_000_000), rounds=1, iterations=1)
+    report(
+        f"add+admit+finish: {small * 1e6:.2f} us at 10,000 queued, {large * 1e6:.2f} us at 1,000,000: ratio {large / small:.2f}",
+        small_us=small * 1e6,
+        large_us=large * 1e6,
+        ratio=large / small,
+    )
+
+
+_MEASURE = """
+import gc, random
+from shiftboss.core import compiled_pool_state
+
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * 4096
+
+pool = compiled_pool_state()()
+for priority in range(1, 11):
+    pool.add_queue(f"q{priority}", priority)
+rng = random.Random(7)
+keys = [(k, f"q{rng.randrange(10) + 1}", float(rng.randrange(1000))) for k in range(COUNT)]
+gc.collect()
+before = rss()
+for key, queue, scheduled in keys:
+    pool.add_run(key, queue, scheduled)
+print((rss() - before) / COUNT)
+"""
+
+
+def test_memory_per_queued_run(benchmark, report) -> None:  # type: ignore[no-untyped-def]
+    """RSS growth of a fresh process while 1,000,000 runs are queued (the arguments are built first)."""
+    count = 1_000_000
+    script = _MEASURE.replace("COUNT", str(count))
+    out = benchmark.pedantic(
+        lambda: subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout,
+        rounds=1,
+        iterations=1,
+    )
+    compiled = float(out.strip())
+    tracemalloc.start()
+    reference_pool, _ = filled(ReferencePoolState, 100_000, 10)
+    reference = tracemalloc.get_traced_memory()[0] / 100_000
+    tracemalloc.stop()
+    report(
+        f"memory per queued run: compiled {compiled:.0f} bytes (RSS growth, 1,000,000 runs), reference {reference:.0f} bytes (tracemalloc)",
+        compiled_bytes=compiled,
+        reference_bytes=reference,
+    )
+    del reference_pool
