@@ -170,10 +170,9 @@ async def test_limits_hold_with_three_workers_racing(client: AsyncClient, pool: 
         streams = {"a": a, "b": b, "c": c}
         got: dict[str, list[scheduler_pb2.Dispatch]] = {name: [] for name in streams}
         tasks = [asyncio.create_task(collect(stream, got[name])) for name, stream in streams.items()]
-        await asyncio.gather(
-            *(client.create_flow_run("hello", queue="q2") for _ in range(3)),
-            *(client.create_flow_run("hello") for _ in range(6)),
-        )
+        for _ in range(3):
+            await client.create_flow_run("hello", queue="q2")
+        await asyncio.gather(*(client.create_flow_run("hello") for _ in range(6)))
         try:
             everything: list[scheduler_pb2.Dispatch] = []
 
