@@ -112,3 +112,33 @@ def test_base_job_template_file_bad_json(cli, tmp_path: Path) -> None:  # type: 
     assert result.code == 2 and "is not valid JSON" in result.err
     missing = cli("work-pool", "create", unique("t"), "--type", "process", "--base-job-template", str(tmp_path / "nope.json"))
     assert missing.code == 2 and "no such file" in missing.err
+
+
+def test_default_template_and_render_commands(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    printed = cli("work-pool", "get-default-base-job-template", "--type", "kubernetes")
+    assert printed.code == 0
+    template = json.loads(printed.out)
+    assert template["job_configuration"]["job_manifest"]["kind"] == "Job"
+    target = tmp_path / "k8s.json"
+    written = cli("work-pool", "get-default-base-job-template", "--type", "docker", "--file", str(target))
+    assert written.code == 0 and "image" in json.loads(target.read_text())["variables"]["properties"]
+    bad_type = cli("work-pool", "get-default-base-job-template", "--type", "k8s")
+    assert bad_type.code == 1 and "type: unknown work pool type 'k8s'" in bad_type.err
+
+    name = unique("render")
+    assert cli("work-pool", "create", name, "--type", "docker", "--base-job-template", str(target)).code == 0
+    rendered = cli("work-pool", "render", name, "--deployment-variables", '{"image": "app:1", "env": {"A": "1"}}', "--run-variables", '{"env": {"B": "2"}}')
+    assert rendered.code == 0, rendered.err
+    config = json.loads(rendered.out)
+    assert config["image"] == "app:1" and config["env"] == {"A": "1", "B": "2"}
+    full = json.loads(cli("work-pool", "render", name, "-o", "json").out)
+    assert set(full) == {"job_configuration", "values"}
+    unknown = cli("work-pool", "render", name, "--run-variables", '{"imag": "x"}')
+    assert unknown.code == 1 and "unknown variable 'imag'" in unknown.err
+    not_json = cli("work-pool", "render", name, "--run-variables", "{oops")
+    assert not_json.code == 2 and "is not valid JSON" in not_json.err
+
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"job_configuration": {"image": "{{ imag }}"}, "variables": {"type": "object", "properties": {}}}))
+    refused = cli("work-pool", "create", unique("broken"), "--type", "docker", "--base-job-template", str(broken))
+    assert refused.code == 1 and "placeholder '{{ imag }}' is not declared" in refused.err
