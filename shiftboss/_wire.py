@@ -58,23 +58,28 @@ def from_timestamp(stamp: Timestamp) -> datetime:
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:
-    """proto3 JSON with the proto field names and every field, unset optional ones as null."""
-    out = _integral(
+    """proto3 JSON with the proto field names and every field, in declaration order; unset
+    optional fields are null."""
+    raw = _integral(
         json_format.MessageToDict(
             message,
             preserving_proto_field_name=True,
             always_print_fields_with_no_presence=True,
         )
     )
+    out: dict[str, Any] = {}
     for field in message.DESCRIPTOR.fields:
-        if field.name in out:
-            if field.type == FieldDescriptor.TYPE_MESSAGE and not _is_well_known(field):
-                if field.is_repeated and not field.message_type.GetOptions().map_entry:
-                    out[field.name] = [message_to_dict(item) for item in getattr(message, field.name)]
-                elif not field.is_repeated:
-                    out[field.name] = message_to_dict(getattr(message, field.name))
-            continue
-        out[field.name] = None
+        if field.name not in raw:
+            out[field.name] = None
+        elif field.type == FieldDescriptor.TYPE_MESSAGE and not _is_well_known(field):
+            if field.is_repeated and not field.message_type.GetOptions().map_entry:
+                out[field.name] = [message_to_dict(item) for item in getattr(message, field.name)]
+            elif not field.is_repeated:
+                out[field.name] = message_to_dict(getattr(message, field.name))
+            else:
+                out[field.name] = raw[field.name]
+        else:
+            out[field.name] = raw[field.name]
     return out
 
 

@@ -19,14 +19,14 @@ def to_json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str)
 
 
-def cell(value: Any) -> str:
+def cell(value: Any, width: int = 60) -> str:
     if value is None:
         return "None"
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, (dict, list)):
         text = json.dumps(value, separators=(",", ":"))
-        return text if len(text) <= 60 else text[:57] + "..."
+        return text if len(text) <= width else text[: width - 3] + "..."
     return str(value)
 
 
@@ -41,10 +41,11 @@ def print_object(message: Message, title: str = "") -> None:
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for key, value in data.items():
-        if isinstance(value, (dict, list)) and value and key not in ("queues",):
-            value = json.dumps(value, indent=2)
-        table.add_row(key, cell(value) if not isinstance(value, str) else value)
+        # Large documents (templates, job configurations) stay one line here; -o json has them whole.
+        table.add_row(key, cell(value, width=100))
     stdout.print(table)
+    if any(isinstance(v, dict) and len(json.dumps(v)) > 100 for v in data.values()):
+        stderr.print("(long values are cut; -o json prints them whole)", style="dim")
 
 
 def print_items(items: list[Message], columns: list[str], title: str = "") -> None:
