@@ -59,6 +59,10 @@ class Settings:
     schedule_max_runs: int = 100
     #: Seconds a stopping server waits for in-flight calls.
     shutdown_grace_seconds: float = 5.0
+    #: Seconds a stopping worker lets its runs finish before it kills them.
+    worker_grace_seconds: float = 30.0
+    #: Seconds a starting worker keeps trying to reach the server before it gives up.
+    worker_connect_timeout: float = 60.0
 
     def database_url_for(self, service: str) -> str:
         """The database URL of one service: its own, else the shared one, else SQLite in home."""

@@ -30,6 +30,7 @@ class WorkerStream:
         self.welcome: scheduler_pb2.Welcome | None = None
         self._outgoing: asyncio.Queue[scheduler_pb2.WorkerMessage | None] = asyncio.Queue()
         self._call: Any = None
+        self._reading: asyncio.Future[Any] | None = None
 
     async def _requests(self) -> Any:
         yield Worker(hello=self.hello)
@@ -49,9 +50,15 @@ class WorkerStream:
         return self.welcome
 
     async def receive(self, timeout: float | None = None) -> scheduler_pb2.SchedulerMessage | None:
-        """The next message from the scheduler; None when the stream ended."""
+        """The next message from the scheduler; None when the stream ended.
+
+        A timeout leaves the read pending rather than cancelling it (which would cancel
+        the whole call); the next receive picks it up."""
+        if self._reading is None or (self._reading.done() and self._reading.cancelled()):
+            self._reading = asyncio.ensure_future(self._call.read())
         try:
-            message = await asyncio.wait_for(self._call.read(), timeout)
+            message = await asyncio.wait_for(asyncio.shield(self._reading), timeout)
+            self._reading = None
         except aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.CANCELLED:
                 return None
@@ -86,10 +93,22 @@ class WorkerStream:
     def logs(self, lines: list[scheduler_pb2.LogLine]) -> None:
         self.send(Worker(logs=scheduler_pb2.LogBatch(lines=lines)))
 
-    async def close(self) -> None:
-        """End our side; the scheduler keeps our runs until we come back or go OFFLINE."""
+    async def close(self, timeout: float = 5.0) -> None:
+        """End our side after what is queued has been sent, and wait for the scheduler to
+        close its side (it has then handled all of it); the scheduler keeps our runs until
+        we come back or go OFFLINE."""
         self._outgoing.put_nowait(None)
-        if self._call is not None:
+        if self._call is None:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                if self._reading is not None:
+                    await self._reading
+                while await self._call.read() is not aio.EOF:
+                    pass
+        except (TimeoutError, aio.AioRpcError, asyncio.CancelledError):
+            pass
+        finally:
             self._call.cancel()
 
     def abort(self) -> None:

@@ -1,0 +1,1 @@
+"""The worker daemon and its infrastructure backends. Imports only the SDK and the stubs."""

@@ -18,7 +18,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     SCHEDULED: frozenset({PENDING, CANCELLED}),
     # A lease that expires, or a worker lost before it started the run, sends it back.
     PENDING: frozenset({SCHEDULED, RUNNING, COMPLETED, FAILED, CRASHED, CANCELLING, CANCELLED}),
-    RUNNING: frozenset({COMPLETED, FAILED, CRASHED, CANCELLING}),
+    # A worker that shuts down cancels what it still runs.
+    RUNNING: frozenset({COMPLETED, FAILED, CRASHED, CANCELLING, CANCELLED}),
     # A run being cancelled may still end by itself first.
     CANCELLING: frozenset({CANCELLED, COMPLETED, FAILED, CRASHED}),
     COMPLETED: frozenset(),

@@ -6,6 +6,7 @@ import click
 
 from shiftboss.cli.generated import add_generated
 from shiftboss.cli.server import server
+from shiftboss.cli.worker import start as worker_start
 from shiftboss.client import Client
 
 __all__ = ["main", "cli"]
@@ -22,6 +23,7 @@ def cli() -> None:
 
 add_generated(cli, Client)
 cli.add_command(server)
+cli.commands["worker"].add_command(worker_start)  # type: ignore[attr-defined]
 
 
 def main() -> None:

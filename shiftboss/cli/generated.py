@@ -157,6 +157,21 @@ def show(command: Command, request: Any, reply: Any, fmt: str, file: str | None)
         output.print_object(reply, opts.title)
 
 
+def stream_lines(command: Command, request: Any, fmt: str, client_factory: Any) -> None:
+    """A server stream: one line (or one JSON object) per message, as they arrive."""
+    with client_factory() as client:
+        try:
+            for item in client._stream(command.service.name, command.method.name, request):
+                data = message_to_dict(item)
+                if fmt == "json":
+                    print(json.dumps(data), flush=True)
+                else:
+                    print(command.options.line.format(**data), flush=True)
+        except ShiftbossError as exc:
+            output.stderr.print(f"Error: {exc.message}", markup=False, highlight=False)
+            raise SystemExit(1) from None
+
+
 def make_command(command: Command, name: str, client_factory: Any) -> click.Command:
     fields = [f for f in command.method.input_type.fields]
     params = [p for p in (_param(f) for f in fields) if p is not None]
@@ -168,6 +183,9 @@ def make_command(command: Command, name: str, client_factory: Any) -> click.Comm
 
     def callback(fmt: str = "table", file: str | None = None, **values: Any) -> None:
         request = build_request(command, values)
+        if command.method.server_streaming:
+            stream_lines(command, request, fmt, client_factory)
+            return
         with client_factory() as client:
             try:
                 reply = client._invoke(command.service.name, command.method.name, request)

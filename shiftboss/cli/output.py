@@ -53,7 +53,7 @@ def print_items(items: list[Message], columns: list[str], title: str = "") -> No
     rows = [message_to_dict(item) for item in items]
     columns = columns or (list(rows[0]) if rows else [])
     for column in columns:
-        table.add_column(column.replace("_", " ").title())
+        table.add_column(column.replace("_", " ").title(), no_wrap=column in ("id", "name"))
     for row in rows:
         table.add_row(*(cell(row.get(column)) for column in columns))
     stdout.print(table)

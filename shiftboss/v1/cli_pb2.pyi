@@ -12,7 +12,7 @@ ARG_FIELD_NUMBER: _ClassVar[int]
 arg: _descriptor.FieldDescriptor
 
 class CliCommand(_message.Message):
-    __slots__ = ("path", "items", "columns", "done", "json_output", "title", "document")
+    __slots__ = ("path", "items", "columns", "done", "json_output", "title", "document", "line")
     PATH_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class CliCommand(_message.Message):
     JSON_OUTPUT_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
     path: str
     items: str
     columns: _containers.RepeatedScalarFieldContainer[str]
@@ -27,7 +28,8 @@ class CliCommand(_message.Message):
     json_output: bool
     title: str
     document: str
-    def __init__(self, path: _Optional[str] = ..., items: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., done: _Optional[str] = ..., json_output: _Optional[bool] = ..., title: _Optional[str] = ..., document: _Optional[str] = ...) -> None: ...
+    line: str
+    def __init__(self, path: _Optional[str] = ..., items: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., done: _Optional[str] = ..., json_output: _Optional[bool] = ..., title: _Optional[str] = ..., document: _Optional[str] = ..., line: _Optional[str] = ...) -> None: ...
 
 class CliArg(_message.Message):
     __slots__ = ("positional", "flag", "short", "file", "json", "hidden", "key_value")

@@ -238,7 +238,7 @@ class SchedulerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def FlowRunLogs(self, request, context):
-        """Print a flow run's logs.
+        """Print a flow run's logs; --follow keeps printing until the run ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -16,8 +16,9 @@ FORBIDDEN = {
     "shiftboss.workers": ("shiftboss.services", "sqlalchemy", "alembic"),
     "shiftboss": ("shiftboss.services", "shiftboss.workers"),
 }
-# The CLI's `server` group starts the mesh: the one place the public package reaches services.
-ALLOWED = {("shiftboss.cli.server", "shiftboss.services")}
+# `server start` runs the mesh and `worker start` the daemon: the only places the public
+# package reaches into services and workers.
+ALLOWED = {("shiftboss.cli.server", "shiftboss.services"), ("shiftboss.cli.worker", "shiftboss.workers")}
 
 
 def modules() -> list[tuple[str, Path]]:

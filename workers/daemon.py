@@ -1,0 +1,339 @@
+"""`shiftboss worker start`: one stream to the scheduler, and the runs it pushes.
+
+One asyncio task group: the stream reader, a heartbeat, a log flusher, and one task per
+run. The stream reconnects with jittered backoff while runs keep going; their outcomes
+are sent again after a reconnect (the scheduler ignores repeats). SIGTERM or Ctrl-C
+drains: no new runs, in-flight ones get a grace period, then whatever remains is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from rich.console import Console
+
+from shiftboss._wire import from_struct, from_timestamp, to_timestamp
+from shiftboss.client import AsyncClient
+from shiftboss.errors import ShiftbossError, Unavailable
+from shiftboss.stream import WorkerStream
+from shiftboss.v1 import scheduler_pb2
+from shiftboss.workers.infrastructure import Handle, Infrastructure, RunSpec, backend_for
+
+Worker = scheduler_pb2.WorkerMessage
+#: Outcomes kept to send again after a reconnect.
+MAX_UNCONFIRMED = 1000
+LOG_FLUSH_SECONDS = 0.2
+LOG_BATCH_LINES = 200
+
+
+@dataclass(slots=True)
+class Options:
+    pool: str
+    name: str
+    queues: list[str]
+    type: str = ""
+    limit: int = 0
+    prefetch_seconds: float = 10.0
+    run_once: bool = False
+    base_job_template: dict[str, Any] | None = None
+    address: str = "127.0.0.1:4300"
+    grace_seconds: float = 30.0
+    connect_timeout: float = 60.0
+
+
+@dataclass(eq=False)
+class Run:
+    dispatch: scheduler_pb2.Dispatch
+    task: asyncio.Task[None] | None = None
+    handle: Handle | None = None
+    cancelled: bool = False
+    started_at: float = 0.0
+
+
+@dataclass
+class Daemon:
+    options: Options
+    console: Console = field(default_factory=lambda: Console(highlight=False))
+    runs: dict[str, Run] = field(default_factory=dict)
+    unconfirmed: dict[str, scheduler_pb2.WorkerMessage] = field(default_factory=dict)
+    logs: list[scheduler_pb2.LogLine] = field(default_factory=list)
+    stream: WorkerStream | None = None
+    infrastructure: Infrastructure | None = None
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    run_ended: asyncio.Event = field(default_factory=asyncio.Event)
+    drained: bool = False
+    heartbeat_seconds: float = 30.0
+    connected_since: float | None = None
+    established: bool = False
+    ever_connected: bool = False
+    disconnected_since: float | None = field(default_factory=time.monotonic)
+
+    # ------------------------------------------------------------ console
+
+    def say(self, text: str, style: str = "") -> None:
+        stamp = datetime.now().strftime("%H:%M:%S")
+        self.console.print(f"{stamp} {text}", style=style or None, markup=False)
+
+    # ------------------------------------------------------------ sending
+
+    def send(self, message: scheduler_pb2.WorkerMessage) -> None:
+        if self.stream is not None:
+            self.stream.send(message)
+
+    def report(self, run: Run, state: str, exit_code: int | None, message: str) -> None:
+        finished = scheduler_pb2.Finished(
+            run=run.dispatch.run,
+            lease=run.dispatch.lease,
+            state=scheduler_pb2.RunState.Value(state),
+            message=message,
+            at=to_timestamp(datetime.now(timezone.utc)),
+        )
+        if exit_code is not None:
+            finished.exit_code = exit_code
+        outcome = Worker(finished=finished)
+        self.unconfirmed[run.dispatch.run] = outcome
+        while len(self.unconfirmed) > MAX_UNCONFIRMED:
+            self.unconfirmed.pop(next(iter(self.unconfirmed)))
+        self.flush_logs()
+        self.send(outcome)
+        self.runs.pop(run.dispatch.run, None)
+        self.run_ended.set()
+        took = time.monotonic() - run.started_at if run.started_at else 0.0
+        style = {"COMPLETED": "green", "CANCELLED": "yellow"}.get(state, "red")
+        self.say(f"run {run.dispatch.name} ({run.dispatch.run[:8]}) finished {state} in {took:.2f}s" + (f": {message}" if message else ""), style)
+        self.send_credits()
+
+    def send_credits(self) -> None:
+        if self.stopping.is_set() or self.drained:
+            self.send(Worker(credits=scheduler_pb2.Credits(free=0)))
+
+    def flush_logs(self) -> None:
+        if self.logs and self.stream is not None:
+            batch, self.logs = self.logs, []
+            self.stream.logs(batch)
+
+    # ------------------------------------------------------------ runs
+
+    async def execute(self, run: Run) -> None:
+        dispatch = run.dispatch
+        try:
+            delay = from_timestamp(dispatch.scheduled_start).timestamp() - time.time()
+            if delay > 0:  # prefetched: start on time, not before
+                await asyncio.sleep(delay)
+            assert self.infrastructure is not None
+            config = from_struct(dispatch.job_configuration)
+            spec = RunSpec(dispatch.run, dispatch.entrypoint, from_struct(dispatch.parameters), config, self.options.address, dispatch.traceparent)
+            self.send(Worker(started=scheduler_pb2.Started(run=dispatch.run, lease=dispatch.lease, at=to_timestamp(datetime.now(timezone.utc)))))
+            run.started_at = time.monotonic()
+            self.say(f"run {dispatch.name} ({dispatch.run[:8]}) started")
+            try:
+                run.handle = await self.infrastructure.submit(spec)
+            except Exception as exc:
+                self.log_line(dispatch.run, "stderr", f"could not start the run: {exc}")
+                self.report(run, "FAILED", None, f"could not start the run: {exc}")
+                return
+            stream_output = config.get("stream_output", True) is not False
+            pump = asyncio.create_task(self.pump(run, stream_output))
+            outcome = await run.handle.wait()
+            await pump
+            if run.cancelled:
+                self.report(run, "CANCELLED", outcome.exit_code, "cancelled")
+            elif outcome.signal:
+                self.report(run, "CRASHED", outcome.exit_code, f"the flow process died on {outcome.signal}")
+            elif outcome.exit_code == 0:
+                self.report(run, "COMPLETED", 0, "")
+            else:
+                self.report(run, "FAILED", outcome.exit_code, f"the flow exited with code {outcome.exit_code}")
+        except asyncio.CancelledError:
+            if run.handle is not None:
+                await run.handle.kill()
+            self.report(run, "CANCELLED", None, "cancelled before it started" if run.handle is None else "cancelled")
+            raise
+
+    def log_line(self, run_id: str, stream: str, text: str) -> None:
+        self.logs.append(scheduler_pb2.LogLine(run=run_id, stream=stream, text=text, at=to_timestamp(datetime.now(timezone.utc))))
+        if len(self.logs) >= LOG_BATCH_LINES:
+            self.flush_logs()
+
+    async def pump(self, run: Run, echo: bool) -> None:
+        assert run.handle is not None
+        async for stream, text in run.handle.logs():
+            self.log_line(run.dispatch.run, stream, text)
+            if echo:
+                self.console.print(f"  {run.dispatch.name} | {text}", markup=False, highlight=False)
+
+    async def cancel(self, run_id: str) -> None:
+        run = self.runs.get(run_id)
+        if run is None:
+            return
+        run.cancelled = True
+        self.say(f"run {run.dispatch.name} ({run_id[:8]}) cancelling", "yellow")
+        if run.handle is not None:
+            await run.handle.kill()
+        elif run.task is not None:
+            run.task.cancel()
+
+    # ------------------------------------------------------------ the stream
+
+    def hello(self) -> scheduler_pb2.Hello:
+        hello = scheduler_pb2.Hello(
+            name=self.options.name,
+            pool=self.options.pool,
+            queues=self.options.queues,
+            type=self.options.type,
+            limit=self.options.limit,
+            prefetch_seconds=self.options.prefetch_seconds,
+            once=self.options.run_once,
+            holding={run_id: run.dispatch.lease for run_id, run in self.runs.items()},
+        )
+        if self.options.base_job_template:
+            hello.base_job_template.update(self.options.base_job_template)
+        return hello
+
+    async def handle(self, message: scheduler_pb2.SchedulerMessage) -> None:
+        kind = message.WhichOneof("kind")
+        if kind == "dispatch":
+            dispatch = message.dispatch
+            if dispatch.run in self.runs:  # a repeat after a reconnect: ours already
+                self.send(Worker(ack=scheduler_pb2.Ack(run=dispatch.run, lease=dispatch.lease)))
+                return
+            if self.stopping.is_set():
+                return  # its lease will expire and another worker takes it
+            self.send(Worker(ack=scheduler_pb2.Ack(run=dispatch.run, lease=dispatch.lease)))
+            self.say(f"run {dispatch.name} ({dispatch.run[:8]}) received from queue {dispatch.queue}")
+            run = self.runs[dispatch.run] = Run(dispatch)
+            run.task = asyncio.create_task(self.execute(run), name=f"run-{dispatch.run}")
+        elif kind == "cancel":
+            await self.cancel(message.cancel.run)
+        elif kind == "drain":
+            self.drained = True
+            if self.options.run_once:
+                self.say("took the runs due now (run-once)")
+        elif kind == "refused":
+            refused = message.refused
+            run = self.runs.pop(refused.run, None)
+            if run is not None:
+                self.say(f"run {run.dispatch.name} ({refused.run[:8]}) is no longer ours: {refused.reason}", "yellow")
+                run.cancelled = True
+                if run.handle is not None:
+                    await run.handle.kill()
+                elif run.task is not None:
+                    run.task.cancel()
+
+    async def heartbeat(self, stream: WorkerStream) -> None:
+        while True:
+            stream.heartbeat()
+            self.flush_logs()
+            await asyncio.sleep(self.heartbeat_seconds / 2)
+
+    async def log_flusher(self) -> None:
+        while True:
+            await asyncio.sleep(LOG_FLUSH_SECONDS)
+            self.flush_logs()
+
+    async def session(self, client: AsyncClient) -> None:
+        """One connection: Hello, resend outcomes, then serve until the stream ends."""
+        stream = WorkerStream(client, self.hello())
+        welcome = await stream.open()
+        self.stream = stream
+        self.established = self.ever_connected = True
+        self.heartbeat_seconds = welcome.heartbeat_seconds or 30.0
+        if self.infrastructure is None:
+            self.infrastructure = backend_for(self.options.type or welcome.pool_type)
+        self.connected_since, self.disconnected_since = time.monotonic(), None
+        self.say(f"connected to {self.options.address} as {self.options.name} (pool {self.options.pool}, queues {', '.join(welcome.queues)})", "cyan")
+        for outcome in self.unconfirmed.values():
+            stream.send(outcome)
+        self.send_credits()
+        beating = asyncio.create_task(self.heartbeat(stream))
+        incoming: asyncio.Task[Any] | None = None
+        try:
+            while True:
+                if self.options.run_once and self.drained and not self.runs:
+                    self.flush_logs()
+                    return
+                # Wake for a message, or when a run ends (run-once then may be done).
+                incoming = incoming or asyncio.create_task(stream.receive())
+                self.run_ended.clear()
+                ended = asyncio.create_task(self.run_ended.wait())
+                await asyncio.wait({incoming, ended}, return_when=asyncio.FIRST_COMPLETED)
+                ended.cancel()
+                if not incoming.done():
+                    continue
+                message, incoming = incoming.result(), None
+                if message is None:
+                    raise Unavailable("the scheduler closed the stream")
+                await self.handle(message)
+        finally:
+            if incoming is not None:
+                incoming.cancel()  # the read itself stays with the stream, which close() drains
+            beating.cancel()
+            self.stream = None
+            self.connected_since, self.disconnected_since = None, time.monotonic()
+            await stream.close()
+
+    async def connect_forever(self, client: AsyncClient) -> None:
+        """Hold a stream until stopped; reconnect with jittered backoff when it drops."""
+        delay = 0.2
+        started = time.monotonic()
+        while not self.stopping.is_set():
+            self.established = False
+            try:
+                await self.session(client)
+                return  # run-once: the due runs are done
+            except Unavailable as exc:
+                if self.established:
+                    delay = 0.2
+                elif not self.ever_connected and time.monotonic() - started > self.options.connect_timeout:
+                    raise Unavailable(f"{exc} (gave up after {self.options.connect_timeout:g}s)") from None
+                self.say(f"stream down, retrying in {delay:.1f}s: {exc}", "yellow")
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 10.0)
+
+    async def wait_for_runs(self, timeout: float) -> None:
+        tasks = [run.task for run in self.runs.values() if run.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.begin_stop)
+        if self.options.type:
+            self.infrastructure = backend_for(self.options.type)
+        async with AsyncClient(self.options.address) as client:
+            flusher = asyncio.create_task(self.log_flusher())
+            connector = asyncio.create_task(self.connect_forever(client))
+            stop = asyncio.create_task(self.stopping.wait())
+            try:
+                done, _ = await asyncio.wait({connector, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if connector in done:
+                    connector.result()  # a refused Hello or an unreachable server ends here
+                    await self.wait_for_runs(None)  # type: ignore[arg-type]
+                    return 0
+                self.say(f"stopping: waiting up to {self.options.grace_seconds:g}s for {len(self.runs)} runs", "yellow")
+                self.send_credits()
+                await self.wait_for_runs(self.options.grace_seconds)
+                for run_id in list(self.runs):
+                    await self.cancel(run_id)
+                await self.wait_for_runs(10.0)
+                self.flush_logs()
+                await asyncio.sleep(0.2)  # let the last outcomes leave
+                connector.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ShiftbossError):
+                    await connector
+                return 0
+            finally:
+                flusher.cancel()
+                stop.cancel()
+
+    def begin_stop(self) -> None:
+        if not self.stopping.is_set():
+            self.stopping.set()

@@ -1,0 +1,99 @@
+"""Run one flow: `python -m shiftboss.workers.execute`.
+
+Reads the entrypoint (`path/to/file.py:function` or `package.module:function`) and the
+parameters (a JSON object) from SHIFTBOSS_ENTRYPOINT and SHIFTBOSS_PARAMETERS, checks
+the parameters against the function's signature, calls it (awaiting a coroutine) and
+exits 0; any failure exits 1 with the traceback on stderr. It imports nothing of
+shiftboss beyond this file, so the flow starts as fast as Python can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+
+class EntrypointError(Exception):
+    """The flow could not be loaded or called as asked."""
+
+
+def load(entrypoint: str) -> Callable[..., Any]:
+    target, sep, name = entrypoint.rpartition(":")
+    if not sep or not target or not name:
+        raise EntrypointError(f"entrypoint {entrypoint!r} is not path/to/file.py:function or package.module:function")
+    if target.endswith(".py"):
+        path = Path(target).resolve()
+        if not path.is_file():
+            raise EntrypointError(f"entrypoint file {target!r} not found (working directory {os.getcwd()})")
+        sys.path.insert(0, str(path.parent))
+        spec = importlib.util.spec_from_file_location(f"__shiftboss_flow__{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise EntrypointError(f"cannot import {target!r}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, os.getcwd())
+        module = importlib.import_module(target)
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise EntrypointError(f"{target!r} has no function {name!r}")
+    return function
+
+
+def check_parameters(function: Callable[..., Any], parameters: dict[str, Any]) -> None:
+    signature = inspect.signature(function)
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    known = {n for n, p in signature.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = sorted(set(parameters) - known) if not accepts_any else []
+    missing = sorted(
+        n for n, p in signature.parameters.items()
+        if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in parameters
+    )
+    problems = []
+    if unknown:
+        problems.append(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+    if missing:
+        problems.append(f"missing parameter{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    if problems:
+        raise EntrypointError(f"{function.__name__}{signature}: " + "; ".join(problems))
+
+
+def main() -> int:
+    entrypoint = os.environ.get("SHIFTBOSS_ENTRYPOINT", "")
+    try:
+        parameters = json.loads(os.environ.get("SHIFTBOSS_PARAMETERS") or "{}")
+        function = load(entrypoint)
+        check_parameters(function, parameters)
+    except EntrypointError as exc:
+        print(f"shiftboss: {exc}", file=sys.stderr)
+        return 1
+    except Exception:
+        traceback.print_exc()
+        return 1
+    try:
+        result = function(**parameters)
+        if inspect.isawaitable(result):
+            asyncio.run(_await(result))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+async def _await(result: Any) -> Any:
+    return await result
+
+
+if __name__ == "__main__":
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.exit(main())

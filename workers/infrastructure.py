@@ -1,0 +1,171 @@
+"""Where a flow run executes. The daemon needs four things of a backend: submit, wait,
+kill and logs. `process` runs the flow in its own process group on this machine; `noop`
+completes every run at once (benchmarks and tests). docker and kubernetes are declared
+by their templates and are not yet implemented here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+#: Seconds between SIGTERM and SIGKILL when a run is killed.
+KILL_GRACE_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class RunSpec:
+    run_id: str
+    entrypoint: str
+    parameters: dict[str, Any]
+    configuration: dict[str, Any]
+    api_address: str
+    traceparent: str = ""
+
+
+@dataclass(slots=True)
+class Outcome:
+    exit_code: int | None
+    signal: str = ""  # name of the signal that ended it, if any
+
+
+class Handle(Protocol):
+    async def wait(self) -> Outcome: ...
+    async def kill(self, grace: float = KILL_GRACE_SECONDS) -> None: ...
+    def logs(self) -> AsyncIterator[tuple[str, str]]: ...
+
+
+class Infrastructure(Protocol):
+    async def submit(self, spec: RunSpec) -> Handle: ...
+
+
+# ---------------------------------------------------------------- process
+
+
+def flow_environment(spec: RunSpec) -> dict[str, str]:
+    config = spec.configuration
+    env = dict(os.environ)
+    env.update({str(k): str(v) for k, v in (config.get("env") or {}).items()})
+    env.update(
+        SHIFTBOSS_FLOW_RUN_ID=spec.run_id,
+        SHIFTBOSS_API_ADDRESS=spec.api_address,
+        SHIFTBOSS_ENTRYPOINT=spec.entrypoint,
+        SHIFTBOSS_PARAMETERS=__import__("json").dumps(spec.parameters),
+        PYTHONUNBUFFERED="1",
+    )
+    if spec.traceparent:
+        env["TRACEPARENT"] = spec.traceparent
+    return env
+
+
+@dataclass
+class ProcessHandle:
+    process: asyncio.subprocess.Process
+    lines: asyncio.Queue[tuple[str, str] | None] = field(default_factory=asyncio.Queue)
+    killed: bool = False
+    _readers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start_reading(self) -> None:
+        self._readers = [
+            asyncio.create_task(self._read(self.process.stdout, "stdout")),
+            asyncio.create_task(self._read(self.process.stderr, "stderr")),
+        ]
+
+    async def _read(self, pipe: asyncio.StreamReader | None, name: str) -> None:
+        if pipe is None:
+            return
+        while True:
+            line = await pipe.readline()
+            if not line:
+                break
+            self.lines.put_nowait((name, line.decode(errors="replace").rstrip("\n")))
+
+    async def wait(self) -> Outcome:
+        code = await self.process.wait()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        self.lines.put_nowait(None)
+        # Whatever the flow left running in its group goes with it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        if code < 0:
+            return Outcome(code, signal.Signals(-code).name)
+        return Outcome(code)
+
+    async def kill(self, grace: float = KILL_GRACE_SECONDS) -> None:
+        """SIGTERM to the whole process group, SIGKILL after the grace period."""
+        self.killed = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.process.wait()), grace)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+    async def logs(self) -> AsyncIterator[tuple[str, str]]:
+        while True:
+            item = await self.lines.get()
+            if item is None:
+                return
+            yield item
+
+
+class ProcessInfrastructure:
+    async def submit(self, spec: RunSpec) -> ProcessHandle:
+        config = spec.configuration
+        command = config.get("command")
+        argv = command.split() if isinstance(command, str) and command.strip() else [sys.executable, "-m", "shiftboss.workers.execute"]
+        if isinstance(command, list) and command:
+            argv = [str(part) for part in command]
+        cwd = config.get("working_dir") or None
+        if cwd and not os.path.isdir(cwd):
+            raise FileNotFoundError(f"working_dir {cwd!r} does not exist")
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=flow_environment(spec),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group, so a kill reaches its children
+        )
+        handle = ProcessHandle(process)
+        handle.start_reading()
+        return handle
+
+
+# ---------------------------------------------------------------- noop
+
+
+class NoopHandle:
+    async def wait(self) -> Outcome:
+        return Outcome(0)
+
+    async def kill(self, grace: float = KILL_GRACE_SECONDS) -> None:
+        return None
+
+    async def logs(self) -> AsyncIterator[tuple[str, str]]:
+        if False:
+            yield ("stdout", "")
+
+
+class NoopInfrastructure:
+    async def submit(self, spec: RunSpec) -> NoopHandle:
+        return NoopHandle()
+
+
+BACKENDS: dict[str, type] = {"process": ProcessInfrastructure, "noop": NoopInfrastructure}
+DECLARED_ONLY = ("docker", "kubernetes", "ecs", "cloud-run", "vertex-ai", "azure-container-instance")
+
+
+def backend_for(pool_type: str) -> Infrastructure:
+    if pool_type in BACKENDS:
+        return BACKENDS[pool_type]()
+    if pool_type in DECLARED_ONLY:
+        raise ValueError(f"work pool type {pool_type!r} has a template but no worker backend yet; use process or noop")
+    raise ValueError(f"unknown worker type {pool_type!r}; one of {', '.join(BACKENDS)}")
