@@ -58,6 +58,11 @@ _OPTIONS = [
     ("grpc.enable_retries", 1),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    # A server that comes back is found within a second or two, not after gRPC's
+    # default backoff (up to two minutes), so a worker's outage ends with the server's.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 
 

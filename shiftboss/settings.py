@@ -63,6 +63,11 @@ class Settings:
     worker_grace_seconds: float = 30.0
     #: Seconds a starting worker keeps trying to reach the server before it gives up.
     worker_connect_timeout: float = 60.0
+    #: Where `worker start --with-healthcheck` serves GET /health.
+    worker_healthcheck_host: str = "0.0.0.0"
+    worker_healthcheck_port: int = 8080
+    #: Seconds the stream may stay down before the health check turns unhealthy.
+    worker_healthcheck_down_seconds: float = 90.0
 
     def database_url_for(self, service: str) -> str:
         """The database URL of one service: its own, else the shared one, else SQLite in home."""

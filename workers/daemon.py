@@ -1,8 +1,8 @@
 """`shiftboss worker start`: one stream to the scheduler, and the runs it pushes.
 
 One asyncio task group: the stream reader, a heartbeat, a log flusher, and one task per
-run. The stream reconnects with jittered backoff while runs keep going; their outcomes
-are sent again after a reconnect (the scheduler ignores repeats). SIGTERM or Ctrl-C
+run. The stream reconnects with jittered backoff while runs keep going; outcomes the
+scheduler has not answered with Settled travel in the next Hello (it ignores repeats). SIGTERM or Ctrl-C
 drains: no new runs, in-flight ones get a grace period, then whatever remains is killed.
 """
 
@@ -24,6 +24,7 @@ from shiftboss.client import AsyncClient
 from shiftboss.errors import ShiftbossError, Unavailable
 from shiftboss.stream import WorkerStream
 from shiftboss.v1 import scheduler_pb2
+from shiftboss.workers.health import HealthServer, stream_health
 from shiftboss.workers.infrastructure import Handle, Infrastructure, RunSpec, backend_for
 
 Worker = scheduler_pb2.WorkerMessage
@@ -46,6 +47,9 @@ class Options:
     address: str = "127.0.0.1:4300"
     grace_seconds: float = 30.0
     connect_timeout: float = 60.0
+    #: (host, port) of the health endpoint; None: no endpoint.
+    healthcheck: tuple[str, int] | None = None
+    healthcheck_down_seconds: float = 90.0
 
 
 @dataclass(eq=False)
@@ -68,6 +72,8 @@ class Daemon:
     infrastructure: Infrastructure | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     run_ended: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set while every outcome this worker reported has been recorded by the scheduler.
+    all_settled: asyncio.Event = field(default_factory=asyncio.Event)
     drained: bool = False
     heartbeat_seconds: float = 30.0
     connected_since: float | None = None
@@ -99,6 +105,7 @@ class Daemon:
             finished.exit_code = exit_code
         outcome = Worker(finished=finished)
         self.unconfirmed[run.dispatch.run] = outcome
+        self.all_settled.clear()
         while len(self.unconfirmed) > MAX_UNCONFIRMED:
             self.unconfirmed.pop(next(iter(self.unconfirmed)))
         self.flush_logs()
@@ -109,6 +116,13 @@ class Daemon:
         style = {"COMPLETED": "green", "CANCELLED": "yellow"}.get(state, "red")
         self.say(f"run {run.dispatch.name} ({run.dispatch.run[:8]}) finished {state} in {took:.2f}s" + (f": {message}" if message else ""), style)
         self.send_credits()
+
+    def forget_outcome(self, run_id: str, lease: int) -> None:
+        outcome = self.unconfirmed.get(run_id)
+        if outcome is not None and outcome.finished.lease == lease:
+            del self.unconfirmed[run_id]
+        if not self.unconfirmed:
+            self.all_settled.set()
 
     def send_credits(self) -> None:
         if self.stopping.is_set() or self.drained:
@@ -192,6 +206,7 @@ class Daemon:
             prefetch_seconds=self.options.prefetch_seconds,
             once=self.options.run_once,
             holding={run_id: run.dispatch.lease for run_id, run in self.runs.items()},
+            finished=[outcome.finished for outcome in self.unconfirmed.values()],
         )
         if self.options.base_job_template:
             hello.base_job_template.update(self.options.base_job_template)
@@ -216,10 +231,13 @@ class Daemon:
             self.drained = True
             if self.options.run_once:
                 self.say("took the runs due now (run-once)")
+        elif kind == "settled":
+            self.forget_outcome(message.settled.run, message.settled.lease)
         elif kind == "refused":
             refused = message.refused
-            run = self.runs.pop(refused.run, None)
-            if run is not None:
+            run = self.runs.get(refused.run)
+            if run is not None and refused.lease in (0, run.dispatch.lease):
+                del self.runs[refused.run]
                 self.say(f"run {run.dispatch.name} ({refused.run[:8]}) is no longer ours: {refused.reason}", "yellow")
                 run.cancelled = True
                 if run.handle is not None:
@@ -240,8 +258,12 @@ class Daemon:
 
     async def session(self, client: AsyncClient) -> None:
         """One connection: Hello, resend outcomes, then serve until the stream ends."""
-        stream = WorkerStream(client, self.hello())
+        hello = self.hello()
+        stream = WorkerStream(client, hello)
         welcome = await stream.open()
+        # The scheduler settled the outcomes the Hello carried before it welcomed us.
+        for finished in hello.finished:
+            self.forget_outcome(finished.run, finished.lease)
         self.stream = stream
         self.established = self.ever_connected = True
         self.heartbeat_seconds = welcome.heartbeat_seconds or 30.0
@@ -249,8 +271,6 @@ class Daemon:
             self.infrastructure = backend_for(self.options.type or welcome.pool_type)
         self.connected_since, self.disconnected_since = time.monotonic(), None
         self.say(f"connected to {self.options.address} as {self.options.name} (pool {self.options.pool}, queues {', '.join(welcome.queues)})", "cyan")
-        for outcome in self.unconfirmed.values():
-            stream.send(outcome)
         self.send_credits()
         beating = asyncio.create_task(self.heartbeat(stream))
         incoming: asyncio.Task[Any] | None = None
@@ -302,12 +322,32 @@ class Daemon:
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
 
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        healthy, body = stream_health(self.connected_since, self.disconnected_since, self.options.healthcheck_down_seconds)
+        body.update(worker=self.options.name, pool=self.options.pool, runs=len(self.runs))
+        return healthy, body
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.begin_stop)
         if self.options.type:
             self.infrastructure = backend_for(self.options.type)
+        health = None
+        if self.options.healthcheck is not None:
+            host, port = self.options.healthcheck
+            try:
+                health = HealthServer(host, port, self.health).start()
+            except OSError as exc:
+                raise ValueError(f"cannot serve the health check on {host}:{port}: {exc.strerror or exc}") from None
+            self.say(f"health check at {health.address}")
+        try:
+            return await self.serve()
+        finally:
+            if health is not None:
+                health.stop()
+
+    async def serve(self) -> int:
         async with AsyncClient(self.options.address) as client:
             flusher = asyncio.create_task(self.log_flusher())
             connector = asyncio.create_task(self.connect_forever(client))
@@ -325,7 +365,9 @@ class Daemon:
                     await self.cancel(run_id)
                 await self.wait_for_runs(10.0)
                 self.flush_logs()
-                await asyncio.sleep(0.2)  # let the last outcomes leave
+                if self.stream is not None:  # the last outcomes: recorded, or sent with the next Hello
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.all_settled.wait(), 5.0)
                 connector.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ShiftbossError):
                     await connector

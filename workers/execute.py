@@ -66,7 +66,25 @@ def check_parameters(function: Callable[..., Any], parameters: dict[str, Any]) -
         raise EntrypointError(f"{function.__name__}{signature}: " + "; ".join(problems))
 
 
+def die_with_worker() -> None:
+    """Ask Linux to kill this process when the worker that started it dies (PR_SET_PDEATHSIG).
+
+    Set here, after exec, because doing it between fork and exec is unsafe in a worker
+    that runs threads; if the worker is already gone, stop at once."""
+    worker = os.environ.get("SHIFTBOSS_WORKER_PID")
+    if not worker or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(worker):
+        os._exit(1)
+
+
 def main() -> int:
+    die_with_worker()
     entrypoint = os.environ.get("SHIFTBOSS_ENTRYPOINT", "")
     try:
         parameters = json.loads(os.environ.get("SHIFTBOSS_PARAMETERS") or "{}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -55,7 +56,9 @@ def flow_environment(spec: RunSpec) -> dict[str, str]:
         SHIFTBOSS_FLOW_RUN_ID=spec.run_id,
         SHIFTBOSS_API_ADDRESS=spec.api_address,
         SHIFTBOSS_ENTRYPOINT=spec.entrypoint,
-        SHIFTBOSS_PARAMETERS=__import__("json").dumps(spec.parameters),
+        SHIFTBOSS_PARAMETERS=json.dumps(spec.parameters),
+        # The launcher dies with this worker, even when the worker is killed with SIGKILL.
+        SHIFTBOSS_WORKER_PID=str(os.getpid()),
         PYTHONUNBUFFERED="1",
     )
     if spec.traceparent:

@@ -120,20 +120,28 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         exit_code: int | None = None,
         at: datetime | None = None,
         idempotent: bool = False,
+        late: bool = False,
     ) -> FlowRunRow:
-        """Validate and record one transition, then mirror it in the core, under the pool's lock."""
+        """Validate and record one transition, then mirror it in the core, under the pool's lock.
+
+        ``late`` is the outcome of a run that ended while its worker could not reach us:
+        with its lease still current, it overrides what we guessed meanwhile (SCHEDULED
+        again, or CRASHED), since the worker knows how the run really ended."""
         async with self.db.reading() as session:
             pool = (await run_store.get(session, run_id)).pool
         async with self.lock_for(pool):
             async with self.db.transaction() as session:
                 run = await run_store.get(session, run_id, lock=True)
-                if lease is not None and (run.lease != lease or (worker is not None and run.worker != worker)):
+                guessed = late and run.state in (states.SCHEDULED, states.CRASHED) and run.worker in ("", worker)
+                if lease is not None and (run.lease != lease or (worker is not None and run.worker != worker and not guessed)):
                     raise FailedPrecondition(
                         f"lease: {lease} is stale for flow run {run_id!r} (current lease {run.lease})", field="lease"
                     )
                 if idempotent and run.state == to:
                     return run
-                states.check(run.state, to, force=force)
+                states.check(run.state, to, force=force or guessed)
+                if guessed and worker:
+                    run.worker = worker
                 moment = at or now_utc()
                 change = run_store.record(session, run, to, moment, message)
                 if to == states.RUNNING:

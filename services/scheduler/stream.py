@@ -2,7 +2,9 @@
 
 Every message a worker sends is idempotent under retry: a repeated Ack, Started or
 Finished with the current lease is a no-op, and one with a stale lease is refused with
-a Refused message instead of breaking the stream.
+a Refused message instead of breaking the stream. A recorded Finished is answered with
+Settled; outcomes not settled when a stream drops travel in the next Hello and are
+recorded before anything is dispatched, so a finished run is never sent out again.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class StreamHandler:
             prefetch=hello.prefetch_seconds,
             once=hello.once,
         )
+        await self._settle(session, hello.finished)
         await self._reclaim_holdings(session, dict(hello.holding))
         self.dispatcher.attach(session)
         self.beat(session)
@@ -155,6 +158,15 @@ class StreamHandler:
                         field="queues",
                     )
 
+    async def _settle(self, session: WorkerSession, outcomes: Any) -> None:
+        """Outcomes of runs that ended while the stream was down, before anything is dispatched,
+        so a run that finished is never sent out again; a stale one went to another worker."""
+        for finished in outcomes:
+            try:
+                await self.finished(session, finished, late=True)
+            except ShiftbossError as exc:
+                log.info("worker %s reported an outcome we dropped: %s", session.key, exc.message)
+
     async def _reclaim_holdings(self, session: WorkerSession, holding: dict[str, int]) -> None:
         """A reconnecting worker takes back the runs it still holds, if their leases are current."""
         async with self.service.db.reading() as db:
@@ -165,7 +177,9 @@ class StreamHandler:
             if run is not None and run.lease == lease:
                 session.held.add(run.seq)
             else:
-                session.send(Message(refused=scheduler_pb2.Refused(run=run_id, reason="this worker no longer holds the run")))
+                session.send(
+                    Message(refused=scheduler_pb2.Refused(run=run_id, reason="this worker no longer holds the run", lease=lease))
+                )
         # Runs the database gives this worker but that it did not claim: not started, so back they go.
         claimed = set(holding)
         for run in held:
@@ -207,13 +221,15 @@ class StreamHandler:
             elif kind == "finished":
                 run_id = message.finished.run
                 await self.finished(session, message.finished)
+                session.send(Message(settled=scheduler_pb2.Settled(run=run_id, lease=message.finished.lease)))
             elif kind == "credits":
                 session.credits = max(0, message.credits.free)
                 self.dispatcher.kick(session.pool)
             elif kind == "logs":
                 await self.store_logs(message.logs)
         except ShiftbossError as exc:
-            session.send(Message(refused=scheduler_pb2.Refused(run=run_id, reason=exc.message)))
+            lease = getattr(getattr(message, kind), "lease", 0) if kind else 0
+            session.send(Message(refused=scheduler_pb2.Refused(run=run_id, reason=exc.message, lease=lease)))
 
     async def ack(self, session: WorkerSession, ack: scheduler_pb2.Ack) -> None:
         async with self.service.db.transaction() as db:
@@ -222,7 +238,7 @@ class StreamHandler:
                 raise FailedPrecondition(f"lease: {ack.lease} is stale for flow run {ack.run!r}", field="lease")
             run.lease_expires = None
 
-    async def finished(self, session: WorkerSession, finished: scheduler_pb2.Finished) -> None:
+    async def finished(self, session: WorkerSession, finished: scheduler_pb2.Finished, *, late: bool = False) -> None:
         state = scheduler_pb2.RunState.Name(finished.state)
         if state not in FINAL:
             raise InvalidArgument(f"state: a finished run is one of {', '.join(sorted(FINAL))}, not {state}", field="state")
@@ -236,6 +252,7 @@ class StreamHandler:
             idempotent=True,
             message=finished.message,
             exit_code=finished.exit_code if finished.HasField("exit_code") else None,
+            late=late,
         )
         self.service.logs.publish((finished.run, None))
 

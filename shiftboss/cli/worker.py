@@ -21,6 +21,7 @@ from shiftboss.settings import load_settings
 @click.option("-l", "--limit", type=int, default=None, help="Most runs in flight at once.")
 @click.option("--prefetch-seconds", type=float, default=None, help="Take runs this long before their start (SHIFTBOSS_PREFETCH_SECONDS).")
 @click.option("--run-once", is_flag=True, help="Take the runs due now, run them to the end and exit.")
+@click.option("--with-healthcheck", is_flag=True, help="Serve GET /health (SHIFTBOSS_WORKER_HEALTHCHECK_HOST/_PORT).")
 @click.option("--base-job-template", type=click.Path(dir_okay=False), default=None, help="Template (JSON file) for a pool this worker creates.")
 def start(
     pool: str,
@@ -30,6 +31,7 @@ def start(
     limit: int | None,
     prefetch_seconds: float | None,
     run_once: bool,
+    with_healthcheck: bool,
     base_job_template: str | None,
 ) -> None:
     """Start a worker: hold a stream to the scheduler and run what it pushes."""
@@ -70,6 +72,8 @@ def start(
         address=settings.api_address,
         grace_seconds=settings.worker_grace_seconds,
         connect_timeout=settings.worker_connect_timeout,
+        healthcheck=(settings.worker_healthcheck_host, settings.worker_healthcheck_port) if with_healthcheck else None,
+        healthcheck_down_seconds=settings.worker_healthcheck_down_seconds,
     )
     daemon = Daemon(options)
     try:

@@ -320,7 +320,7 @@ class NextRunsRequest(_message.Message):
     def __init__(self, pool: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., prefetch_seconds: _Optional[float] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("name", "pool", "queues", "type", "limit", "prefetch_seconds", "base_job_template", "holding", "once")
+    __slots__ = ("name", "pool", "queues", "type", "limit", "prefetch_seconds", "base_job_template", "holding", "once", "finished")
     class HoldingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -337,6 +337,7 @@ class Hello(_message.Message):
     BASE_JOB_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     HOLDING_FIELD_NUMBER: _ClassVar[int]
     ONCE_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
     name: str
     pool: str
     queues: _containers.RepeatedScalarFieldContainer[str]
@@ -346,7 +347,8 @@ class Hello(_message.Message):
     base_job_template: _struct_pb2.Struct
     holding: _containers.ScalarMap[str, int]
     once: bool
-    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., type: _Optional[str] = ..., limit: _Optional[int] = ..., prefetch_seconds: _Optional[float] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., holding: _Optional[_Mapping[str, int]] = ..., once: _Optional[bool] = ...) -> None: ...
+    finished: _containers.RepeatedCompositeFieldContainer[Finished]
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., type: _Optional[str] = ..., limit: _Optional[int] = ..., prefetch_seconds: _Optional[float] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., holding: _Optional[_Mapping[str, int]] = ..., once: _Optional[bool] = ..., finished: _Optional[_Iterable[_Union[Finished, _Mapping]]] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("run", "lease")
@@ -478,27 +480,39 @@ class Drain(_message.Message):
     reason: str
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
+class Settled(_message.Message):
+    __slots__ = ("run", "lease")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    run: str
+    lease: int
+    def __init__(self, run: _Optional[str] = ..., lease: _Optional[int] = ...) -> None: ...
+
 class Refused(_message.Message):
-    __slots__ = ("run", "reason")
+    __slots__ = ("run", "reason", "lease")
     RUN_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
     run: str
     reason: str
-    def __init__(self, run: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    lease: int
+    def __init__(self, run: _Optional[str] = ..., reason: _Optional[str] = ..., lease: _Optional[int] = ...) -> None: ...
 
 class SchedulerMessage(_message.Message):
-    __slots__ = ("welcome", "dispatch", "cancel", "drain", "refused")
+    __slots__ = ("welcome", "dispatch", "cancel", "drain", "refused", "settled")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     DISPATCH_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     dispatch: Dispatch
     cancel: Cancel
     drain: Drain
     refused: Refused
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., dispatch: _Optional[_Union[Dispatch, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., refused: _Optional[_Union[Refused, _Mapping]] = ...) -> None: ...
+    settled: Settled
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., dispatch: _Optional[_Union[Dispatch, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., refused: _Optional[_Union[Refused, _Mapping]] = ..., settled: _Optional[_Union[Settled, _Mapping]] = ...) -> None: ...
 
 class LogsRequest(_message.Message):
     __slots__ = ("id", "follow")

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +34,17 @@ FLOWS = textwrap.dedent(
             fh.write(str(os.getpid()))
         time.sleep(60)
 
+    def stamped(out: str):
+        start = time.time()
+        time.sleep(0.3)
+        with open(out, "a") as fh:
+            fh.write(f"{start} {time.time()}\\n")
+
+    def suicide():
+        import signal
+        print("going down", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
     async def coro(out: str):
         with open(out, "w") as fh:
             fh.write("async ok")
@@ -55,20 +67,66 @@ def server(tmp_path: Path):  # type: ignore[no-untyped-def]
     process.stop()
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition", worker=None):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}" + (f"; the worker printed:\n{worker.output}" if worker else ""))
         time.sleep(0.05)
 
 
-def start_worker(server: ServerProcess, project: Path, *args: str) -> subprocess.Popen[str]:
+class WorkerProcess:
+    """`shiftboss worker start` as a child process whose console is followed line by line."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [str(BIN), "worker", "start", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: list[str] = []
+        self.changed = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self.changed:
+                self.lines.append(line)
+                self.changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_line(self, text: str, timeout: float = 20.0, count: int = 1) -> None:
+        """Wait until the console has printed ``text`` on ``count`` lines."""
+        with self.changed:
+            if not self.changed.wait_for(lambda: sum(text in line for line in self.lines) >= count, timeout):
+                raise AssertionError(f"timed out waiting for the worker to print {text!r}:\n{self.output}")
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        """Wait for the worker to exit by itself; its exit code and everything it printed."""
+        self.proc.wait(timeout)
+        self.reader.join(timeout)
+        return self.proc.returncode, self.output
+
+    def stop(self, timeout: float = 30) -> tuple[int, str]:
+        """SIGTERM, as a service manager stops it."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.finish(timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def start_worker(server: ServerProcess, project: Path, *args: str) -> WorkerProcess:
     env = base_env(server.home, SHIFTBOSS_API_ADDRESS=server.address, SHIFTBOSS_WORKER_GRACE_SECONDS="5")
-    return subprocess.Popen([str(BIN), "worker", "start", *args], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return WorkerProcess(list(args), project, env)
 
 
 def state_of(client: Client, run_id: str) -> str:
@@ -125,9 +183,8 @@ def test_runs_complete_fail_and_cancel(server: ServerProcess, project: Path) -> 
             assert time.monotonic() - asked < 2.5
             wait_for(lambda: not alive(pid), timeout=5, what="the flow process to be gone")
         finally:
-            worker.send_signal(signal.SIGTERM)
-            output, _ = worker.communicate(timeout=30)
-        assert worker.returncode == 0, output
+            code, output = worker.stop()
+        assert code == 0, output
         assert "finished COMPLETED" in output and "finished FAILED" in output and "finished CANCELLED" in output
 
 
@@ -137,9 +194,8 @@ def test_run_once_takes_due_runs_and_exits(server: ServerProcess, project: Path)
         client.create_deployment("record-once", "once", "flows/jobs.py:record")
         runs = [client.create_flow_run("record-once", parameters={"out": str(project / f"o{i}.json"), "value": i}) for i in range(2)]
         later = client.create_flow_run("record-once", parameters={"out": str(project / "later.json"), "value": 9}, start_in=3600)
-        worker = start_worker(server, project, "-p", "once", "--run-once")
-        output, _ = worker.communicate(timeout=60)
-        assert worker.returncode == 0, output
+        code, output = start_worker(server, project, "-p", "once", "--run-once").finish()
+        assert code == 0, output
         assert [state_of(client, r.id) for r in runs] == ["COMPLETED", "COMPLETED"], output
         assert state_of(client, later.id) == "SCHEDULED"
 
@@ -152,9 +208,8 @@ def test_sigterm_drains_in_flight_runs(server: ServerProcess, project: Path) -> 
         pid_file = project / "drain.pid"
         run = client.create_flow_run("sleepy-drain", parameters={"out": str(pid_file)})
         wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the flow to start")
-        worker.send_signal(signal.SIGTERM)
-        output, _ = worker.communicate(timeout=30)
-        assert worker.returncode == 0, output
+        code, output = worker.stop()
+        assert code == 0, output
         assert "stopping: waiting up to 5s for 1 runs" in output
         wait_for(lambda: state_of(client, run.id) == "CANCELLED", what="the remaining run to be cancelled")
         assert not alive(int(pid_file.read_text()))
@@ -170,16 +225,181 @@ def test_sigterm_drains_in_flight_runs(server: ServerProcess, project: Path) -> 
     ],
 )
 def test_bad_worker_input(server: ServerProcess, project: Path, args: list[str], code: int, message: str) -> None:
-    worker = start_worker(server, project, *args)
-    output, _ = worker.communicate(timeout=60)
-    assert worker.returncode == code, output
+    exit_code, output = start_worker(server, project, *args).finish()
+    assert exit_code == code, output
     assert message in output
 
 
 def test_type_creates_the_missing_pool_and_named_queue(server: ServerProcess, project: Path) -> None:
-    worker = start_worker(server, project, "-p", "fresh", "-t", "process", "-q", "nightly", "--run-once")
-    output, _ = worker.communicate(timeout=60)
-    assert worker.returncode == 0, output
+    code, output = start_worker(server, project, "-p", "fresh", "-t", "process", "-q", "nightly", "--run-once").finish()
+    assert code == 0, output
     with Client(server.address, timeout=10) as client:
         assert client.get_work_pool("fresh").type == "process"
         assert [q.name for q in client.list_work_queues("fresh").work_queues] == ["default", "nightly"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_killed_worker_runs_are_crashed_or_picked_up_by_another(server: ServerProcess, project: Path) -> None:
+    with Client(server.address, timeout=10) as client:
+        client.create_work_pool("fragile", "process")
+        client.create_deployment("sleepy-k", "fragile", "flows/jobs.py:sleepy")
+        client.create_deployment("record-k", "fragile", "flows/jobs.py:record")
+        victim = start_worker(server, project, "-p", "fragile", "-n", "victim", "--prefetch-seconds", "30")
+        pid_file = project / "victim.pid"
+        started = client.create_flow_run("sleepy-k", parameters={"out": str(pid_file)})
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the flow to start")
+        out = project / "later.json"
+        waiting = client.create_flow_run("record-k", parameters={"out": str(out), "value": 5}, start_in=8)
+        victim.wait_for_line(f"({waiting.id[:8]}) received")
+        victim.kill()
+        wait_for(lambda: not alive(int(pid_file.read_text())), timeout=5, what="the orphaned flow to die with its worker")
+        wait_for(lambda: state_of(client, started.id) == "CRASHED", timeout=15, what="the started run to be CRASHED")
+        wait_for(lambda: state_of(client, waiting.id) in ("SCHEDULED", "LATE"), timeout=15, what="the un-started run to go back")
+        rescuer = start_worker(server, project, "-p", "fragile", "-n", "rescuer", "--prefetch-seconds", "30")
+        try:
+            wait_for(lambda: state_of(client, waiting.id) == "COMPLETED", timeout=30, what="the rescuer to run it")
+        finally:
+            code, output = rescuer.stop()
+        assert code == 0, output
+        run = client.get_flow_run(waiting.id)
+        assert run.worker == "rescuer"
+        assert json.loads(out.read_text())["value"] == 5
+        assert [h.state for h in run.history].count(run.state) == 1  # completed exactly once
+
+
+def test_outcomes_reach_a_restarted_server(tmp_path: Path, project: Path) -> None:
+    """A run that ends while the server is down is recorded once it is back, and never runs twice."""
+    home = tmp_path / "home2"
+    port = free_port()
+    env = base_env(home, SHIFTBOSS_HEARTBEAT_SECONDS="2")
+    server = ServerProcess(home, env, ["--port", str(port)]).start()
+    try:
+        with Client(server.address, timeout=10) as client:
+            client.create_work_pool("steady", "process")
+            client.create_deployment("record-r", "steady", "flows/jobs.py:record")
+            worker = start_worker(server, project, "-p", "steady", "-n", "steady-worker")
+            out = project / "across.json"
+            run = client.create_flow_run("record-r", parameters={"out": str(out), "value": 3}, start_in=2)
+            worker.wait_for_line(f"({run.id[:8]}) received")
+        assert server.stop() == 0
+        worker.wait_for_line(f"({run.id[:8]}) finished COMPLETED")
+        server = ServerProcess(home, env, ["--port", str(port)]).start()
+        worker.wait_for_line("connected to", count=2)
+        with Client(server.address, timeout=10) as client:
+            # Settled in the Hello, before anything could be dispatched.
+            assert state_of(client, run.id) == "COMPLETED", worker.output + "".join(server.lines)
+            assert client.get_flow_run(run.id).worker == "steady-worker"
+        code, output = worker.stop()
+        assert code == 0, output
+        assert "stream down, retrying" in output
+        assert output.count(f"({run.id[:8]}) started") == 1, output
+    finally:
+        server.stop()
+
+
+def test_two_workers_with_limit_one_never_overlap(server: ServerProcess, project: Path) -> None:
+    stamps = project / "stamps.txt"
+    with Client(server.address, timeout=10) as client:
+        client.create_work_pool("narrow", "process")
+        client.set_work_queue_concurrency_limit("default", "narrow", 1)
+        client.create_deployment("stamped", "narrow", "flows/jobs.py:stamped", parameters={"out": str(stamps)})
+        workers = [start_worker(server, project, "-p", "narrow", "-n", f"n{i}", "-l", "1") for i in range(2)]
+        try:
+            runs = [client.create_flow_run("stamped") for _ in range(6)]
+            wait_for(lambda: all(state_of(client, r.id) == "COMPLETED" for r in runs), timeout=60, what="all runs")
+            went_to = {client.get_flow_run(r.id).worker for r in runs}
+        finally:
+            outputs = [w.stop()[1] for w in workers]
+    intervals = sorted(tuple(map(float, line.split())) for line in stamps.read_text().splitlines())
+    assert len(intervals) == 6
+    for (_, end), (start, _) in zip(intervals, intervals[1:]):
+        assert start >= end, f"runs overlapped: {intervals}\n{outputs}"
+    assert went_to <= {"n0", "n1"}
+
+
+def test_signal_import_error_and_the_worker_keeps_going(server: ServerProcess, project: Path) -> None:
+    with Client(server.address, timeout=10) as client:
+        client.create_work_pool("rough", "process")
+        client.create_deployment("suicide", "rough", "flows/jobs.py:suicide")
+        client.create_deployment("missing", "rough", "flows/nope.py:flow")
+        client.create_deployment("typo", "rough", "flows/jobs.py:recrod")
+        client.create_deployment("fine", "rough", "flows/jobs.py:record")
+        worker = start_worker(server, project, "-p", "rough")
+        try:
+            killed = client.create_flow_run("suicide")
+            wait_for(lambda: state_of(client, killed.id) == "CRASHED", what="the killed flow to be CRASHED", worker=worker)
+            assert "SIGKILL" in client.get_flow_run(killed.id).message
+            missing = client.create_flow_run("missing")
+            wait_for(lambda: state_of(client, missing.id) == "FAILED", what="the missing file to fail")
+            assert "flows/nope.py" in "\n".join(line.text for line in client.flow_run_logs(missing.id))
+            typo = client.create_flow_run("typo")
+            wait_for(lambda: state_of(client, typo.id) == "FAILED", what="the missing function to fail")
+            assert "recrod" in "\n".join(line.text for line in client.flow_run_logs(typo.id))
+            out = project / "fine.json"
+            fine = client.create_flow_run("fine", parameters={"out": str(out), "value": 1})
+            wait_for(lambda: state_of(client, fine.id) == "COMPLETED", what="the worker to keep going")
+        finally:
+            code, output = worker.stop()
+        assert code == 0, output
+
+
+def health(port: int) -> tuple[int, dict[str, object]]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_healthcheck_turns_unhealthy_when_the_stream_stays_down(tmp_path: Path, project: Path) -> None:
+    home = tmp_path / "home3"
+    server = ServerProcess(home, base_env(home)).start()
+    port = free_port()
+    env = base_env(
+        home,
+        SHIFTBOSS_API_ADDRESS=server.address,
+        SHIFTBOSS_WORKER_HEALTHCHECK_HOST="127.0.0.1",
+        SHIFTBOSS_WORKER_HEALTHCHECK_PORT=str(port),
+        SHIFTBOSS_WORKER_HEALTHCHECK_DOWN_SECONDS="1",
+    )
+    worker = WorkerProcess(["-p", "probed", "-t", "process", "-n", "probed-1", "--with-healthcheck"], project, env)
+    try:
+        worker.wait_for_line("connected to")
+        status, body = health(port)
+        assert status == 200 and body["status"] == "healthy" and body["stream"] == "up", body
+        assert body["worker"] == "probed-1" and body["pool"] == "probed"
+        assert server.stop() == 0
+        worker.wait_for_line("stream down")
+        status, body = wait_for(lambda: (reply := health(port))[0] == 503 and reply, what="the probe to fail")
+        assert body["status"] == "unhealthy" and body["stream"] == "down", body
+    finally:
+        code, output = worker.stop()
+        server.stop()
+    assert code == 0, output
+    assert f"health check at http://127.0.0.1:{port}/health" in output
+
+
+def test_healthcheck_port_in_use_is_refused(server: ServerProcess, project: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = base_env(
+            server.home, SHIFTBOSS_API_ADDRESS=server.address, SHIFTBOSS_WORKER_HEALTHCHECK_HOST="127.0.0.1",
+            SHIFTBOSS_WORKER_HEALTHCHECK_PORT=str(port),
+        )
+        code, output = WorkerProcess(["-p", "x", "-t", "process", "--with-healthcheck"], project, env).finish()
+    assert code == 1, output
+    assert f"cannot serve the health check on 127.0.0.1:{port}" in output
