@@ -23,6 +23,7 @@ __all__ = [
     "DeadlineExceeded",
     "Cancelled",
     "Internal",
+    "Unimplemented",
     "error_for_code",
 ]
 
@@ -90,6 +91,10 @@ class Internal(ShiftbossError):
     code = "INTERNAL"
 
 
+class Unimplemented(ShiftbossError):
+    code = "UNIMPLEMENTED"
+
+
 _BY_CODE: dict[str, type[ShiftbossError]] = {
     cls.code: cls
     for cls in (
@@ -105,6 +110,7 @@ _BY_CODE: dict[str, type[ShiftbossError]] = {
         DeadlineExceeded,
         Cancelled,
         Internal,
+        Unimplemented,
     )
 }
 

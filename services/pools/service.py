@@ -9,13 +9,22 @@ from typing import Any
 
 from grpc import aio
 
-from shiftboss.errors import ShiftbossError
+from shiftboss.errors import FailedPrecondition, ShiftbossError, Unimplemented
 from shiftboss._wire import from_struct
 from shiftboss.services.broadcast import Broadcaster
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.pools import domain
 from shiftboss.services.pools.wire import optional, pool_to_proto, queue_to_proto
-from shiftboss.v1 import heartbeats_pb2, heartbeats_pb2_grpc, pools_pb2, pools_pb2_grpc, templates_pb2, templates_pb2_grpc
+from shiftboss.v1 import (
+    heartbeats_pb2,
+    heartbeats_pb2_grpc,
+    pools_pb2,
+    pools_pb2_grpc,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+    templates_pb2,
+    templates_pb2_grpc,
+)
 
 log = logging.getLogger("shiftboss.pools")
 
@@ -155,7 +164,30 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
     async def ClearWorkPoolConcurrencyLimit(self, request: pools_pb2.WorkPoolRef, context: Any) -> pools_pb2.WorkPool:
         return await self._pool_change(request.name, concurrency_limit=None)
 
+    async def _refuse_if_used(self, pool: str, queue: str = "") -> None:
+        """FAILED_PRECONDITION while runs or deployments still refer to the pool or queue.
+
+        A pool served alone with no scheduler behind its address has nothing referring to it."""
+        stub = self.mesh.peers.stub("scheduler", scheduler_pb2_grpc.SchedulerServiceStub)
+        try:
+            usage = await self.mesh.peers.call(stub.GetPoolUsage, scheduler_pb2.PoolUsageRequest(pool=pool, queue=queue))
+        except Unimplemented:
+            return
+        what = f"work queue {queue!r} of work pool {pool!r}" if queue else f"work pool {pool!r}"
+        if usage.in_flight:
+            raise FailedPrecondition(
+                f"name: {what} has {usage.in_flight} runs in flight; cancel them or let them finish first", field="name"
+            )
+        if usage.deployments:
+            names = ", ".join(repr(d) for d in usage.deployments[:5]) + (" …" if len(usage.deployments) > 5 else "")
+            raise FailedPrecondition(
+                f"name: {what} is used by deployments {names}; move or delete them first", field="name"
+            )
+        if usage.waiting:
+            raise FailedPrecondition(f"name: {what} has {usage.waiting} scheduled runs; cancel them first", field="name")
+
     async def DeleteWorkPool(self, request: pools_pb2.WorkPoolRef, context: Any) -> pools_pb2.DeleteResponse:
+        await self._refuse_if_used(request.name)
         async with self.db.transaction() as session:
             reply = pool_to_proto(await domain.delete_pool(session, request.name))
         self._pool_event(Event.DELETED, reply)
@@ -217,6 +249,8 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         return await self._queue_change(request, concurrency_limit=None)
 
     async def DeleteWorkQueue(self, request: pools_pb2.WorkQueueRef, context: Any) -> pools_pb2.DeleteResponse:
+        if request.name != domain.DEFAULT_QUEUE:  # that one is refused for its own reason below
+            await self._refuse_if_used(request.pool, request.name)
         async with self.db.transaction() as session:
             queue = await domain.delete_queue(session, request.pool, request.name)
             reply = queue_to_proto(queue, request.pool)

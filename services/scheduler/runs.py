@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shiftboss.errors import InvalidArgument, NotFound
@@ -174,3 +174,14 @@ async def logs(session: AsyncSession, run: FlowRunRow, after_id: int = 0) -> lis
 
 def payload(run: FlowRunRow) -> dict[str, Any]:
     return {"id": run.id, "seq": run.seq}
+
+
+async def usage(session: AsyncSession, pool: str, queue: str = "") -> tuple[int, int]:
+    """Runs of a pool (or one of its queues) on workers, and waiting."""
+    query = select(FlowRunRow.state, func.count()).where(
+        FlowRunRow.pool == pool, FlowRunRow.state.in_([states.SCHEDULED, *states.OCCUPYING])
+    )
+    if queue:
+        query = query.where(FlowRunRow.queue == queue)
+    counts: dict[str, int] = {state: n for state, n in (await session.execute(query.group_by(FlowRunRow.state))).all()}
+    return sum(counts.get(s, 0) for s in states.OCCUPYING), counts.get(states.SCHEDULED, 0)

@@ -481,6 +481,13 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             rows = {r.seq: r for r in await run_store.by_seq(session, keys)}
         return scheduler_pb2.ListFlowRunsResponse(flow_runs=[self.to_proto(rows[k]) for k in keys if k in rows])
 
+    async def GetPoolUsage(self, request: scheduler_pb2.PoolUsageRequest, context: Any) -> scheduler_pb2.PoolUsage:
+        async with self.db.reading() as session:
+            in_flight, waiting = await run_store.usage(session, request.pool, request.queue)
+            users = await deployments.list_all(session, request.pool)
+        names = [d.name for d in users if not request.queue or d.queue == request.queue]
+        return scheduler_pb2.PoolUsage(in_flight=in_flight, waiting=waiting, deployments=names)
+
     # ------------------------------------------------------------ the worker stream
 
     def Connect(self, request_iterator: Any, context: Any) -> AsyncIterator[scheduler_pb2.SchedulerMessage]:

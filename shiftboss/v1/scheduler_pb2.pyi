@@ -525,3 +525,21 @@ class LogsRequest(_message.Message):
 class DeleteDeploymentResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class PoolUsageRequest(_message.Message):
+    __slots__ = ("pool", "queue")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    pool: str
+    queue: str
+    def __init__(self, pool: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
+
+class PoolUsage(_message.Message):
+    __slots__ = ("in_flight", "waiting", "deployments")
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    in_flight: int
+    waiting: int
+    deployments: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, in_flight: _Optional[int] = ..., waiting: _Optional[int] = ..., deployments: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -129,6 +129,11 @@ class SchedulerServiceStub:
                 request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.NextRunsRequest.SerializeToString,
                 response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.ListFlowRunsResponse.FromString,
                 _registered_method=True)
+        self.GetPoolUsage = channel.unary_unary(
+                '/shiftboss.v1.SchedulerService/GetPoolUsage',
+                request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.PoolUsageRequest.SerializeToString,
+                response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.PoolUsage.FromString,
+                _registered_method=True)
         self.Connect = channel.stream_stream(
                 '/shiftboss.v1.SchedulerService/Connect',
                 request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.WorkerMessage.SerializeToString,
@@ -272,6 +277,13 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPoolUsage(self, request, context):
+        """What still refers to a pool or one of its queues (PoolService asks before a delete).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Connect(self, request_iterator, context):
         """The worker stream: Hello first, then heartbeats, acks and outcomes; dispatches come back.
         """
@@ -376,6 +388,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.NextRuns,
                     request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.NextRunsRequest.FromString,
                     response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.ListFlowRunsResponse.SerializeToString,
+            ),
+            'GetPoolUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPoolUsage,
+                    request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.PoolUsageRequest.FromString,
+                    response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.PoolUsage.SerializeToString,
             ),
             'Connect': grpc.stream_stream_rpc_method_handler(
                     servicer.Connect,
@@ -896,6 +913,33 @@ class SchedulerService:
             '/shiftboss.v1.SchedulerService/NextRuns',
             shiftboss_dot_v1_dot_scheduler__pb2.NextRunsRequest.SerializeToString,
             shiftboss_dot_v1_dot_scheduler__pb2.ListFlowRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPoolUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shiftboss.v1.SchedulerService/GetPoolUsage',
+            shiftboss_dot_v1_dot_scheduler__pb2.PoolUsageRequest.SerializeToString,
+            shiftboss_dot_v1_dot_scheduler__pb2.PoolUsage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -300,3 +300,75 @@ async def test_schedules_create_runs_once_across_restart(settings: Settings) -> 
                 assert len(set(starts)) == len(starts)
         finally:
             await mesh.stop(0)
+
+
+async def next_of(stream: WorkerStream, kind: str, timeout: float = 10) -> scheduler_pb2.SchedulerMessage:
+    while True:
+        message = await stream.receive(timeout)
+        assert message is not None, "the stream ended"
+        if message.WhichOneof("kind") == kind:
+            return message
+
+
+async def test_outcome_reported_after_an_outage_is_settled_before_dispatch(client: AsyncClient, pool: str) -> None:
+    run = await client.create_flow_run("hello")
+    lost = WorkerStream(client, scheduler_pb2.Hello(name="w", pool=pool))
+    await lost.open()
+    dispatch = await next_dispatch(lost)
+    lost.ack(dispatch)
+    await wait_state(client, run.id, "PENDING")
+    lost.abort()  # the stream is gone; the flow runs to the end on the worker meanwhile
+    await wait_state(client, run.id, "SCHEDULED")  # the scheduler's guess: it never started
+    outcome = scheduler_pb2.Finished(run=run.id, lease=dispatch.lease, state=scheduler_pb2.COMPLETED, exit_code=0)
+    async with worker(client, "w", pool, finished=[outcome]) as back:
+        done = await client.get_flow_run(run.id)  # settled before the Welcome
+        assert scheduler_pb2.RunState.Name(done.state) == "COMPLETED" and done.worker == "w" and done.exit_code == 0
+        await nothing_dispatched(back)  # and so never sent out again
+
+
+async def test_stale_outcome_leaves_the_new_holder_alone(client: AsyncClient, pool: str) -> None:
+    run = await client.create_flow_run("hello")
+    lost = WorkerStream(client, scheduler_pb2.Hello(name="first", pool=pool))
+    await lost.open()
+    old = await next_dispatch(lost)
+    lost.ack(old)
+    lost.abort()
+    await wait_state(client, run.id, "SCHEDULED")
+    async with worker(client, "second", pool) as second:
+        new = await next_dispatch(second)
+        second.ack(new)
+        assert new.run == run.id and new.lease > old.lease
+        stale = scheduler_pb2.Finished(run=run.id, lease=old.lease, state=scheduler_pb2.FAILED)
+        async with worker(client, "first", pool, finished=[stale]):
+            held = await client.get_flow_run(run.id)
+            assert scheduler_pb2.RunState.Name(held.state) == "PENDING" and held.worker == "second"
+        second.finished(run.id, new.lease, "COMPLETED", exit_code=0)
+        settled = await next_of(second, "settled")
+        assert (settled.settled.run, settled.settled.lease) == (run.id, new.lease)
+        second.finished(run.id, old.lease, "FAILED")  # a stale lease on a live stream is refused, with its lease
+        refused = await next_of(second, "refused")
+        assert refused.refused.lease == old.lease and "stale" in refused.refused.reason
+    assert scheduler_pb2.RunState.Name((await client.get_flow_run(run.id)).state) == "COMPLETED"
+
+
+async def test_pool_and_queue_in_use_cannot_be_deleted(client: AsyncClient, pool: str) -> None:
+    await client.create_work_queue("side", pool)
+    await client.create_deployment("side-job", pool, FLOW, queue="side")
+    with pytest.raises(errors.FailedPrecondition, match="work queue 'side' of work pool 'pool' is used by deployments 'side-job'"):
+        await client.delete_work_queue("side", pool)
+    with pytest.raises(errors.FailedPrecondition, match="work pool 'pool' is used by deployments 'hello', 'side-job'"):
+        await client.delete_work_pool(pool)
+    async with worker(client, "w", pool) as stream:
+        run = await client.create_flow_run("hello")
+        dispatch = await next_dispatch(stream)
+        stream.ack(dispatch)
+        await client.delete_deployment("hello")
+        await client.delete_deployment("side-job")
+        with pytest.raises(errors.FailedPrecondition, match="work pool 'pool' has 1 runs in flight"):
+            await client.delete_work_pool(pool)
+        stream.finished(run.id, dispatch.lease, "COMPLETED", exit_code=0)
+        await wait_state(client, run.id, "COMPLETED")
+    await client.delete_work_queue("side", pool)
+    await client.delete_work_pool(pool)
+    with pytest.raises(errors.NotFound):
+        await client.get_work_pool(pool)
