@@ -333,6 +333,14 @@ class _Api:
     def flow_run_logs(self, id: str, *, follow: bool = False) -> Any:
         return self._stream("SchedulerService", "FlowRunLogs", scheduler_pb2.LogsRequest(id=id, follow=follow))
 
+    def apply_deployments(self, specs: list[scheduler_pb2.DeploymentSpec]) -> scheduler_pb2.ApplyDeploymentsResponse:
+        """Create or update these deployments, all or none."""
+        return self._invoke("SchedulerService", "ApplyDeployments", scheduler_pb2.ApplyDeploymentsRequest(deployments=specs))
+
+    def watch_flow_run(self, id: str, *, logs: bool = True) -> Any:
+        """The run's state changes (and log lines) so far, then as they happen, until it ends."""
+        return self._stream("SchedulerService", "WatchFlowRun", scheduler_pb2.WatchFlowRunRequest(id=id, no_logs=not logs))
+
     # ---------------------------------------------------------------- workers
 
     def list_workers(self, pool: str = "") -> heartbeats_pb2.ListWorkersResponse:

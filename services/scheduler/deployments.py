@@ -78,6 +78,21 @@ def schedule_row(cron: str, tz: str, interval: float) -> ScheduleRow | None:
     return ScheduleRow(cron=cron, timezone=tz or "UTC", interval_seconds=interval or 0.0, anchor=now_utc())
 
 
+def schedule_signature(rows: list[ScheduleRow]) -> list[tuple[str, str, float, bool]]:
+    return [(r.cron, r.timezone or "UTC", r.interval_seconds or 0.0, bool(r.paused)) for r in rows]
+
+
+async def drop_schedule_runs(session: AsyncSession, row: DeploymentRow) -> list[FlowRunRow]:
+    """The runs its schedules made that have not gone out; they are made again from the new schedules."""
+    query = select(FlowRunRow).where(
+        FlowRunRow.deployment_id == row.id, FlowRunRow.state == "SCHEDULED", FlowRunRow.slot.is_not(None)
+    )
+    dropped = list((await session.execute(query)).scalars())
+    for run in dropped:
+        await session.delete(run)
+    return dropped
+
+
 async def create(
     session: AsyncSession,
     *,

@@ -19,10 +19,12 @@ from typing import Any
 
 from shiftboss._wire import to_struct, to_timestamp
 from shiftboss.core import PoolState
+from shiftboss.services.broadcast import Broadcaster
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.models import FlowRunRow
 from shiftboss.services.scheduler.sessions import WorkerSession
+from shiftboss.services.scheduler.wire import state_event
 from shiftboss.v1 import pools_pb2, scheduler_pb2
 
 log = logging.getLogger("shiftboss.scheduler")
@@ -54,6 +56,8 @@ class Dispatcher:
         self.settings = settings
         self.pools: dict[str, PoolRuntime] = {}
         self.sessions: dict[str, WorkerSession] = {}
+        #: Every committed state change and log line of every run, for watchers.
+        self.events: Broadcaster[scheduler_pb2.FlowRunEvent] = Broadcaster()
         self._closed = False
 
     # ---------------------------------------------------------------- pools and queues
@@ -270,6 +274,7 @@ class Dispatcher:
             for run in rows:
                 worker.held.add(run.seq)
                 worker.send(scheduler_pb2.SchedulerMessage(dispatch=dispatch_message(run)))
+                self.events.publish(state_event(run.id, run.state, now, run.message))
 
     async def close(self) -> None:
         self._closed = True

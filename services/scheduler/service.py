@@ -13,15 +13,14 @@ from grpc import aio
 
 from shiftboss._wire import from_struct, to_timestamp
 from shiftboss.core import PoolState
-from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound
-from shiftboss.services.broadcast import Broadcaster
+from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.scheduler import background, deployments, states
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
-from shiftboss.services.scheduler.models import FlowRunRow, now_utc
+from shiftboss.services.scheduler.models import FlowRunRow, ScheduleRow, now_utc
 from shiftboss.services.scheduler.stream import StreamHandler
-from shiftboss.services.scheduler.wire import deployment_to_proto, run_to_proto
+from shiftboss.services.scheduler.wire import deployment_to_proto, log_event, run_to_proto, state_event
 from shiftboss.v1 import pools_pb2, pools_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, templates_pb2, templates_pb2_grpc
 
 log = logging.getLogger("shiftboss.scheduler")
@@ -44,7 +43,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.db = open_database(self.settings.database_url_for(self.name))
         self.dispatcher = Dispatcher(self.db, self.settings)
         self.ready = asyncio.Event()
-        self.logs: Broadcaster[tuple[str, scheduler_pb2.LogLine | None]] = Broadcaster()
+        self.events = self.dispatcher.events
         self.stream = StreamHandler(self)
         self.tasks: list[asyncio.Task[None]] = []
         self.schedules_due = asyncio.Event()
@@ -62,7 +61,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     def closing(self) -> None:
         self.stream.drain_all("the server is stopping")
-        self.logs.close()
+        self.events.close()
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -150,6 +149,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 if exit_code is not None:
                     run.exit_code = exit_code
             self.dispatcher.apply(change)
+        self.events.publish(state_event(run.id, to, moment, message, exit_code))
         return run
 
     async def create_run(
@@ -280,13 +280,95 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 row.job_variables = from_struct(request.job_variables)
             if request.HasField("description"):
                 row.description = request.description
+            dropped: list[FlowRunRow] = []
+            if replace_schedules or request.HasField("queue"):  # made again, by the new schedules or in the new queue
+                dropped = await deployments.drop_schedule_runs(session, row)
             if replace_schedules:
                 row.schedules = [new_schedule] if new_schedule else []
             row.updated = now_utc()
             await session.flush()
             reply = deployment_to_proto(row)
+        for run in dropped:
+            self.dispatcher.apply(run_store.Transition(run, states.SCHEDULED, states.CANCELLED))
         self.schedules_due.set()
         return reply
+
+    async def _check_spec(self, spec: scheduler_pb2.DeploymentSpec) -> list[ScheduleRow]:
+        deployments.validate_name("name", spec.name)
+        deployments.validate_entrypoint(spec.entrypoint)
+        if not spec.pool:
+            raise InvalidArgument("pool: a work pool name is required", field="pool")
+        await self.check_queue(spec.pool, spec.queue or "default")
+        await self.render(spec.pool, from_struct(spec.job_variables), {})
+        rows = []
+        for i, schedule in enumerate(spec.schedules):
+            if not schedule.cron and not schedule.interval:
+                raise InvalidArgument(f"schedules[{i}]: give a cron expression or an interval", field="schedules")
+            try:
+                row = deployments.schedule_row(schedule.cron, schedule.timezone, schedule.interval)
+            except ShiftbossError as exc:
+                raise type(exc)(f"schedules[{i}].{exc.message}", field="schedules") from None
+            assert row is not None
+            row.paused = schedule.paused
+            rows.append(row)
+        return rows
+
+    async def ApplyDeployments(
+        self, request: scheduler_pb2.ApplyDeploymentsRequest, context: Any
+    ) -> scheduler_pb2.ApplyDeploymentsResponse:
+        """Every spec is checked first and every problem reported at once; then all are
+        written in one transaction, so a file with one bad deployment changes nothing."""
+        if not request.deployments:
+            raise InvalidArgument("deployments: nothing to apply", field="deployments")
+        problems: list[ShiftbossError] = []
+        schedules: list[list[ScheduleRow]] = []
+        seen: set[str] = set()
+        for i, spec in enumerate(request.deployments):
+            where = f"deployments[{i}]"
+            try:
+                if spec.name in seen:
+                    raise InvalidArgument(f"name: {spec.name!r} appears more than once", field="name")
+                seen.add(spec.name)
+                schedules.append(await self._check_spec(spec))
+            except ShiftbossError as exc:
+                named = exc.field is not None and exc.message.startswith(f"{exc.field}")
+                problems.append(type(exc)(f"{where}.{exc.message}" if named else f"{where}: {exc.message}"))
+        if problems:
+            raise type(problems[0])("; ".join(p.message for p in problems), field="deployments")
+        applied: list[scheduler_pb2.AppliedDeployment] = []
+        dropped: list[FlowRunRow] = []
+        async with self.db.transaction() as session:
+            for spec, rows in zip(request.deployments, schedules):
+                fields = dict(
+                    entrypoint=spec.entrypoint, pool=spec.pool, queue=spec.queue or "default",
+                    parameters=from_struct(spec.parameters), job_variables=from_struct(spec.job_variables),
+                    description=spec.description, tags=list(spec.tags), paused=spec.paused,
+                )
+                try:
+                    row = await deployments.get(session, spec.name)
+                except NotFound:
+                    row = await deployments.create(session, name=spec.name, **fields)
+                    row.schedules = rows
+                    action = "created"
+                else:
+                    moved = (row.pool, row.queue) != (fields["pool"], fields["queue"])
+                    rescheduled = deployments.schedule_signature(row.schedules) != deployments.schedule_signature(rows)
+                    changed = moved or rescheduled or any(getattr(row, k) != v for k, v in fields.items())
+                    if moved or rescheduled:
+                        dropped += await deployments.drop_schedule_runs(session, row)
+                    if rescheduled:
+                        row.schedules = rows
+                    for key, value in fields.items():
+                        setattr(row, key, value)
+                    if changed:
+                        row.updated = now_utc()
+                    action = "updated" if changed else "unchanged"
+                await session.flush()
+                applied.append(scheduler_pb2.AppliedDeployment(action=action, deployment=deployment_to_proto(row)))
+        for run in dropped:
+            self.dispatcher.apply(run_store.Transition(run, states.SCHEDULED, states.CANCELLED))
+        self.schedules_due.set()
+        return scheduler_pb2.ApplyDeploymentsResponse(applied=applied)
 
     async def _set_paused(self, name: str, paused: bool) -> scheduler_pb2.Deployment:
         async with self.db.transaction() as session:
@@ -408,23 +490,51 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         return reply
 
     async def FlowRunLogs(self, request: scheduler_pb2.LogsRequest, context: Any) -> AsyncIterator[scheduler_pb2.LogLine]:
-        subscription = self.logs.subscribe(lambda item: item[0] == request.id)
+        async for event in self._run_events(request.id, follow=request.follow, states_too=False, logs_too=True):
+            yield scheduler_pb2.LogLine(run=event.run, at=event.at, stream=event.stream, text=event.text)
+
+    async def WatchFlowRun(
+        self, request: scheduler_pb2.WatchFlowRunRequest, context: Any
+    ) -> AsyncIterator[scheduler_pb2.FlowRunEvent]:
+        async for event in self._run_events(request.id, follow=True, states_too=True, logs_too=not request.no_logs):
+            yield event
+
+    async def _run_events(
+        self, run_id: str, *, follow: bool, states_too: bool, logs_too: bool
+    ) -> AsyncIterator[scheduler_pb2.FlowRunEvent]:
+        """What is stored of a run, in time order, then (when following) what happens to it until it ends.
+
+        The subscription starts before the read, so nothing falls in between; what both
+        return is sent once."""
+        subscription = self.events.subscribe(lambda event: event.run == run_id)
         try:
             async with self.db.reading() as session:
-                run = await run_store.get(session, request.id)
-                lines = await run_store.logs(session, run)
+                run = await run_store.get(session, run_id)
+                changes = await run_store.history(session, run) if states_too else []
+                lines = await run_store.logs(session, run) if logs_too else []
         except BaseException:
             subscription.cancel()
             raise
-        for line in lines:
-            yield scheduler_pb2.LogLine(run=run.id, at=to_timestamp(line.at), stream=line.stream, text=line.text)
-        if not request.follow or run.state in states.TERMINAL:
+        stored = [state_event(run.id, c.state, c.at, c.message) for c in changes]
+        stored += [log_event(run.id, run.state, line.at, line.stream, line.text) for line in lines]
+        stored.sort(key=lambda e: e.at.ToNanoseconds())
+        if states_too and run.exit_code is not None and stored:
+            last = [e for e in stored if e.kind == "state"][-1]
+            if run.state in states.TERMINAL:
+                last.exit_code = run.exit_code
+        seen = {(e.kind, e.at.ToNanoseconds(), e.text) for e in stored}
+        for event in stored:
+            yield event
+        if not follow or run.state in states.TERMINAL:
             subscription.cancel()
             return
-        async for _, line in subscription.events():
-            if line is None:  # the run ended
+        async for event in subscription.events():
+            if (event.kind, event.at.ToNanoseconds(), event.text) in seen:
+                continue
+            if event.kind == "log" and logs_too or event.kind == "state" and states_too:
+                yield event
+            if event.kind == "state" and scheduler_pb2.RunState.Name(event.state) in states.TERMINAL:
                 return
-            yield line
 
     # ------------------------------------------------------------ previews
 

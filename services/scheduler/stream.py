@@ -22,6 +22,7 @@ from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.models import FlowRunRow
 from shiftboss.services.scheduler.sessions import WorkerSession, worker_key
+from shiftboss.services.scheduler.wire import log_event
 from shiftboss.v1 import heartbeats_pb2, pools_pb2, scheduler_pb2
 
 if TYPE_CHECKING:
@@ -254,21 +255,21 @@ class StreamHandler:
             exit_code=finished.exit_code if finished.HasField("exit_code") else None,
             late=late,
         )
-        self.service.logs.publish((finished.run, None))
 
     async def store_logs(self, batch: scheduler_pb2.LogBatch) -> None:
-        by_run: dict[str, list[scheduler_pb2.LogLine]] = {}
+        by_run: dict[str, list[tuple[datetime, str, str]]] = {}
         for line in batch.lines:
-            by_run.setdefault(line.run, []).append(line)
+            at = from_timestamp(line.at) if line.HasField("at") else datetime.now(timezone.utc)
+            by_run.setdefault(line.run, []).append((at, line.stream, line.text))
+        kept: list[tuple[str, str, list[tuple[datetime, str, str]]]] = []
         async with self.service.db.transaction() as db:
             for run_id, lines in by_run.items():
                 run = await run_store.get(db, run_id)
-                await run_store.add_logs(
-                    db, run, [(from_timestamp(l.at) if l.HasField("at") else datetime.now(timezone.utc), l.stream, l.text) for l in lines]
-                )
-        for run_id, lines in by_run.items():
-            for line in lines:
-                self.service.logs.publish((run_id, line))
+                await run_store.add_logs(db, run, lines)
+                kept.append((run_id, run.state, lines))
+        for run_id, state, lines in kept:
+            for at, stream, text in lines:
+                self.service.events.publish(log_event(run_id, state, at, stream, text))
 
     # ------------------------------------------------------------ pushing
 

@@ -67,3 +67,18 @@ def run_to_proto(
     if run.exit_code is not None:
         message.exit_code = run.exit_code
     return message
+
+
+def state_event(run_id: str, state: str, at: datetime, message: str = "", exit_code: int | None = None) -> scheduler_pb2.FlowRunEvent:
+    event = scheduler_pb2.FlowRunEvent(
+        run=run_id, at=to_timestamp(at), kind="state", state=RunState.Value(state), text=state + (f": {message}" if message else "")
+    )
+    if exit_code is not None:
+        event.exit_code = exit_code
+    return event
+
+
+def log_event(run_id: str, state: str, at: datetime, stream: str, text: str) -> scheduler_pb2.FlowRunEvent:
+    return scheduler_pb2.FlowRunEvent(
+        run=run_id, at=to_timestamp(at), kind="log", state=RunState.Value(state), stream=stream, text=text
+    )

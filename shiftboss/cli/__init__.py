@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from shiftboss.cli.deploy import deploy
 from shiftboss.cli.generated import add_generated
 from shiftboss.cli.server import server
 from shiftboss.cli.worker import start as worker_start
@@ -23,6 +24,7 @@ def cli() -> None:
 
 add_generated(cli, Client)
 cli.add_command(server)
+cli.add_command(deploy)
 cli.commands["worker"].add_command(worker_start)  # type: ignore[attr-defined]
 
 

@@ -157,19 +157,36 @@ def show(command: Command, request: Any, reply: Any, fmt: str, file: str | None)
         output.print_object(reply, opts.title)
 
 
-def stream_lines(command: Command, request: Any, fmt: str, client_factory: Any) -> None:
-    """A server stream: one line (or one JSON object) per message, as they arrive."""
+def fail(exc: ShiftbossError) -> None:
+    output.stderr.print(f"Error: {exc.message}", markup=False, highlight=False)
+    raise SystemExit(1) from None
+
+
+def stream_lines(command: Command, request: Any, fmt: str, client_factory: Any) -> Any:
+    """A server stream: one line (or one JSON object) per message, as they arrive; the last one."""
+    last = None
     with client_factory() as client:
         try:
-            for item in client._stream(command.service.name, command.method.name, request):
-                data = message_to_dict(item)
+            for last in client._stream(command.service.name, command.method.name, request):
+                data = message_to_dict(last)
                 if fmt == "json":
                     print(json.dumps(data), flush=True)
                 else:
                     print(command.options.line.format(**data), flush=True)
         except ShiftbossError as exc:
-            output.stderr.print(f"Error: {exc.message}", markup=False, highlight=False)
-            raise SystemExit(1) from None
+            fail(exc)
+    return last
+
+
+def watch(command: Command, reply: Any, fmt: str, client_factory: Any) -> None:
+    """--watch: follow what the command made until it ends; exit 1 unless it COMPLETED."""
+    follower = next(c for c in commands() if c.service is command.service and c.method.name == command.options.watch)
+    request = follower.method.input_type._concrete_class(id=reply.id)
+    last = stream_lines(follower, request, fmt, client_factory)
+    state = last.DESCRIPTOR.fields_by_name["state"].enum_type.values_by_number[last.state].name if last is not None else ""
+    if state != "COMPLETED":
+        output.stderr.print(f"flow run {reply.id} ended {state or 'without news'}", markup=False, highlight=False)
+        raise SystemExit(1)
 
 
 def make_command(command: Command, name: str, client_factory: Any) -> click.Command:
@@ -180,8 +197,10 @@ def make_command(command: Command, name: str, client_factory: Any) -> click.Comm
         params.append(click.Option(["-o", "--output", "fmt"], type=click.Choice(["table", "json"]), default="table", help="Output format."))
     if opts.document:
         params.append(click.Option(["--file", "file"], default=None, metavar="PATH", help="Write the document to this file."))
+    if opts.watch:
+        params.append(click.Option(["--watch", "watch_until_done"], is_flag=True, help="Follow it until it ends; exit 1 unless it COMPLETED."))
 
-    def callback(fmt: str = "table", file: str | None = None, **values: Any) -> None:
+    def callback(fmt: str = "table", file: str | None = None, watch_until_done: bool = False, **values: Any) -> None:
         request = build_request(command, values)
         if command.method.server_streaming:
             stream_lines(command, request, fmt, client_factory)
@@ -190,9 +209,10 @@ def make_command(command: Command, name: str, client_factory: Any) -> click.Comm
             try:
                 reply = client._invoke(command.service.name, command.method.name, request)
             except ShiftbossError as exc:
-                output.stderr.print(f"Error: {exc.message}", markup=False, highlight=False)
-                raise SystemExit(1) from None
+                fail(exc)
         show(command, request, reply, fmt, file)
+        if watch_until_done:
+            watch(command, reply, fmt, client_factory)
 
     return click.Command(name, params=params, callback=callback, help=command.help, short_help=command.help.split(". ")[0])
 

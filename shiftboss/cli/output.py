@@ -49,11 +49,16 @@ def print_object(message: Message, title: str = "") -> None:
 
 
 def print_items(items: list[Message], columns: list[str], title: str = "") -> None:
-    table = Table(title=title or None, title_justify="left")
     rows = [message_to_dict(item) for item in items]
     columns = columns or (list(rows[0]) if rows else [])
-    for column in columns:
-        table.add_column(column.replace("_", " ").title(), no_wrap=column in ("id", "name"))
+    headers = [column.replace("_", " ").title() for column in columns]
+    print_table(title, headers, [[cell(row.get(column)) for column in columns] for row in rows], no_wrap={"Id", "Name"})
+
+
+def print_table(title: str, headers: list[str], rows: list[list[str]], no_wrap: frozenset[str] | set[str] = frozenset({"Name"})) -> None:
+    table = Table(title=title or None, title_justify="left")
+    for header in headers:
+        table.add_column(header, no_wrap=header in no_wrap)
     for row in rows:
-        table.add_row(*(cell(row.get(column)) for column in columns))
+        table.add_row(*row)
     stdout.print(table)

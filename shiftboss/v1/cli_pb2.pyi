@@ -12,7 +12,7 @@ ARG_FIELD_NUMBER: _ClassVar[int]
 arg: _descriptor.FieldDescriptor
 
 class CliCommand(_message.Message):
-    __slots__ = ("path", "items", "columns", "done", "json_output", "title", "document", "line")
+    __slots__ = ("path", "items", "columns", "done", "json_output", "title", "document", "line", "watch")
     PATH_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,7 @@ class CliCommand(_message.Message):
     TITLE_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     LINE_FIELD_NUMBER: _ClassVar[int]
+    WATCH_FIELD_NUMBER: _ClassVar[int]
     path: str
     items: str
     columns: _containers.RepeatedScalarFieldContainer[str]
@@ -29,7 +30,8 @@ class CliCommand(_message.Message):
     title: str
     document: str
     line: str
-    def __init__(self, path: _Optional[str] = ..., items: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., done: _Optional[str] = ..., json_output: _Optional[bool] = ..., title: _Optional[str] = ..., document: _Optional[str] = ..., line: _Optional[str] = ...) -> None: ...
+    watch: str
+    def __init__(self, path: _Optional[str] = ..., items: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., done: _Optional[str] = ..., json_output: _Optional[bool] = ..., title: _Optional[str] = ..., document: _Optional[str] = ..., line: _Optional[str] = ..., watch: _Optional[str] = ...) -> None: ...
 
 class CliArg(_message.Message):
     __slots__ = ("positional", "flag", "short", "file", "json", "hidden", "key_value")

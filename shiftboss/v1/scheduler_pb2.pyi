@@ -402,6 +402,32 @@ class LogLine(_message.Message):
     text: str
     def __init__(self, run: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stream: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
+class WatchFlowRunRequest(_message.Message):
+    __slots__ = ("id", "no_logs")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NO_LOGS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    no_logs: bool
+    def __init__(self, id: _Optional[str] = ..., no_logs: _Optional[bool] = ...) -> None: ...
+
+class FlowRunEvent(_message.Message):
+    __slots__ = ("run", "at", "kind", "state", "text", "stream", "exit_code")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    run: str
+    at: _timestamp_pb2.Timestamp
+    kind: str
+    state: RunState
+    text: str
+    stream: str
+    exit_code: int
+    def __init__(self, run: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., text: _Optional[str] = ..., stream: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
+
 class LogBatch(_message.Message):
     __slots__ = ("lines",)
     LINES_FIELD_NUMBER: _ClassVar[int]
@@ -525,6 +551,62 @@ class LogsRequest(_message.Message):
 class DeleteDeploymentResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ScheduleSpec(_message.Message):
+    __slots__ = ("cron", "timezone", "interval", "paused")
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    cron: str
+    timezone: str
+    interval: float
+    paused: bool
+    def __init__(self, cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., paused: _Optional[bool] = ...) -> None: ...
+
+class DeploymentSpec(_message.Message):
+    __slots__ = ("name", "entrypoint", "pool", "queue", "parameters", "job_variables", "schedules", "description", "tags", "paused")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    JOB_VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    entrypoint: str
+    pool: str
+    queue: str
+    parameters: _struct_pb2.Struct
+    job_variables: _struct_pb2.Struct
+    schedules: _containers.RepeatedCompositeFieldContainer[ScheduleSpec]
+    description: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    paused: bool
+    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., pool: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., schedules: _Optional[_Iterable[_Union[ScheduleSpec, _Mapping]]] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., paused: _Optional[bool] = ...) -> None: ...
+
+class ApplyDeploymentsRequest(_message.Message):
+    __slots__ = ("deployments",)
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    deployments: _containers.RepeatedCompositeFieldContainer[DeploymentSpec]
+    def __init__(self, deployments: _Optional[_Iterable[_Union[DeploymentSpec, _Mapping]]] = ...) -> None: ...
+
+class AppliedDeployment(_message.Message):
+    __slots__ = ("action", "deployment")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    deployment: Deployment
+    def __init__(self, action: _Optional[str] = ..., deployment: _Optional[_Union[Deployment, _Mapping]] = ...) -> None: ...
+
+class ApplyDeploymentsResponse(_message.Message):
+    __slots__ = ("applied",)
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    applied: _containers.RepeatedCompositeFieldContainer[AppliedDeployment]
+    def __init__(self, applied: _Optional[_Iterable[_Union[AppliedDeployment, _Mapping]]] = ...) -> None: ...
 
 class PoolUsageRequest(_message.Message):
     __slots__ = ("pool", "queue")

@@ -104,6 +104,11 @@ class SchedulerServiceStub:
                 request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.FlowRunRef.SerializeToString,
                 response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.Explanation.FromString,
                 _registered_method=True)
+        self.WatchFlowRun = channel.unary_stream(
+                '/shiftboss.v1.SchedulerService/WatchFlowRun',
+                request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.WatchFlowRunRequest.SerializeToString,
+                response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.FlowRunEvent.FromString,
+                _registered_method=True)
         self.FlowRunLogs = channel.unary_stream(
                 '/shiftboss.v1.SchedulerService/FlowRunLogs',
                 request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.LogsRequest.SerializeToString,
@@ -128,6 +133,11 @@ class SchedulerServiceStub:
                 '/shiftboss.v1.SchedulerService/NextRuns',
                 request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.NextRunsRequest.SerializeToString,
                 response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.ListFlowRunsResponse.FromString,
+                _registered_method=True)
+        self.ApplyDeployments = channel.unary_unary(
+                '/shiftboss.v1.SchedulerService/ApplyDeployments',
+                request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.ApplyDeploymentsRequest.SerializeToString,
+                response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.ApplyDeploymentsResponse.FromString,
                 _registered_method=True)
         self.GetPoolUsage = channel.unary_unary(
                 '/shiftboss.v1.SchedulerService/GetPoolUsage',
@@ -242,6 +252,13 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchFlowRun(self, request, context):
+        """Follow a flow run: its state changes and log lines as they happen, until it ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def FlowRunLogs(self, request, context):
         """Print a flow run's logs; --follow keeps printing until the run ends.
         """
@@ -272,6 +289,13 @@ class SchedulerServiceServicer:
 
     def NextRuns(self, request, context):
         """The runs a worker connecting now with these queues and limit would be sent, in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyDeployments(self, request, context):
+        """Create or update several deployments at once, all or none (`shiftboss deploy`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -364,6 +388,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.FlowRunRef.FromString,
                     response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.Explanation.SerializeToString,
             ),
+            'WatchFlowRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchFlowRun,
+                    request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.WatchFlowRunRequest.FromString,
+                    response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.FlowRunEvent.SerializeToString,
+            ),
             'FlowRunLogs': grpc.unary_stream_rpc_method_handler(
                     servicer.FlowRunLogs,
                     request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.LogsRequest.FromString,
@@ -388,6 +417,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.NextRuns,
                     request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.NextRunsRequest.FromString,
                     response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.ListFlowRunsResponse.SerializeToString,
+            ),
+            'ApplyDeployments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyDeployments,
+                    request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.ApplyDeploymentsRequest.FromString,
+                    response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.ApplyDeploymentsResponse.SerializeToString,
             ),
             'GetPoolUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPoolUsage,
@@ -789,6 +823,33 @@ class SchedulerService:
             _registered_method=True)
 
     @staticmethod
+    def WatchFlowRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shiftboss.v1.SchedulerService/WatchFlowRun',
+            shiftboss_dot_v1_dot_scheduler__pb2.WatchFlowRunRequest.SerializeToString,
+            shiftboss_dot_v1_dot_scheduler__pb2.FlowRunEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def FlowRunLogs(request,
             target,
             options=(),
@@ -913,6 +974,33 @@ class SchedulerService:
             '/shiftboss.v1.SchedulerService/NextRuns',
             shiftboss_dot_v1_dot_scheduler__pb2.NextRunsRequest.SerializeToString,
             shiftboss_dot_v1_dot_scheduler__pb2.ListFlowRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyDeployments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shiftboss.v1.SchedulerService/ApplyDeployments',
+            shiftboss_dot_v1_dot_scheduler__pb2.ApplyDeploymentsRequest.SerializeToString,
+            shiftboss_dot_v1_dot_scheduler__pb2.ApplyDeploymentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -403,3 +403,32 @@ def test_healthcheck_port_in_use_is_refused(server: ServerProcess, project: Path
         code, output = WorkerProcess(["-p", "x", "-t", "process", "--with-healthcheck"], project, env).finish()
     assert code == 1, output
     assert f"cannot serve the health check on 127.0.0.1:{port}" in output
+
+
+def test_deployment_run_watch_follows_the_run_to_its_end(server: ServerProcess, project: Path) -> None:
+    env = base_env(server.home, SHIFTBOSS_API_ADDRESS=server.address)
+
+    def shiftboss(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN), *args], env=env, cwd=project, capture_output=True, text=True, timeout=60)
+
+    with Client(server.address, timeout=10) as client:
+        client.create_work_pool("watched", "process")
+        client.create_deployment("record-w", "watched", "flows/jobs.py:record", parameters={"out": str(project / "w.json")})
+        client.create_deployment("boom-w", "watched", "flows/jobs.py:boom")
+    worker = start_worker(server, project, "-p", "watched")
+    try:
+        ok = shiftboss("deployment", "run", "record-w", "--param", "value=4", "--watch")
+        assert ok.returncode == 0, ok.stderr
+        lines = [line.split(" ", 1)[1] for line in ok.stdout.splitlines() if line.startswith("20")]
+        states = [line.split()[1].rstrip(":") for line in lines if line.startswith("state")]
+        assert states == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"], ok.stdout
+        assert any(line.startswith("log") and "recorded 4" in line for line in lines), ok.stdout
+        bad = shiftboss("deployment", "run", "boom-w", "--watch", "-o", "json")
+        assert bad.returncode == 1
+        events = [json.loads(line) for line in bad.stdout.splitlines() if line.startswith('{"run"')]
+        assert events[-1]["kind"] == "state" and events[-1]["state"] == "FAILED" and events[-1]["exit_code"] == 1
+        assert any(e["kind"] == "log" and "RuntimeError: the flow broke" in e["text"] for e in events)
+        assert "ended FAILED" in bad.stderr
+    finally:
+        code, output = worker.stop()
+    assert code == 0, output

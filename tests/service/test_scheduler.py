@@ -372,3 +372,36 @@ async def test_pool_and_queue_in_use_cannot_be_deleted(client: AsyncClient, pool
     await client.delete_work_pool(pool)
     with pytest.raises(errors.NotFound):
         await client.get_work_pool(pool)
+
+
+async def test_apply_deployments_all_or_none_and_schedule_runs_follow_the_file(client: AsyncClient, pool: str) -> None:
+    spec = scheduler_pb2.DeploymentSpec(
+        name="ticker", entrypoint=FLOW, pool=pool, schedules=[scheduler_pb2.ScheduleSpec(interval=600)]
+    )
+    bad = scheduler_pb2.DeploymentSpec(name="ticker-2", entrypoint=FLOW, pool=pool, queue="nope")
+    with pytest.raises(errors.NotFound, match=r"deployments\[1\]: work queue 'nope' not found"):
+        await client._invoke("SchedulerService", "ApplyDeployments", scheduler_pb2.ApplyDeploymentsRequest(deployments=[spec, bad]))
+    with pytest.raises(errors.NotFound):
+        await client.get_deployment("ticker")
+    with pytest.raises(errors.InvalidArgument, match=r"deployments\[1\].name: 'ticker' appears more than once"):
+        await client._invoke("SchedulerService", "ApplyDeployments", scheduler_pb2.ApplyDeploymentsRequest(deployments=[spec, spec]))
+
+    reply = await client._invoke("SchedulerService", "ApplyDeployments", scheduler_pb2.ApplyDeploymentsRequest(deployments=[spec]))
+    assert [a.action for a in reply.applied] == ["created"]
+
+    async def scheduled() -> set[str]:
+        runs = (await client.list_flow_runs(pool=pool)).flow_runs
+        return {r.id for r in runs if r.deployment == "ticker" and scheduler_pb2.RunState.Name(r.state) in ("SCHEDULED", "LATE")}
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while not (before := await scheduled()):
+        assert asyncio.get_running_loop().time() < deadline, "the schedule made no runs"
+        await asyncio.sleep(0.05)
+    spec.schedules[0].interval = 900
+    reply = await client._invoke("SchedulerService", "ApplyDeployments", scheduler_pb2.ApplyDeploymentsRequest(deployments=[spec]))
+    assert [a.action for a in reply.applied] == ["updated"]
+    deadline = asyncio.get_running_loop().time() + 10
+    while not (after := await scheduled()):
+        assert asyncio.get_running_loop().time() < deadline, "the new schedule made no runs"
+        await asyncio.sleep(0.05)
+    assert not before & after  # the old schedule's runs are gone, made again from the new one
