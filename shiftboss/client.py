@@ -296,6 +296,21 @@ class _Api:
         _set_optional(request, parameters=parameters, job_variables=job_variables, start_in=start_in)
         return self._invoke("SchedulerService", "CreateFlowRun", request)
 
+    def run_deployment(
+        self,
+        name: str,
+        *,
+        queue: str = "",
+        parameters: dict[str, Any] | None = None,
+        job_variables: dict[str, Any] | None = None,
+        start_in: float | None = None,
+        start_at: str = "",
+    ) -> scheduler_pb2.FlowRun:
+        """A run of the deployment, as `shiftboss deployment run` makes it."""
+        request = scheduler_pb2.RunDeploymentRequest(name=name, queue=queue, start_at=start_at)
+        _set_optional(request, parameters=parameters, job_variables=job_variables, start_in=start_in)
+        return self._invoke("SchedulerService", "RunDeployment", request)
+
     def get_flow_run(self, id: str) -> scheduler_pb2.FlowRun:
         return self._invoke("SchedulerService", "GetFlowRun", scheduler_pb2.FlowRunRef(id=id))
 

@@ -70,6 +70,52 @@ class ServerProcess:
         return self.proc.returncode
 
 
+class WorkerProcess:
+    """`shiftboss worker start` as a child process whose console is followed line by line."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [str(BIN), "worker", "start", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: list[str] = []
+        self.changed = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self.changed:
+                self.lines.append(line)
+                self.changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_line(self, text: str, timeout: float = 20.0, count: int = 1) -> None:
+        """Wait until the console has printed ``text`` on ``count`` lines."""
+        with self.changed:
+            if not self.changed.wait_for(lambda: sum(text in line for line in self.lines) >= count, timeout):
+                raise AssertionError(f"timed out waiting for the worker to print {text!r}:\n{self.output}")
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        """Wait for the worker to exit by itself; its exit code and everything it printed."""
+        self.proc.wait(timeout)
+        self.reader.join(timeout)
+        return self.proc.returncode, self.output
+
+    def stop(self, timeout: float = 30) -> tuple[int, str]:
+        """SIGTERM, as a service manager stops it."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.finish(timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
 def base_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIFTBOSS_")}
     env.update({"SHIFTBOSS_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200", "TERM": "dumb"}, **extra)

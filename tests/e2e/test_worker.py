@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from shiftboss.client import Client
-from tests.e2e.conftest import BIN, ServerProcess, base_env
+from tests.e2e.conftest import BIN, ServerProcess, WorkerProcess, base_env
 
 FLOWS = textwrap.dedent(
     '''
@@ -76,52 +75,6 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition", worker=N
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}" + (f"; the worker printed:\n{worker.output}" if worker else ""))
         time.sleep(0.05)
-
-
-class WorkerProcess:
-    """`shiftboss worker start` as a child process whose console is followed line by line."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [str(BIN), "worker", "start", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.lines: list[str] = []
-        self.changed = threading.Condition()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self.changed:
-                self.lines.append(line)
-                self.changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for_line(self, text: str, timeout: float = 20.0, count: int = 1) -> None:
-        """Wait until the console has printed ``text`` on ``count`` lines."""
-        with self.changed:
-            if not self.changed.wait_for(lambda: sum(text in line for line in self.lines) >= count, timeout):
-                raise AssertionError(f"timed out waiting for the worker to print {text!r}:\n{self.output}")
-
-    def finish(self, timeout: float = 60) -> tuple[int, str]:
-        """Wait for the worker to exit by itself; its exit code and everything it printed."""
-        self.proc.wait(timeout)
-        self.reader.join(timeout)
-        return self.proc.returncode, self.output
-
-    def stop(self, timeout: float = 30) -> tuple[int, str]:
-        """SIGTERM, as a service manager stops it."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.finish(timeout)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
 
 
 def start_worker(server: ServerProcess, project: Path, *args: str) -> WorkerProcess:
@@ -228,6 +181,28 @@ def test_bad_worker_input(server: ServerProcess, project: Path, args: list[str],
     exit_code, output = start_worker(server, project, *args).finish()
     assert exit_code == code, output
     assert message in output
+
+
+def test_a_queue_of_another_pool_is_refused(server: ServerProcess, project: Path) -> None:
+    with Client(server.address, timeout=10) as client:
+        client.create_work_pool("mine", "process")
+        client.create_work_pool("theirs", "process")
+        client.create_work_queue("nightly", "theirs")
+    code, output = start_worker(server, project, "-p", "mine", "-q", "nightly").finish()
+    assert code == 1, output
+    assert "queues: 'nightly' is a queue of work pool 'theirs', not of 'mine'" in output
+    with Client(server.address, timeout=10) as client:
+        assert [q.name for q in client.list_work_queues("mine").work_queues] == ["default"]
+
+
+def test_unreachable_server_is_retried_then_given_up(tmp_path: Path, project: Path) -> None:
+    env = base_env(
+        tmp_path / "nohome", SHIFTBOSS_API_ADDRESS=f"127.0.0.1:{free_port()}", SHIFTBOSS_WORKER_CONNECT_TIMEOUT="2"
+    )
+    code, output = WorkerProcess(["-p", "anything"], project, env).finish()
+    assert code == 1, output
+    assert "stream down, retrying in" in output
+    assert "cannot reach the shiftboss server at 127.0.0.1:" in output and "(gave up after 2s)" in output
 
 
 def test_type_creates_the_missing_pool_and_named_queue(server: ServerProcess, project: Path) -> None:
