@@ -59,6 +59,16 @@ def record(session: AsyncSession, run: FlowRunRow, state: str, at: datetime, mes
     return Transition(run, before, state)
 
 
+async def get_many(session: AsyncSession, run_ids: set[str], *, lock: bool = False) -> dict[str, FlowRunRow]:
+    """The runs among these ids that exist, by id."""
+    if not run_ids:
+        return {}
+    query = select(FlowRunRow).where(FlowRunRow.id.in_(sorted(run_ids))).order_by(FlowRunRow.seq)
+    if lock:
+        query = query.with_for_update()
+    return {run.id: run for run in (await session.execute(query)).scalars()}
+
+
 async def get(session: AsyncSession, run_id: str, *, lock: bool = False) -> FlowRunRow:
     if not run_id:
         raise InvalidArgument("id: a flow run id is required", field="id")

@@ -55,6 +55,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     async def start(self) -> None:
         await self.db.upgrade(self.name)
+        self.stream.outcomes.start()
         self.tasks = background.start_all(self)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.ready.wait(), 30)
@@ -69,6 +70,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.stream.outcomes.stop()
         await self.dispatcher.close()
         await release_database(self.db)
 
@@ -131,26 +133,51 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         async with self.lock_for(pool):
             async with self.db.transaction() as session:
                 run = await run_store.get(session, run_id, lock=True)
-                guessed = late and run.state in (states.SCHEDULED, states.CRASHED) and run.worker in ("", worker)
-                if lease is not None and (run.lease != lease or (worker is not None and run.worker != worker and not guessed)):
-                    raise FailedPrecondition(
-                        f"lease: {lease} is stale for flow run {run_id!r} (current lease {run.lease})", field="lease"
-                    )
-                if idempotent and run.state == to:
-                    return run
-                states.check(run.state, to, force=force or guessed)
-                if guessed and worker:
-                    run.worker = worker
-                moment = at or now_utc()
-                change = run_store.record(session, run, to, moment, message)
-                if to == states.RUNNING:
-                    run.started = moment
-                    run.lease_expires = None
-                if exit_code is not None:
-                    run.exit_code = exit_code
-            self.dispatcher.apply(change)
-        self.events.publish(state_event(run.id, to, moment, message, exit_code))
+                done = self.transition(
+                    session, run, to, lease=lease, worker=worker, force=force, message=message,
+                    exit_code=exit_code, at=at, idempotent=idempotent, late=late,
+                )
+            if done is None:
+                return run
+            self.dispatcher.apply(done[0])
+        self.events.publish(done[1])
         return run
+
+    def transition(
+        self,
+        session: Any,
+        run: FlowRunRow,
+        to: str,
+        *,
+        lease: int | None = None,
+        worker: str | None = None,
+        force: bool = False,
+        message: str = "",
+        exit_code: int | None = None,
+        at: datetime | None = None,
+        idempotent: bool = False,
+        late: bool = False,
+    ) -> tuple[run_store.Transition, scheduler_pb2.FlowRunEvent] | None:
+        """Check and record one transition of a locked run in an open transaction; None when
+        it is a repeat. The caller mirrors it in the core once committed, then publishes it."""
+        guessed = late and run.state in (states.SCHEDULED, states.CRASHED) and run.worker in ("", worker)
+        if lease is not None and (run.lease != lease or (worker is not None and run.worker != worker and not guessed)):
+            raise FailedPrecondition(
+                f"lease: {lease} is stale for flow run {run.id!r} (current lease {run.lease})", field="lease"
+            )
+        if idempotent and run.state == to:
+            return None
+        states.check(run.state, to, force=force or guessed)
+        if guessed and worker:
+            run.worker = worker
+        moment = at or now_utc()
+        change = run_store.record(session, run, to, moment, message)
+        if to == states.RUNNING:
+            run.started = moment
+            run.lease_expires = None
+        if exit_code is not None:
+            run.exit_code = exit_code
+        return change, state_event(run.id, to, moment, message, exit_code)
 
     async def create_run(
         self,

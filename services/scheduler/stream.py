@@ -21,6 +21,7 @@ from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound, Shif
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.models import FlowRunRow
+from shiftboss.services.scheduler.outcomes import OutcomeWriter
 from shiftboss.services.scheduler.sessions import WorkerSession, worker_key
 from shiftboss.services.scheduler.wire import log_event
 from shiftboss.v1 import heartbeats_pb2, pools_pb2, scheduler_pb2
@@ -30,14 +31,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shiftboss.scheduler")
 Message = scheduler_pb2.SchedulerMessage
-#: States a worker may report in Finished.
-FINAL = {states.COMPLETED, states.FAILED, states.CRASHED, states.CANCELLED}
 
 
 class StreamHandler:
     def __init__(self, service: SchedulerService) -> None:
         self.service = service
         self.dispatcher = service.dispatcher
+        self.outcomes = OutcomeWriter(service)
         #: Latest beat of each connected worker, flushed to HeartbeatService in batches.
         self.beats: dict[str, heartbeats_pb2.WorkerBeat] = {}
         #: Queues served per pool since the last flush (None: all of them).
@@ -104,7 +104,9 @@ class StreamHandler:
             prefetch=hello.prefetch_seconds,
             once=hello.once,
         )
-        await self._settle(session, hello.finished)
+        # Outcomes of runs that ended while the stream was down, recorded before anything is
+        # dispatched, so a run that finished is never sent out again.
+        await self.outcomes.settle(session, list(hello.finished))
         await self._reclaim_holdings(session, dict(hello.holding))
         self.dispatcher.attach(session)
         self.beat(session)
@@ -159,15 +161,6 @@ class StreamHandler:
                         field="queues",
                     )
 
-    async def _settle(self, session: WorkerSession, outcomes: Any) -> None:
-        """Outcomes of runs that ended while the stream was down, before anything is dispatched,
-        so a run that finished is never sent out again; a stale one went to another worker."""
-        for finished in outcomes:
-            try:
-                await self.finished(session, finished, late=True)
-            except ShiftbossError as exc:
-                log.info("worker %s reported an outcome we dropped: %s", session.key, exc.message)
-
     async def _reclaim_holdings(self, session: WorkerSession, holding: dict[str, int]) -> None:
         """A reconnecting worker takes back the runs it still holds, if their leases are current."""
         async with self.service.db.reading() as db:
@@ -205,56 +198,18 @@ class StreamHandler:
 
     async def handle(self, session: WorkerSession, message: scheduler_pb2.WorkerMessage) -> None:
         kind = message.WhichOneof("kind")
-        run_id = ""
-        try:
-            if kind == "heartbeat":
-                self.beat(session)
-            elif kind == "ack":
-                run_id = message.ack.run
-                await self.ack(session, message.ack)
-            elif kind == "started":
-                run_id = message.started.run
-                at = from_timestamp(message.started.at) if message.started.HasField("at") else None
-                await self.service.change_state(
-                    run_id, states.RUNNING, lease=message.started.lease, worker=session.key, at=at, idempotent=True,
-                    message=f"started by worker {session.name}",
-                )
-            elif kind == "finished":
-                run_id = message.finished.run
-                await self.finished(session, message.finished)
-                session.send(Message(settled=scheduler_pb2.Settled(run=run_id, lease=message.finished.lease)))
-            elif kind == "credits":
-                session.credits = max(0, message.credits.free)
-                self.dispatcher.kick(session.pool)
-            elif kind == "logs":
+        if kind in ("ack", "started", "finished"):
+            self.outcomes.submit(session, message)  # answered (Settled or Refused) once written
+        elif kind == "heartbeat":
+            self.beat(session)
+        elif kind == "credits":
+            session.credits = max(0, message.credits.free)
+            self.dispatcher.kick(session.pool)
+        elif kind == "logs":
+            try:
                 await self.store_logs(message.logs)
-        except ShiftbossError as exc:
-            lease = getattr(getattr(message, kind), "lease", 0) if kind else 0
-            session.send(Message(refused=scheduler_pb2.Refused(run=run_id, reason=exc.message, lease=lease)))
-
-    async def ack(self, session: WorkerSession, ack: scheduler_pb2.Ack) -> None:
-        async with self.service.db.transaction() as db:
-            run = await run_store.get(db, ack.run, lock=True)
-            if run.lease != ack.lease or run.worker != session.key:
-                raise FailedPrecondition(f"lease: {ack.lease} is stale for flow run {ack.run!r}", field="lease")
-            run.lease_expires = None
-
-    async def finished(self, session: WorkerSession, finished: scheduler_pb2.Finished, *, late: bool = False) -> None:
-        state = scheduler_pb2.RunState.Name(finished.state)
-        if state not in FINAL:
-            raise InvalidArgument(f"state: a finished run is one of {', '.join(sorted(FINAL))}, not {state}", field="state")
-        at = from_timestamp(finished.at) if finished.HasField("at") else None
-        await self.service.change_state(
-            finished.run,
-            state,
-            lease=finished.lease,
-            worker=session.key,
-            at=at,
-            idempotent=True,
-            message=finished.message,
-            exit_code=finished.exit_code if finished.HasField("exit_code") else None,
-            late=late,
-        )
+            except ShiftbossError as exc:
+                log.info("logs of worker %s dropped: %s", session.key, exc.message)
 
     async def store_logs(self, batch: scheduler_pb2.LogBatch) -> None:
         by_run: dict[str, list[tuple[datetime, str, str]]] = {}
