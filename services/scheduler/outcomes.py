@@ -1,24 +1,20 @@
-"""Acks, starts and finishes from every worker stream, recorded in one transaction per batch.
-
-The reports of all workers queue up here while the previous batch is being written, and the
-next batch takes them all: under load one commit records hundreds of state changes (a group
-commit), and when idle a report is written as soon as it arrives. Each report is checked on
-its own (lease, worker, legal transition); one bad report gets its Refused and does not
-hold back the others. A recorded Finished is answered with Settled once committed.
+"""Acks, starts and finishes from every worker stream, recorded in one transaction per batch
+(see batches.py). Each report is checked on its own (lease, worker, legal transition); one
+bad report gets its Refused and does not hold back the others. A recorded Finished is
+answered with Settled once committed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shiftboss._wire import from_timestamp
 from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
+from shiftboss.services.scheduler.batches import BatchWriter
 from shiftboss.services.scheduler.sessions import WorkerSession
 from shiftboss.v1 import scheduler_pb2
 
@@ -29,8 +25,6 @@ log = logging.getLogger("shiftboss.scheduler")
 Message = scheduler_pb2.SchedulerMessage
 #: States a worker may report in Finished.
 FINAL = {states.COMPLETED, states.FAILED, states.CRASHED, states.CANCELLED}
-#: Most reports in one transaction.
-MAX_BATCH = 500
 
 
 @dataclass(slots=True)
@@ -52,28 +46,15 @@ class Report:
         return getattr(self.message, self.kind)
 
 
-@dataclass
-class OutcomeWriter:
-    service: SchedulerService
-    pending: list[Report] = field(default_factory=list)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    stopping: bool = False
-    task: asyncio.Task[None] | None = None
+class OutcomeWriter(BatchWriter[Report]):
+    name = "outcome-writer"
 
-    def start(self) -> None:
-        self.task = asyncio.create_task(self._loop(), name="outcome-writer")
-
-    async def stop(self) -> None:
-        """Write what is queued, then stop. Never cancelled in the middle of a transaction:
-        a connection torn out of a running statement is left for the garbage collector."""
-        self.stopping = True
-        self.wake.set()
-        if self.task is not None:
-            await self.task
+    def __init__(self, service: SchedulerService) -> None:
+        super().__init__()
+        self.service = service
 
     def submit(self, session: WorkerSession, message: scheduler_pb2.WorkerMessage) -> None:
-        self.pending.append(Report(session, message))
-        self.wake.set()
+        self.enqueue(Report(session, message))
 
     async def settle(self, session: WorkerSession, outcomes: list[scheduler_pb2.Finished]) -> None:
         """Record a Hello's outcomes now (the worker is not attached until they are)."""
@@ -83,32 +64,13 @@ class OutcomeWriter:
             if report.error is not None:
                 log.info("worker %s reported an outcome we dropped: %s", session.key, report.error.message)
 
-    async def _loop(self) -> None:
-        while not self.stopping or self.pending:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.pending:
-                batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
-                try:
-                    await self.write(batch)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # the database failed the batch: each report on its own, so one cannot sink the rest
-                    log.exception("writing %d worker reports at once failed; writing them one by one", len(batch))
-                    for report in batch:
-                        try:
-                            await self.write([report])
-                        except Exception:
-                            report.unwritten = True
-                self._answer(batch)
+    def failed(self, item: Report, exc: Exception) -> None:
+        item.unwritten = True  # no answer: the worker sends it again with its next Hello
 
     async def write(self, batch: list[Report]) -> None:
         service = self.service
-        pools = sorted({report.session.pool for report in batch})
         published: list[scheduler_pb2.FlowRunEvent] = []
-        async with contextlib.AsyncExitStack() as locks:
-            for pool in pools:  # always in name order; an admission pass holds one pool's lock only
-                await locks.enter_async_context(service.lock_for(pool))
+        async with service.locks_for(report.session.pool for report in batch):
             changes: list[run_store.Transition] = []
             async with service.db.transaction() as db:
                 runs = await run_store.get_many(db, {report.body.run for report in batch}, lock=True)
@@ -151,8 +113,7 @@ class OutcomeWriter:
             exit_code=body.exit_code if body.HasField("exit_code") else None, late=report.late,
         )
 
-    @staticmethod
-    def _answer(batch: list[Report]) -> None:
+    def answer(self, batch: list[Report]) -> None:
         for report in batch:
             body = report.body
             if report.unwritten:

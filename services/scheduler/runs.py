@@ -102,6 +102,13 @@ async def insert(session: AsyncSession, run: FlowRunRow) -> FlowRunRow:
     return run
 
 
+async def insert_many(session: AsyncSession, runs: list[FlowRunRow]) -> None:
+    """New runs and the first line of their histories, with one flush for all."""
+    session.add_all(runs)
+    await session.flush()
+    session.add_all([StateChangeRow(run_seq=r.seq, state=r.state, at=r.created, message=r.message) for r in runs])
+
+
 async def lease(session: AsyncSession, keys: list[int], worker: str, now: datetime, lease_seconds: float) -> list[FlowRunRow]:
     """Release the runs to a worker: PENDING, with a new fencing token and an ack deadline."""
     rows = [r for r in await by_seq(session, keys) if r.state == states.SCHEDULED]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -17,6 +17,7 @@ from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound, Shif
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.scheduler import background, deployments, states
 from shiftboss.services.scheduler import runs as run_store
+from shiftboss.services.scheduler.creation import RunInserter
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
 from shiftboss.services.scheduler.models import FlowRunRow, ScheduleRow, now_utc
 from shiftboss.services.scheduler.stream import StreamHandler
@@ -45,6 +46,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.ready = asyncio.Event()
         self.events = self.dispatcher.events
         self.stream = StreamHandler(self)
+        self.inserts = RunInserter(self)
         self.tasks: list[asyncio.Task[None]] = []
         self.schedules_due = asyncio.Event()
 
@@ -56,6 +58,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def start(self) -> None:
         await self.db.upgrade(self.name)
         self.stream.outcomes.start()
+        self.inserts.start()
         self.tasks = background.start_all(self)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.ready.wait(), 30)
@@ -70,6 +73,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.inserts.stop()
         await self.stream.outcomes.stop()
         await self.dispatcher.close()
         await release_database(self.db)
@@ -108,6 +112,14 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     def lock_for(self, pool: str) -> Any:
         runtime = self.dispatcher.pools.get(pool)
         return runtime.lock if runtime is not None else contextlib.nullcontext()
+
+    @contextlib.asynccontextmanager
+    async def locks_for(self, pools: Iterable[str]) -> AsyncIterator[None]:
+        """Several pools' locks, always taken in name order (an admission pass holds one)."""
+        async with contextlib.AsyncExitStack() as stack:
+            for pool in sorted(set(pools)):
+                await stack.enter_async_context(self.lock_for(pool))
+            yield
 
     async def change_state(
         self,
@@ -215,10 +227,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             created=created,
             slot=slot,
         )
-        async with self.lock_for(deployment.pool):
-            async with self.db.transaction() as session:
-                await run_store.insert(session, run)
-            self.dispatcher.apply(run_store.Transition(run, "", states.SCHEDULED))
+        await self.inserts.add(run)
         return run
 
     def to_proto(self, run: FlowRunRow, history: list[Any] | None = None) -> scheduler_pb2.FlowRun:
