@@ -91,7 +91,7 @@ class _Api:
     def _invoke(self, service: str, method: str, request: Any) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _stream(self, service: str, method: str, request: Any) -> Any:  # pragma: no cover - overridden
+    def _stream(self, service: str, method: str, request: Any, timeout: float | None = None) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
 
     # ---------------------------------------------------------------- work pools
@@ -352,9 +352,11 @@ class _Api:
         """Create or update these deployments, all or none."""
         return self._invoke("SchedulerService", "ApplyDeployments", scheduler_pb2.ApplyDeploymentsRequest(deployments=specs))
 
-    def watch_flow_run(self, id: str, *, logs: bool = True) -> Any:
-        """The run's state changes (and log lines) so far, then as they happen, until it ends."""
-        return self._stream("SchedulerService", "WatchFlowRun", scheduler_pb2.WatchFlowRunRequest(id=id, no_logs=not logs))
+    def watch_flow_run(self, id: str, *, logs: bool = True, timeout: float | None = None) -> Any:
+        """The run's state changes (and log lines) so far, then as they happen, until it ends
+        (or until `timeout` seconds, which raises DeadlineExceeded)."""
+        request = scheduler_pb2.WatchFlowRunRequest(id=id, no_logs=not logs)
+        return self._stream("SchedulerService", "WatchFlowRun", request, timeout)
 
     # ---------------------------------------------------------------- workers
 
@@ -384,8 +386,8 @@ class Client(_Api):
         except grpc.RpcError as exc:
             raise _translate(exc, self.address) from None
 
-    def _stream(self, service: str, method: str, request: Any) -> Iterator[Any]:
-        call = self.method(service, method)(request)
+    def _stream(self, service: str, method: str, request: Any, timeout: float | None = None) -> Iterator[Any]:
+        call = self.method(service, method)(request, timeout=timeout)
         try:
             yield from call
         except grpc.RpcError as exc:
@@ -423,8 +425,8 @@ class AsyncClient(_Api):
         except aio.AioRpcError as exc:
             raise _translate(exc, self.address) from None
 
-    async def _stream(self, service: str, method: str, request: Any) -> AsyncIterator[Any]:
-        call = self.method(service, method)(request)
+    async def _stream(self, service: str, method: str, request: Any, timeout: float | None = None) -> AsyncIterator[Any]:
+        call = self.method(service, method)(request, timeout=timeout)
         try:
             async for item in call:
                 yield item

@@ -14,6 +14,7 @@ import pytest
 
 from shiftboss.client import Client
 from tests.e2e.conftest import BIN, ServerProcess, WorkerProcess, base_env
+from tests.waiting import wait_state
 
 FLOWS = textwrap.dedent(
     '''
@@ -107,23 +108,23 @@ def test_runs_complete_fail_and_cancel(server: ServerProcess, project: Path) -> 
         try:
             out = project / "out.json"
             ok = client.create_flow_run("record", parameters={"out": str(out), "value": 7})
-            wait_for(lambda: state_of(client, ok.id) == "COMPLETED", what="the run to complete")
+            wait_state(client, ok.id, "COMPLETED")
             assert json.loads(out.read_text()) == {"value": 7, "label": "deployed", "run": ok.id, "pid": json.loads(out.read_text())["pid"]}
             assert client.get_flow_run(ok.id).exit_code == 0
             assert any("recorded 7" in line.text for line in client.flow_run_logs(ok.id))
 
             bad = client.create_flow_run("boom")
-            wait_for(lambda: state_of(client, bad.id) == "FAILED", what="the failing run")
+            wait_state(client, bad.id, "FAILED")
             logs = "\n".join(line.text for line in client.flow_run_logs(bad.id))
             assert "RuntimeError: the flow broke" in logs and "Traceback" in logs
 
             missing = client.create_flow_run("record", parameters={"value": 1})
-            wait_for(lambda: state_of(client, missing.id) == "FAILED", what="the run missing a parameter")
+            wait_state(client, missing.id, "FAILED")
             assert "missing parameter out" in "\n".join(line.text for line in client.flow_run_logs(missing.id))
 
             async_out = project / "async.txt"
             coro = client.create_flow_run("coro", parameters={"out": str(async_out)})
-            wait_for(lambda: state_of(client, coro.id) == "COMPLETED", what="the async flow")
+            wait_state(client, coro.id, "COMPLETED")
             assert async_out.read_text() == "async ok"
 
             pid_file = project / "sleepy.pid"
@@ -132,7 +133,7 @@ def test_runs_complete_fail_and_cancel(server: ServerProcess, project: Path) -> 
             pid = int(pid_file.read_text())
             asked = time.monotonic()
             client.cancel_flow_run(sleepy.id)
-            wait_for(lambda: state_of(client, sleepy.id) == "CANCELLED", timeout=5, what="the cancel")
+            wait_state(client, sleepy.id, "CANCELLED", timeout=5)
             assert time.monotonic() - asked < 2.5
             wait_for(lambda: not alive(pid), timeout=5, what="the flow process to be gone")
         finally:
@@ -164,7 +165,7 @@ def test_sigterm_drains_in_flight_runs(server: ServerProcess, project: Path) -> 
         code, output = worker.stop()
         assert code == 0, output
         assert "stopping: waiting up to 5s for 1 runs" in output
-        wait_for(lambda: state_of(client, run.id) == "CANCELLED", what="the remaining run to be cancelled")
+        wait_state(client, run.id, "CANCELLED")
         assert not alive(int(pid_file.read_text()))
 
 
@@ -235,11 +236,11 @@ def test_killed_worker_runs_are_crashed_or_picked_up_by_another(server: ServerPr
         victim.wait_for_line(f"({waiting.id[:8]}) received")
         victim.kill()
         wait_for(lambda: not alive(int(pid_file.read_text())), timeout=5, what="the orphaned flow to die with its worker")
-        wait_for(lambda: state_of(client, started.id) == "CRASHED", timeout=15, what="the started run to be CRASHED")
-        wait_for(lambda: state_of(client, waiting.id) in ("SCHEDULED", "LATE"), timeout=15, what="the un-started run to go back")
+        wait_state(client, started.id, "CRASHED", timeout=15)
+        wait_state(client, waiting.id, "SCHEDULED", "LATE", timeout=15)
         rescuer = start_worker(server, project, "-p", "fragile", "-n", "rescuer", "--prefetch-seconds", "30")
         try:
-            wait_for(lambda: state_of(client, waiting.id) == "COMPLETED", timeout=30, what="the rescuer to run it")
+            wait_state(client, waiting.id, "COMPLETED", timeout=30)
         finally:
             code, output = rescuer.stop()
         assert code == 0, output
@@ -288,7 +289,8 @@ def test_two_workers_with_limit_one_never_overlap(server: ServerProcess, project
         workers = [start_worker(server, project, "-p", "narrow", "-n", f"n{i}", "-l", "1") for i in range(2)]
         try:
             runs = [client.create_flow_run("stamped") for _ in range(6)]
-            wait_for(lambda: all(state_of(client, r.id) == "COMPLETED" for r in runs), timeout=60, what="all runs")
+            for r in runs:
+                wait_state(client, r.id, "COMPLETED", timeout=60)
             went_to = {client.get_flow_run(r.id).worker for r in runs}
         finally:
             outputs = [w.stop()[1] for w in workers]
@@ -309,17 +311,17 @@ def test_signal_import_error_and_the_worker_keeps_going(server: ServerProcess, p
         worker = start_worker(server, project, "-p", "rough")
         try:
             killed = client.create_flow_run("suicide")
-            wait_for(lambda: state_of(client, killed.id) == "CRASHED", what="the killed flow to be CRASHED", worker=worker)
+            wait_state(client, killed.id, "CRASHED")
             assert "SIGKILL" in client.get_flow_run(killed.id).message
             missing = client.create_flow_run("missing")
-            wait_for(lambda: state_of(client, missing.id) == "FAILED", what="the missing file to fail")
+            wait_state(client, missing.id, "FAILED")
             assert "flows/nope.py" in "\n".join(line.text for line in client.flow_run_logs(missing.id))
             typo = client.create_flow_run("typo")
-            wait_for(lambda: state_of(client, typo.id) == "FAILED", what="the missing function to fail")
+            wait_state(client, typo.id, "FAILED")
             assert "recrod" in "\n".join(line.text for line in client.flow_run_logs(typo.id))
             out = project / "fine.json"
             fine = client.create_flow_run("fine", parameters={"out": str(out), "value": 1})
-            wait_for(lambda: state_of(client, fine.id) == "COMPLETED", what="the worker to keep going")
+            wait_state(client, fine.id, "COMPLETED")
         finally:
             code, output = worker.stop()
         assert code == 0, output

@@ -14,6 +14,7 @@ from shiftboss.services.mesh import Mesh
 from shiftboss.settings import Settings
 from shiftboss.stream import WorkerStream
 from shiftboss.v1 import scheduler_pb2
+from tests.waiting import async_wait_state
 
 FLOW = "flows/hello.py:hello"
 
@@ -56,15 +57,8 @@ async def nothing_dispatched(stream: WorkerStream, within: float = 0.5) -> None:
 
 
 async def wait_state(client: AsyncClient, run_id: str, state: str, timeout: float = 10) -> scheduler_pb2.FlowRun:
-    """Follow the run's state until it is `state` (the change arrives through the real services)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        run = await client.get_flow_run(run_id)
-        if scheduler_pb2.RunState.Name(run.state) == state:
-            return run
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"run {run_id} is {scheduler_pb2.RunState.Name(run.state)}, not {state}")
-        await asyncio.sleep(0.05)
+    """Follow the run until it is `state` (the change arrives through the real services)."""
+    return await async_wait_state(client, run_id, state, timeout=timeout)
 
 
 @pytest.fixture
