@@ -155,6 +155,13 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.events.publish(done[1])
         return run
 
+    def forget_runs(self, runs: list[FlowRunRow], why: str) -> None:
+        """Waiting runs deleted from the database: out of the core, and their watchers told."""
+        now = now_utc()
+        for run in runs:
+            self.dispatcher.apply(run_store.Transition(run, states.SCHEDULED, states.CANCELLED))
+            self.events.publish(state_event(run.id, states.CANCELLED, now, why))
+
     def transition(
         self,
         session: Any,
@@ -324,8 +331,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             row.updated = now_utc()
             await session.flush()
             reply = deployment_to_proto(row)
-        for run in dropped:
-            self.dispatcher.apply(run_store.Transition(run, states.SCHEDULED, states.CANCELLED))
+        self.forget_runs(dropped, "replaced by the deployment's new schedules")
         self.schedules_due.set()
         return reply
 
@@ -401,8 +407,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                     action = "updated" if changed else "unchanged"
                 await session.flush()
                 applied.append(scheduler_pb2.AppliedDeployment(action=action, deployment=deployment_to_proto(row)))
-        for run in dropped:
-            self.dispatcher.apply(run_store.Transition(run, states.SCHEDULED, states.CANCELLED))
+        self.forget_runs(dropped, "replaced by the deployment's new schedules")
         self.schedules_due.set()
         return scheduler_pb2.ApplyDeploymentsResponse(applied=applied)
 
@@ -427,8 +432,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     ) -> scheduler_pb2.DeleteDeploymentResponse:
         async with self.db.transaction() as session:
             _, removed = await deployments.delete(session, request.name)
-        for run in removed:
-            self.dispatcher.apply(run_store.Transition(run, states.SCHEDULED, states.CANCELLED))
+        self.forget_runs(removed, f"deleted with deployment {request.name!r}")
         return scheduler_pb2.DeleteDeploymentResponse()
 
     async def RunDeployment(self, request: scheduler_pb2.RunDeploymentRequest, context: Any) -> scheduler_pb2.FlowRun:

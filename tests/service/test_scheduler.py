@@ -399,3 +399,17 @@ async def test_apply_deployments_all_or_none_and_schedule_runs_follow_the_file(c
         assert asyncio.get_running_loop().time() < deadline, "the new schedule made no runs"
         await asyncio.sleep(0.05)
     assert not before & after  # the old schedule's runs are gone, made again from the new one
+
+
+async def test_watch_ends_when_a_waiting_run_is_deleted_with_its_deployment(client: AsyncClient, pool: str) -> None:
+    run = await client.create_flow_run("hello", start_in=3600)
+    events = client.watch_flow_run(run.id, timeout=10)
+    first = await anext(events)
+    assert (first.kind, scheduler_pb2.RunState.Name(first.state)) == ("state", "SCHEDULED")
+    await client.delete_deployment("hello")
+    last = await anext(events)
+    assert scheduler_pb2.RunState.Name(last.state) == "CANCELLED" and "deleted with deployment 'hello'" in last.text
+    with pytest.raises(StopAsyncIteration):
+        await anext(events)
+    with pytest.raises(errors.NotFound):
+        await client.get_flow_run(run.id)
