@@ -293,8 +293,13 @@ class _Api:
         start_at: str = "",
     ) -> scheduler_pb2.FlowRun:
         request = scheduler_pb2.CreateFlowRunRequest(deployment=deployment, queue=queue, start_at=start_at)
+        return self._new_run("CreateFlowRun", request, parameters, job_variables, start_in)
+
+    def _new_run(
+        self, method: str, request: Any, parameters: dict[str, Any] | None, job_variables: dict[str, Any] | None, start_in: float | None
+    ) -> Any:
         _set_optional(request, parameters=parameters, job_variables=job_variables, start_in=start_in)
-        return self._invoke("SchedulerService", "CreateFlowRun", request)
+        return self._invoke("SchedulerService", method, request)
 
     def run_deployment(
         self,
@@ -308,8 +313,7 @@ class _Api:
     ) -> scheduler_pb2.FlowRun:
         """A run of the deployment, as `shiftboss deployment run` makes it."""
         request = scheduler_pb2.RunDeploymentRequest(name=name, queue=queue, start_at=start_at)
-        _set_optional(request, parameters=parameters, job_variables=job_variables, start_in=start_in)
-        return self._invoke("SchedulerService", "RunDeployment", request)
+        return self._new_run("RunDeployment", request, parameters, job_variables, start_in)
 
     def get_flow_run(self, id: str) -> scheduler_pb2.FlowRun:
         return self._invoke("SchedulerService", "GetFlowRun", scheduler_pb2.FlowRunRef(id=id))

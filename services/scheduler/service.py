@@ -121,34 +121,15 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 await stack.enter_async_context(self.lock_for(pool))
             yield
 
-    async def change_state(
-        self,
-        run_id: str,
-        to: str,
-        *,
-        lease: int | None = None,
-        worker: str | None = None,
-        force: bool = False,
-        message: str = "",
-        exit_code: int | None = None,
-        at: datetime | None = None,
-        idempotent: bool = False,
-        late: bool = False,
-    ) -> FlowRunRow:
-        """Validate and record one transition, then mirror it in the core, under the pool's lock.
-
-        ``late`` is the outcome of a run that ended while its worker could not reach us:
-        with its lease still current, it overrides what we guessed meanwhile (SCHEDULED
-        again, or CRASHED), since the worker knows how the run really ended."""
+    async def change_state(self, run_id: str, to: str, **options: Any) -> FlowRunRow:
+        """Validate and record one transition (the options of `transition`), then mirror it
+        in the core, under the pool's lock."""
         async with self.db.reading() as session:
             pool = (await run_store.get(session, run_id)).pool
         async with self.lock_for(pool):
             async with self.db.transaction() as session:
                 run = await run_store.get(session, run_id, lock=True)
-                done = self.transition(
-                    session, run, to, lease=lease, worker=worker, force=force, message=message,
-                    exit_code=exit_code, at=at, idempotent=idempotent, late=late,
-                )
+                done = self.transition(session, run, to, **options)
             if done is None:
                 return run
             self.dispatcher.apply(done[0])
@@ -178,7 +159,11 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         late: bool = False,
     ) -> tuple[run_store.Transition, scheduler_pb2.FlowRunEvent] | None:
         """Check and record one transition of a locked run in an open transaction; None when
-        it is a repeat. The caller mirrors it in the core once committed, then publishes it."""
+        it is a repeat. The caller mirrors it in the core once committed, then publishes it.
+
+        ``late`` is the outcome of a run that ended while its worker could not reach us:
+        with its lease still current, it overrides what we guessed meanwhile (SCHEDULED
+        again, or CRASHED), since the worker knows how the run really ended."""
         guessed = late and run.state in (states.SCHEDULED, states.CRASHED) and run.worker in ("", worker)
         if lease is not None and (run.lease != lease or (worker is not None and run.worker != worker and not guessed)):
             raise FailedPrecondition(
@@ -556,12 +541,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             subscription.cancel()
             raise
         stored = [state_event(run.id, c.state, c.at, c.message) for c in changes]
+        if stored and run.state in states.TERMINAL and run.exit_code is not None:
+            stored[-1].exit_code = run.exit_code  # the history's last change is how the run ended
         stored += [log_event(run.id, run.state, line.at, line.stream, line.text) for line in lines]
         stored.sort(key=lambda e: e.at.ToNanoseconds())
-        if states_too and run.exit_code is not None and stored:
-            last = [e for e in stored if e.kind == "state"][-1]
-            if run.state in states.TERMINAL:
-                last.exit_code = run.exit_code
         seen = {(e.kind, e.at.ToNanoseconds(), e.text) for e in stored}
         for event in stored:
             yield event
