@@ -20,6 +20,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from shiftboss.channels import open_aio_channel
 from shiftboss.errors import error_for_code
 from shiftboss.services.interceptors import ErrorInterceptor
 from shiftboss.settings import Settings
@@ -28,8 +29,6 @@ log = logging.getLogger("shiftboss.server")
 
 #: Every service, in start order: a service may call those before it while starting.
 SERVICE_NAMES = ("templates", "pools", "heartbeats", "scheduler")
-#: Messages up to this size are accepted (templates and logs can be large).
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 class Service(Protocol):
@@ -75,13 +74,7 @@ class Peers:
         target = self.address(service)
         channel = self._channels.get(target)
         if channel is None:
-            channel = self._channels[target] = aio.insecure_channel(
-                target,
-                options=[
-                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ],
-            )
+            channel = self._channels[target] = open_aio_channel(target, self.settings)
         return channel
 
     def stub(self, service: str, stub_class: Callable[[aio.Channel], Any]) -> Any:
@@ -122,8 +115,8 @@ class Mesh:
         self.server = aio.server(
             interceptors=[ErrorInterceptor()],
             options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+                ("grpc.max_send_message_length", self.settings.max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
         )

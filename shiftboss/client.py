@@ -8,7 +8,6 @@ failure is raised as the matching `shiftboss.errors` class with the server's mes
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ import grpc
 from grpc import aio
 
 from shiftboss._wire import to_struct
+from shiftboss.channels import open_aio_channel, open_channel
 from shiftboss.errors import ShiftbossError, Unavailable, error_for_code
 from shiftboss.settings import Settings, load_settings
 from shiftboss.v1 import (
@@ -38,33 +38,6 @@ STUBS: dict[str, Any] = {
     "HeartbeatService": heartbeats_pb2_grpc.HeartbeatServiceStub,
     "SchedulerService": scheduler_pb2_grpc.SchedulerServiceStub,
 }
-
-_RETRY = {
-    "methodConfig": [
-        {
-            "name": [{}],
-            "retryPolicy": {
-                "maxAttempts": 5,
-                "initialBackoff": "0.1s",
-                "maxBackoff": "2s",
-                "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
-            },
-        }
-    ]
-}
-_OPTIONS = [
-    ("grpc.service_config", json.dumps(_RETRY)),
-    ("grpc.enable_retries", 1),
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-    ("grpc.max_send_message_length", 16 * 1024 * 1024),
-    # A server that comes back is found within a second or two, not after gRPC's
-    # default backoff (up to two minutes), so a worker's outage ends with the server's.
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-]
-
 
 def _translate(exc: grpc.RpcError, address: str) -> ShiftbossError:
     code = exc.code()
@@ -378,7 +351,7 @@ class Client(_Api):
         self.settings = settings or load_settings()
         self.address = address or self.settings.api_address
         self.timeout = timeout or self.settings.request_timeout
-        self.channel = grpc.insecure_channel(self.address, options=_OPTIONS)
+        self.channel = open_channel(self.address, self.settings)
         self._stubs = {name: stub(self.channel) for name, stub in STUBS.items()}
 
     def method(self, service: str, method: str) -> Any:
@@ -417,7 +390,7 @@ class AsyncClient(_Api):
         self.settings = settings or load_settings()
         self.address = address or self.settings.api_address
         self.timeout = timeout or self.settings.request_timeout
-        self.channel = aio.insecure_channel(self.address, options=_OPTIONS)
+        self.channel = open_aio_channel(self.address, self.settings)
         self._stubs = {name: stub(self.channel) for name, stub in STUBS.items()}
 
     def method(self, service: str, method: str) -> Any:

@@ -44,6 +44,8 @@ class Settings:
     templates_address: str = ""
     heartbeats_address: str = ""
     scheduler_address: str = ""
+    #: Largest gRPC message sent or accepted, in bytes (templates and log batches can be large).
+    max_message_bytes: int = 16 * 1024 * 1024
     #: Deadline of one SDK call, in seconds.
     request_timeout: float = 30.0
     #: Seconds between worker heartbeats; a worker missing 3 is OFFLINE.
