@@ -39,6 +39,26 @@ def _wrap_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
     return handler
 
 
+def rewrap(
+    handler: grpc.RpcMethodHandler,
+    unary: Callable[[Callable[..., Any]], Callable[..., Any]],
+    stream: Callable[[Callable[..., Any]], Callable[..., Any]],
+) -> grpc.RpcMethodHandler:
+    """The same handler with its behavior wrapped: `unary` for calls answered once, `stream`
+    for calls answered by a stream."""
+    kinds = (
+        ("unary_unary", grpc.unary_unary_rpc_method_handler, unary),
+        ("unary_stream", grpc.unary_stream_rpc_method_handler, stream),
+        ("stream_unary", grpc.stream_unary_rpc_method_handler, unary),
+        ("stream_stream", grpc.stream_stream_rpc_method_handler, stream),
+    )
+    for attribute, make, wrap in kinds:
+        behavior = getattr(handler, attribute)
+        if behavior:
+            return make(wrap(behavior), handler.request_deserializer, handler.response_serializer)
+    return handler
+
+
 class ErrorInterceptor(aio.ServerInterceptor):
     """Turn a raised ShiftbossError into its status code and message; never UNKNOWN."""
 
@@ -50,20 +70,4 @@ class ErrorInterceptor(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
-            )
-        return handler
+        return rewrap(handler, _wrap_unary, _wrap_stream)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import ipaddress
 import logging
+import secrets
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,13 +24,15 @@ from grpc_reflection.v1alpha import reflection
 
 from shiftboss.channels import open_aio_channel
 from shiftboss.errors import error_for_code
+from shiftboss.services.auth import MESH_HEADER, AuthInterceptor, Authenticator
 from shiftboss.services.interceptors import ErrorInterceptor
 from shiftboss.settings import Settings
+from shiftboss.v1 import keys_pb2_grpc
 
 log = logging.getLogger("shiftboss.server")
 
 #: Every service, in start order: a service may call those before it while starting.
-SERVICE_NAMES = ("templates", "pools", "heartbeats", "scheduler")
+SERVICE_NAMES = ("keys", "templates", "pools", "heartbeats", "scheduler")
 
 
 class Service(Protocol):
@@ -62,6 +66,8 @@ class Peers:
     settings: Settings
     local_address: str = ""
     local: set[str] = field(default_factory=set)
+    #: Sent with every call: the mesh's shared token when the server runs with auth.
+    metadata: tuple[tuple[str, str], ...] = ()
     _channels: dict[str, aio.Channel] = field(default_factory=dict)
 
     def address(self, service: str) -> str:
@@ -83,14 +89,47 @@ class Peers:
     async def call(self, method: Callable[..., Any], request: Any, timeout: float | None = None) -> Any:
         """Call a peer's RPC; its failure comes back as the same typed error."""
         try:
-            return await method(request, timeout=timeout or self.settings.request_timeout)
+            return await method(request, timeout=timeout or self.settings.request_timeout, metadata=self.metadata)
         except aio.AioRpcError as exc:
             raise error_for_code(exc.code().name, exc.details() or exc.code().name) from None
+
+    def stream(self, method: Callable[..., Any], request: Any) -> Any:
+        """Open a peer's server stream (no deadline: it lives as long as the caller)."""
+        return method(request, metadata=self.metadata)
 
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+
+
+def read_pem(path: str, setting: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise OSError(f"SHIFTBOSS_{setting.upper()}: cannot read {path}: {exc.strerror}") from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def peer_settings(settings: Settings) -> Settings:
+    """Settings for calls to the other services: a TLS server's own certificate vouches for it
+    to its in-process peers unless a CA bundle and client certificate are given."""
+    if not settings.tls_cert_file:
+        return settings
+    return settings.replace(
+        tls_ca_file=settings.tls_ca_file or settings.tls_cert_file,
+        tls_client_cert_file=settings.tls_client_cert_file or settings.tls_cert_file,
+        tls_client_key_file=settings.tls_client_key_file or settings.tls_key_file,
+    )
 
 
 class Mesh:
@@ -103,24 +142,76 @@ class Mesh:
             raise ValueError(f"unknown service {', '.join(unknown)}; one of {', '.join(SERVICE_NAMES)}")
         wanted = services or available_services()
         self.names = [n for n in SERVICE_NAMES if n in wanted]
-        self.peers = Peers(settings, local=set(self.names))
+        self.peers = Peers(peer_settings(settings), local=set(self.names))
         self.services: list[Service] = []
         self.server: aio.Server | None = None
         self.port = 0
         self._health: health.aio.HealthServicer | None = None
+        self.authenticator: Authenticator | None = None
+        if settings.auth:
+            token = settings.mesh_token
+            if not token:
+                if not self.whole:
+                    raise ValueError(
+                        "SHIFTBOSS_MESH_TOKEN must be set (the same on every process) when services run apart with auth"
+                    )
+                token = secrets.token_urlsafe(32)
+            self.peers.metadata = ((MESH_HEADER, token),)
+            self.authenticator = Authenticator(
+                token, settings.auth_cache_seconds, self.peers.call, lambda: self.peers.stub("keys", keys_pb2_grpc.KeyServiceStub)
+            )
+
+    @property
+    def whole(self) -> bool:
+        """Whether every service runs in this process."""
+        return set(self.names) == set(SERVICE_NAMES) and not any(self.settings.address_for(n) for n in SERVICE_NAMES)
+
+    def forget_identity(self, key_id: str) -> None:
+        """A revoked key stops working in this process at once."""
+        if self.authenticator is not None:
+            self.authenticator.forget(key_id)
+
+    def _interceptors(self) -> list[aio.ServerInterceptor]:
+        interceptors: list[aio.ServerInterceptor] = [ErrorInterceptor()]
+        if self.authenticator is not None:
+            interceptors.append(AuthInterceptor(self.authenticator))
+        return interceptors
+
+    def _listen(self, server: aio.Server, address: str) -> int:
+        settings = self.settings
+        if not settings.tls_cert_file:
+            return server.add_insecure_port(address)
+        credentials = grpc.ssl_server_credentials(
+            [(read_pem(settings.tls_key_file, "tls_key_file"), read_pem(settings.tls_cert_file, "tls_cert_file"))],
+            root_certificates=read_pem(settings.tls_client_ca_file, "tls_client_ca_file") if settings.tls_client_ca_file else None,
+            require_client_auth=bool(settings.tls_client_ca_file),
+        )
+        return server.add_secure_port(address, credentials)
+
+    def _refuse_exposed(self, host: str) -> None:
+        settings = self.settings
+        if is_loopback(host) or settings.auth or settings.tls_cert_file:
+            return
+        if not settings.insecure:
+            raise OSError(
+                f"refusing to serve {host} with neither auth nor TLS: anyone who reaches it could run code on your "
+                "workers; use --auth and/or SHIFTBOSS_TLS_CERT_FILE, or --insecure to serve it anyway"
+            )
+        log.warning("serving %s with neither auth nor TLS (--insecure): anyone who reaches it can use it", host)
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         host = host or self.settings.host
         port = self.settings.port if port is None else port
+        self._refuse_exposed(host)
         self.server = aio.server(
-            interceptors=[ErrorInterceptor()],
+            interceptors=self._interceptors(),
             options=[
                 ("grpc.max_receive_message_length", self.settings.max_message_bytes),
                 ("grpc.max_send_message_length", self.settings.max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
         )
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        self.port = self._listen(self.server, f"{host}:{port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {host}:{port}")
         loopback = "127.0.0.1" if host in ("0.0.0.0", "", "::", "[::]") else host

@@ -12,7 +12,7 @@ from grpc import aio
 
 from shiftboss.settings import Settings
 
-__all__ = ["channel_options", "open_channel", "open_aio_channel"]
+__all__ = ["call_metadata", "channel_credentials", "channel_options", "open_channel", "open_aio_channel"]
 
 _RETRY = {
     "methodConfig": [
@@ -31,7 +31,8 @@ _RETRY = {
 
 
 def channel_options(settings: Settings) -> list[tuple[str, Any]]:
-    return [
+    extra = [("grpc.ssl_target_name_override", settings.tls_server_name)] if settings.tls_server_name else []
+    return extra + [
         ("grpc.service_config", json.dumps(_RETRY)),
         ("grpc.enable_retries", 1),
         ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -44,11 +45,42 @@ def channel_options(settings: Settings) -> list[tuple[str, Any]]:
     ]
 
 
+def _read(path: str, setting: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ValueError(f"SHIFTBOSS_{setting.upper()}: cannot read {path}: {exc.strerror}") from None
+
+
+def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
+    """TLS credentials when a CA bundle is set (with a client certificate for mutual TLS)."""
+    if not settings.tls_ca_file:
+        return None
+    client_key = client_chain = None
+    if settings.tls_client_cert_file:
+        client_chain = _read(settings.tls_client_cert_file, "tls_client_cert_file")
+        client_key = _read(settings.tls_client_key_file, "tls_client_key_file")
+    return grpc.ssl_channel_credentials(_read(settings.tls_ca_file, "tls_ca_file"), client_key, client_chain)
+
+
+def call_metadata(settings: Settings, api_key: str | None = None) -> tuple[tuple[str, str], ...]:
+    """What every call carries: the API key, when there is one."""
+    key = settings.api_key if api_key is None else api_key
+    return (("authorization", f"Bearer {key}"),) if key else ()
+
+
 def open_channel(address: str, settings: Settings) -> grpc.Channel:
     """A blocking channel to `address`."""
-    return grpc.insecure_channel(address, options=channel_options(settings))
+    credentials = channel_credentials(settings)
+    if credentials is None:
+        return grpc.insecure_channel(address, options=channel_options(settings))
+    return grpc.secure_channel(address, credentials, options=channel_options(settings))
 
 
 def open_aio_channel(address: str, settings: Settings) -> aio.Channel:
     """An asyncio channel to `address`."""
-    return aio.insecure_channel(address, options=channel_options(settings))
+    credentials = channel_credentials(settings)
+    if credentials is None:
+        return aio.insecure_channel(address, options=channel_options(settings))
+    return aio.secure_channel(address, credentials, options=channel_options(settings))

@@ -15,12 +15,14 @@ import grpc
 from grpc import aio
 
 from shiftboss._wire import to_struct
-from shiftboss.channels import open_aio_channel, open_channel
-from shiftboss.errors import ShiftbossError, Unavailable, error_for_code
+from shiftboss.channels import call_metadata, open_aio_channel, open_channel
+from shiftboss.errors import InvalidArgument, ShiftbossError, Unavailable, error_for_code
 from shiftboss.settings import Settings, load_settings
 from shiftboss.v1 import (
     heartbeats_pb2,
     heartbeats_pb2_grpc,
+    keys_pb2,
+    keys_pb2_grpc,
     pools_pb2,
     pools_pb2_grpc,
     scheduler_pb2,
@@ -37,6 +39,7 @@ STUBS: dict[str, Any] = {
     "TemplateService": templates_pb2_grpc.TemplateServiceStub,
     "HeartbeatService": heartbeats_pb2_grpc.HeartbeatServiceStub,
     "SchedulerService": scheduler_pb2_grpc.SchedulerServiceStub,
+    "KeyService": keys_pb2_grpc.KeyServiceStub,
 }
 
 def _translate(exc: grpc.RpcError, address: str) -> ShiftbossError:
@@ -335,6 +338,24 @@ class _Api:
         request = scheduler_pb2.WatchFlowRunRequest(id=id, no_logs=not logs)
         return self._stream("SchedulerService", "WatchFlowRun", request, timeout)
 
+    # ---------------------------------------------------------------- API keys
+
+    def create_api_key(
+        self, name: str, role: str, *, pool: str = "", expires_in_days: float | None = None
+    ) -> keys_pb2.ApiKey:
+        """A new key; its text is in the reply's `key`, and nowhere else ever again."""
+        if role.upper() not in keys_pb2.Role.keys()[1:]:
+            raise InvalidArgument(f"role: must be one of admin, operator, worker, not {role!r}", field="role")
+        request = keys_pb2.CreateApiKeyRequest(name=name, role=keys_pb2.Role.Value(role.upper()), pool=pool)
+        _set_optional(request, expires_in=expires_in_days)
+        return self._invoke("KeyService", "CreateApiKey", request)
+
+    def list_api_keys(self) -> keys_pb2.ListApiKeysResponse:
+        return self._invoke("KeyService", "ListApiKeys", keys_pb2.ListApiKeysRequest())
+
+    def revoke_api_key(self, name: str) -> keys_pb2.ApiKey:
+        return self._invoke("KeyService", "RevokeApiKey", keys_pb2.ApiKeyRef(name=name))
+
     # ---------------------------------------------------------------- workers
 
     def list_workers(self, pool: str = "") -> heartbeats_pb2.ListWorkersResponse:
@@ -347,10 +368,18 @@ class _Api:
 class Client(_Api):
     """Blocking client. Use as a context manager or call `close()`."""
 
-    def __init__(self, address: str | None = None, *, timeout: float | None = None, settings: Settings | None = None):
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float | None = None,
+        settings: Settings | None = None,
+        api_key: str | None = None,
+    ):
         self.settings = settings or load_settings()
         self.address = address or self.settings.api_address
         self.timeout = timeout or self.settings.request_timeout
+        self.metadata = call_metadata(self.settings, api_key)
         self.channel = open_channel(self.address, self.settings)
         self._stubs = {name: stub(self.channel) for name, stub in STUBS.items()}
 
@@ -359,12 +388,12 @@ class Client(_Api):
 
     def _invoke(self, service: str, method: str, request: Any) -> Any:
         try:
-            return self.method(service, method)(request, timeout=self.timeout)
+            return self.method(service, method)(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
             raise _translate(exc, self.address) from None
 
     def _stream(self, service: str, method: str, request: Any, timeout: float | None = None) -> Iterator[Any]:
-        call = self.method(service, method)(request, timeout=timeout)
+        call = self.method(service, method)(request, timeout=timeout, metadata=self.metadata)
         try:
             yield from call
         except grpc.RpcError as exc:
@@ -386,10 +415,18 @@ class Client(_Api):
 class AsyncClient(_Api):
     """asyncio client: every method returns an awaitable (streams an async iterator)."""
 
-    def __init__(self, address: str | None = None, *, timeout: float | None = None, settings: Settings | None = None):
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float | None = None,
+        settings: Settings | None = None,
+        api_key: str | None = None,
+    ):
         self.settings = settings or load_settings()
         self.address = address or self.settings.api_address
         self.timeout = timeout or self.settings.request_timeout
+        self.metadata = call_metadata(self.settings, api_key)
         self.channel = open_aio_channel(self.address, self.settings)
         self._stubs = {name: stub(self.channel) for name, stub in STUBS.items()}
 
@@ -398,12 +435,12 @@ class AsyncClient(_Api):
 
     async def _invoke(self, service: str, method: str, request: Any) -> Any:
         try:
-            return await self.method(service, method)(request, timeout=self.timeout)
+            return await self.method(service, method)(request, timeout=self.timeout, metadata=self.metadata)
         except aio.AioRpcError as exc:
             raise _translate(exc, self.address) from None
 
     async def _stream(self, service: str, method: str, request: Any, timeout: float | None = None) -> AsyncIterator[Any]:
-        call = self.method(service, method)(request, timeout=timeout)
+        call = self.method(service, method)(request, timeout=timeout, metadata=self.metadata)
         try:
             async for item in call:
                 yield item

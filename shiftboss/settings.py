@@ -39,13 +39,42 @@ class Settings:
     templates_database_url: str = ""
     heartbeats_database_url: str = ""
     scheduler_database_url: str = ""
+    keys_database_url: str = ""
     #: Where each service is reached when it runs in another process; empty means this process.
     pools_address: str = ""
     templates_address: str = ""
     heartbeats_address: str = ""
     scheduler_address: str = ""
+    keys_address: str = ""
     #: Largest gRPC message sent or accepted, in bytes (templates and log batches can be large).
     max_message_bytes: int = 16 * 1024 * 1024
+    #: Serialized size limit of one document (parameters, job variables, a template), in bytes.
+    max_document_bytes: int = 1024 * 1024
+    #: Messages per second one worker stream may send (a burst of twice that is allowed).
+    stream_messages_per_second: float = 5000.0
+    #: Require an API key on every call (`server start --auth`).
+    auth: bool = False
+    #: The API key the CLI, the SDK and workers present.
+    api_key: str = ""
+    #: Shared secret the mesh's services present to each other; needed with --auth when
+    #: they run in separate processes (one process makes its own).
+    mesh_token: str = ""
+    #: Seconds a service may reuse a key's identity before asking KeyService again.
+    auth_cache_seconds: float = 5.0
+    #: Server certificate and private key (PEM): with both, the server speaks only TLS.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    #: CA bundle (PEM) that client certificates must chain to: mutual TLS.
+    tls_client_ca_file: str = ""
+    #: CA bundle (PEM) clients verify the server with; set, clients speak TLS.
+    tls_ca_file: str = ""
+    #: Client certificate and key (PEM) presented to a server that asks for one.
+    tls_client_cert_file: str = ""
+    tls_client_key_file: str = ""
+    #: Host name to verify in the server's certificate, when it differs from the address.
+    tls_server_name: str = ""
+    #: Serve on a non-loopback address with neither auth nor TLS (`server start --insecure`).
+    insecure: bool = False
     #: Deadline of one SDK call, in seconds.
     request_timeout: float = 30.0
     #: Seconds between worker heartbeats; a worker missing 3 is OFFLINE.

@@ -42,7 +42,7 @@ class WorkerStream:
 
     async def open(self) -> scheduler_pb2.Welcome:
         """Connect and wait for Welcome; a refused Hello raises its shiftboss error."""
-        self._call = self.client.method("SchedulerService", "Connect")(self._requests())
+        self._call = self.client.method("SchedulerService", "Connect")(self._requests(), metadata=self.client.metadata)
         first = await self.receive()
         if first is None or first.WhichOneof("kind") != "welcome":
             raise ConnectionError(f"the scheduler answered Hello with {first!r}")

@@ -14,11 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shiftboss.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from shiftboss.services.names import validate_name
 from shiftboss.services.pools.models import WorkPoolRow, WorkQueueRow
 
 DEFAULT_QUEUE = "default"
-MAX_NAME_LENGTH = 255
-FORBIDDEN_NAME_CHARACTERS = "/%&<>"
 POOL_TYPES = (
     "process",
     "docker",
@@ -33,25 +32,6 @@ POOL_TYPES = (
 QUEUE_READY_SECONDS = 60.0
 
 _UNSET: Any = object()
-
-
-def validate_name(field: str, value: str) -> str:
-    if not value or not value.strip():
-        raise InvalidArgument(f"{field}: must not be empty", field=field)
-    if len(value) > MAX_NAME_LENGTH:
-        raise InvalidArgument(
-            f"{field}: {len(value)} characters is longer than the limit of {MAX_NAME_LENGTH}", field=field
-        )
-    bad = sorted({c for c in value if c in FORBIDDEN_NAME_CHARACTERS or not c.isprintable()})
-    if bad:
-        shown = " ".join(repr(c) for c in bad)
-        raise InvalidArgument(
-            f"{field}: {value!r} contains {shown}; names may not hold / % & < > or control characters",
-            field=field,
-        )
-    if value != value.strip():
-        raise InvalidArgument(f"{field}: {value!r} has leading or trailing whitespace", field=field)
-    return value
 
 
 def validate_limit(field: str, value: int | None) -> int | None:

@@ -14,6 +14,7 @@ from shiftboss._wire import from_struct
 from shiftboss.services.broadcast import Broadcaster
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.pools import domain
+from shiftboss.services.names import validate_name
 from shiftboss.services.pools.wire import optional, pool_to_proto, queue_to_proto
 from shiftboss.v1 import (
     heartbeats_pb2,
@@ -109,7 +110,7 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
     # ------------------------------------------------------------ pools
 
     async def CreateWorkPool(self, request: pools_pb2.CreateWorkPoolRequest, context: Any) -> pools_pb2.WorkPool:
-        domain.validate_name("name", request.name)
+        validate_name("name", request.name)
         domain.validate_type(request.type)
         template = await self._checked_template(request, request.type) or await self._default_template(request.type)
         async with self.db.transaction() as session:

@@ -59,7 +59,7 @@ async def follow_pools(service: SchedulerService) -> None:
     seen_pools: set[str] = set()
     seen_queues: set[tuple[str, str]] = set()
     synced = False
-    async for event in service.pools.Watch(pools_pb2.WatchRequest(initial=True)):
+    async for event in service.mesh.peers.stream(service.pools.Watch, pools_pb2.WatchRequest(initial=True)):
         if event.kind == Event.SYNCED:
             for name in set(dispatcher.pools) - seen_pools:
                 dispatcher.drop_pool(name)
@@ -109,7 +109,7 @@ async def reclaim(service: SchedulerService, worker: str, reason: str) -> None:
 
 async def follow_workers(service: SchedulerService) -> None:
     stub = service.mesh.peers.stub("heartbeats", heartbeats_pb2_grpc.HeartbeatServiceStub)
-    stream = stub.WatchWorkers(heartbeats_pb2.WatchWorkersRequest())
+    stream = service.mesh.peers.stream(stub.WatchWorkers, heartbeats_pb2.WatchWorkersRequest())
     await service.ready.wait()
     # Workers that went OFFLINE while nobody watched still hold runs in the database.
     listed = await service.call(stub.ListWorkers, heartbeats_pb2.ListWorkersRequest())

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 
 from shiftboss._wire import from_timestamp, to_timestamp
 from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
+from shiftboss.services.auth import require_pool
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.models import FlowRunRow
@@ -121,6 +122,7 @@ class StreamHandler:
         return session, welcome
 
     async def _pool_for(self, hello: scheduler_pb2.Hello) -> pools_pb2.WorkPool:
+        require_pool(hello.pool)
         service = self.service
         try:
             pool = await service.call(service.pools.GetWorkPool, pools_pb2.WorkPoolRef(name=hello.pool))

@@ -12,7 +12,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from shiftboss.v1 import cli_pb2
 
 #: Generated modules whose services become commands.
-PROTO_MODULES = ("pools_pb2", "templates_pb2", "heartbeats_pb2", "scheduler_pb2")
+PROTO_MODULES = ("pools_pb2", "templates_pb2", "heartbeats_pb2", "scheduler_pb2", "keys_pb2")
 
 
 @dataclass(frozen=True, slots=True)

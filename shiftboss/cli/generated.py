@@ -153,8 +153,13 @@ def show(command: Command, request: Any, reply: Any, fmt: str, file: str | None)
         return
     if fmt == "json":
         output.print_json(message_to_dict(reply))
-    else:
+        return
+    if not opts.secret:
         output.print_object(reply, opts.title)
+        return
+    output.print_object(reply, opts.title, omit=(opts.secret,))
+    output.stderr.print(f"The {opts.secret.replace('_', ' ')} is printed below, once: keep it safe.", markup=False, highlight=False)
+    print(getattr(reply, opts.secret))
 
 
 def fail(exc: ShiftbossError) -> None:

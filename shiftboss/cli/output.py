@@ -35,8 +35,8 @@ def print_json(value: Any) -> None:
     print(to_json(value))
 
 
-def print_object(message: Message, title: str = "") -> None:
-    data = message_to_dict(message)
+def print_object(message: Message, title: str = "", omit: tuple[str, ...] = ()) -> None:
+    data = {k: v for k, v in message_to_dict(message).items() if k not in omit}
     table = Table(title=title or None, show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")

@@ -29,12 +29,21 @@ def _configure_logging() -> None:
     multiple=True,
     help="Run only this service (pools, templates, heartbeats, scheduler); repeat for several. All by default.",
 )
-def start(host: str | None, port: int | None, services: tuple[str, ...]) -> None:
+@click.option("--auth", is_flag=True, default=None, help="Require an API key on every call (SHIFTBOSS_AUTH=1).")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    default=None,
+    help="Serve a non-loopback address with neither auth nor TLS (refused otherwise).",
+)
+def start(host: str | None, port: int | None, services: tuple[str, ...], auth: bool | None, insecure: bool | None) -> None:
     """Start the services in this process: all of them on the embedded SQLite by default."""
     from shiftboss.services.mesh import Mesh
 
     _configure_logging()
-    settings = load_settings(host=host, port=port)
+    settings = load_settings(host=host, port=port, auth=auth, insecure=insecure)
+    if settings.insecure and not (settings.auth or settings.tls_cert_file):
+        click.echo("WARNING: --insecure: no auth and no TLS; anyone who reaches this port can run code on your workers", err=True)
 
     async def run() -> None:
         try:
@@ -51,8 +60,27 @@ def start(host: str | None, port: int | None, services: tuple[str, ...]) -> None
 
     try:
         asyncio.run(run())
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@server.command("create-admin-key")
+@click.argument("name")
+@click.option("--expires-in", type=float, default=None, help="Days until the key expires; never by default.")
+def create_admin_key(name: str, expires_in: float | None) -> None:
+    """Make the first admin key, straight in the server's database (no server needed).
+
+    Only someone who holds the server's storage can do this. The key is the last line printed.
+    """
+    from shiftboss.errors import ShiftbossError
+    from shiftboss.services.keys.service import create_admin_key as create
+
+    try:
+        key = asyncio.run(create(load_settings(), name, expires_in))
+    except ShiftbossError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Created admin key '{name}'. It is printed below, once: keep it safe.", err=True)
+    click.echo(key)
 
 
 @server.group()

@@ -12,7 +12,7 @@ ARG_FIELD_NUMBER: _ClassVar[int]
 arg: _descriptor.FieldDescriptor
 
 class CliCommand(_message.Message):
-    __slots__ = ("path", "items", "columns", "done", "json_output", "title", "document", "line", "watch")
+    __slots__ = ("path", "items", "columns", "done", "json_output", "title", "document", "line", "watch", "secret")
     PATH_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class CliCommand(_message.Message):
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     LINE_FIELD_NUMBER: _ClassVar[int]
     WATCH_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
     path: str
     items: str
     columns: _containers.RepeatedScalarFieldContainer[str]
@@ -31,7 +32,8 @@ class CliCommand(_message.Message):
     document: str
     line: str
     watch: str
-    def __init__(self, path: _Optional[str] = ..., items: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., done: _Optional[str] = ..., json_output: _Optional[bool] = ..., title: _Optional[str] = ..., document: _Optional[str] = ..., line: _Optional[str] = ..., watch: _Optional[str] = ...) -> None: ...
+    secret: str
+    def __init__(self, path: _Optional[str] = ..., items: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., done: _Optional[str] = ..., json_output: _Optional[bool] = ..., title: _Optional[str] = ..., document: _Optional[str] = ..., line: _Optional[str] = ..., watch: _Optional[str] = ..., secret: _Optional[str] = ...) -> None: ...
 
 class CliArg(_message.Message):
     __slots__ = ("positional", "flag", "short", "file", "json", "hidden", "key_value")

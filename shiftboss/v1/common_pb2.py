@@ -22,15 +22,18 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shiftboss/v1/common.proto\x12\x0cshiftboss.v1*F\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\t\n\x05READY\x10\x01\x12\r\n\tNOT_READY\x10\x02\x12\n\n\x06PAUSED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shiftboss/v1/common.proto\x12\x0cshiftboss.v1\x1a google/protobuf/descriptor.proto*F\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\t\n\x05READY\x10\x01\x12\r\n\tNOT_READY\x10\x02\x12\n\n\x06PAUSED\x10\x03*k\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41\x43\x43\x45SS_ADMIN\x10\x01\x12\x13\n\x0f\x41\x43\x43\x45SS_OPERATOR\x10\x02\x12\x11\n\rACCESS_WORKER\x10\x03\x12\x0f\n\x0b\x41\x43\x43\x45SS_MESH\x10\x04:F\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xc7\x8a\x03 \x01(\x0e\x32\x14.shiftboss.v1.Accessb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shiftboss.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUS']._serialized_start=43
-  _globals['_STATUS']._serialized_end=113
+  _globals['_STATUS']._serialized_start=77
+  _globals['_STATUS']._serialized_end=147
+  _globals['_ACCESS']._serialized_start=149
+  _globals['_ACCESS']._serialized_end=256
 # @@protoc_insertion_point(module_scope)

@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from shiftboss.v1 import cli_pb2 as shiftboss_dot_v1_dot_cli__pb2
+from shiftboss.v1 import common_pb2 as shiftboss_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshiftboss/v1/templates.proto\x12\x0cshiftboss.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16shiftboss/v1/cli.proto\"9\n GetDefaultBaseJobTemplateRequest\x12\x15\n\x04type\x18\x01 \x01(\tB\x07\xb2\xd4\x18\x03\x1a\x01t\"<\n\x0f\x42\x61seJobTemplate\x12)\n\x08template\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"N\n\x17ValidateTemplateRequest\x12\x33\n\x08template\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructB\x08\xb2\xd4\x18\x04\x08\x01 \x01\"C\n\x18ValidateTemplateResponse\x12\x11\n\tvariables\x18\x01 \x03(\t\x12\x14\n\x0cplaceholders\x18\x02 \x03(\t\"\xcf\x01\n\rRenderRequest\x12\x14\n\x04pool\x18\x01 \x01(\tB\x06\xb2\xd4\x18\x02\x08\x01\x12\x31\n\x08template\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x06\xb2\xd4\x18\x02\x30\x01\x12=\n\x14\x64\x65ployment_variables\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x06\xb2\xd4\x18\x02(\x01\x12\x36\n\rrun_variables\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructB\x06\xb2\xd4\x18\x02(\x01\"m\n\x0eRenderResponse\x12\x32\n\x11job_configuration\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06values\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct2\xd4\x03\n\x0fTemplateService\x12\xa3\x01\n\x19GetDefaultBaseJobTemplate\x12..shiftboss.v1.GetDefaultBaseJobTemplateRequest\x1a\x1d.shiftboss.v1.BaseJobTemplate\"7\xaa\xd4\x18\x33\n\'work-pool get-default-base-job-template:\x08template\x12\xa8\x01\n\x10ValidateTemplate\x12%.shiftboss.v1.ValidateTemplateRequest\x1a&.shiftboss.v1.ValidateTemplateResponse\"E\xaa\xd4\x18\x41\n$work-pool validate-base-job-template(\x01\x32\x17Valid base job template\x12p\n\x06Render\x12\x1b.shiftboss.v1.RenderRequest\x1a\x1c.shiftboss.v1.RenderResponse\"+\xaa\xd4\x18\'\n\x10work-pool render(\x01:\x11job_configurationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshiftboss/v1/templates.proto\x12\x0cshiftboss.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16shiftboss/v1/cli.proto\x1a\x19shiftboss/v1/common.proto\"9\n GetDefaultBaseJobTemplateRequest\x12\x15\n\x04type\x18\x01 \x01(\tB\x07\xb2\xd4\x18\x03\x1a\x01t\"<\n\x0f\x42\x61seJobTemplate\x12)\n\x08template\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"N\n\x17ValidateTemplateRequest\x12\x33\n\x08template\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructB\x08\xb2\xd4\x18\x04\x08\x01 \x01\"C\n\x18ValidateTemplateResponse\x12\x11\n\tvariables\x18\x01 \x03(\t\x12\x14\n\x0cplaceholders\x18\x02 \x03(\t\"\xcf\x01\n\rRenderRequest\x12\x14\n\x04pool\x18\x01 \x01(\tB\x06\xb2\xd4\x18\x02\x08\x01\x12\x31\n\x08template\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x06\xb2\xd4\x18\x02\x30\x01\x12=\n\x14\x64\x65ployment_variables\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x06\xb2\xd4\x18\x02(\x01\x12\x36\n\rrun_variables\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructB\x06\xb2\xd4\x18\x02(\x01\"m\n\x0eRenderResponse\x12\x32\n\x11job_configuration\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06values\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct2\xe0\x03\n\x0fTemplateService\x12\xa7\x01\n\x19GetDefaultBaseJobTemplate\x12..shiftboss.v1.GetDefaultBaseJobTemplateRequest\x1a\x1d.shiftboss.v1.BaseJobTemplate\";\xaa\xd4\x18\x33\n\'work-pool get-default-base-job-template:\x08template\xb8\xd4\x18\x02\x12\xac\x01\n\x10ValidateTemplate\x12%.shiftboss.v1.ValidateTemplateRequest\x1a&.shiftboss.v1.ValidateTemplateResponse\"I\xaa\xd4\x18\x41\n$work-pool validate-base-job-template(\x01\x32\x17Valid base job template\xb8\xd4\x18\x02\x12t\n\x06Render\x12\x1b.shiftboss.v1.RenderRequest\x1a\x1c.shiftboss.v1.RenderResponse\"/\xaa\xd4\x18\'\n\x10work-pool render(\x01:\x11job_configuration\xb8\xd4\x18\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,23 +47,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RENDERREQUEST'].fields_by_name['run_variables']._loaded_options = None
   _globals['_RENDERREQUEST'].fields_by_name['run_variables']._serialized_options = b'\262\324\030\002(\001'
   _globals['_TEMPLATESERVICE'].methods_by_name['GetDefaultBaseJobTemplate']._loaded_options = None
-  _globals['_TEMPLATESERVICE'].methods_by_name['GetDefaultBaseJobTemplate']._serialized_options = b'\252\324\0303\n\'work-pool get-default-base-job-template:\010template'
+  _globals['_TEMPLATESERVICE'].methods_by_name['GetDefaultBaseJobTemplate']._serialized_options = b'\252\324\0303\n\'work-pool get-default-base-job-template:\010template\270\324\030\002'
   _globals['_TEMPLATESERVICE'].methods_by_name['ValidateTemplate']._loaded_options = None
-  _globals['_TEMPLATESERVICE'].methods_by_name['ValidateTemplate']._serialized_options = b'\252\324\030A\n$work-pool validate-base-job-template(\0012\027Valid base job template'
+  _globals['_TEMPLATESERVICE'].methods_by_name['ValidateTemplate']._serialized_options = b'\252\324\030A\n$work-pool validate-base-job-template(\0012\027Valid base job template\270\324\030\002'
   _globals['_TEMPLATESERVICE'].methods_by_name['Render']._loaded_options = None
-  _globals['_TEMPLATESERVICE'].methods_by_name['Render']._serialized_options = b'\252\324\030\'\n\020work-pool render(\001:\021job_configuration'
-  _globals['_GETDEFAULTBASEJOBTEMPLATEREQUEST']._serialized_start=100
-  _globals['_GETDEFAULTBASEJOBTEMPLATEREQUEST']._serialized_end=157
-  _globals['_BASEJOBTEMPLATE']._serialized_start=159
-  _globals['_BASEJOBTEMPLATE']._serialized_end=219
-  _globals['_VALIDATETEMPLATEREQUEST']._serialized_start=221
-  _globals['_VALIDATETEMPLATEREQUEST']._serialized_end=299
-  _globals['_VALIDATETEMPLATERESPONSE']._serialized_start=301
-  _globals['_VALIDATETEMPLATERESPONSE']._serialized_end=368
-  _globals['_RENDERREQUEST']._serialized_start=371
-  _globals['_RENDERREQUEST']._serialized_end=578
-  _globals['_RENDERRESPONSE']._serialized_start=580
-  _globals['_RENDERRESPONSE']._serialized_end=689
-  _globals['_TEMPLATESERVICE']._serialized_start=692
-  _globals['_TEMPLATESERVICE']._serialized_end=1160
+  _globals['_TEMPLATESERVICE'].methods_by_name['Render']._serialized_options = b'\252\324\030\'\n\020work-pool render(\001:\021job_configuration\270\324\030\002'
+  _globals['_GETDEFAULTBASEJOBTEMPLATEREQUEST']._serialized_start=127
+  _globals['_GETDEFAULTBASEJOBTEMPLATEREQUEST']._serialized_end=184
+  _globals['_BASEJOBTEMPLATE']._serialized_start=186
+  _globals['_BASEJOBTEMPLATE']._serialized_end=246
+  _globals['_VALIDATETEMPLATEREQUEST']._serialized_start=248
+  _globals['_VALIDATETEMPLATEREQUEST']._serialized_end=326
+  _globals['_VALIDATETEMPLATERESPONSE']._serialized_start=328
+  _globals['_VALIDATETEMPLATERESPONSE']._serialized_end=395
+  _globals['_RENDERREQUEST']._serialized_start=398
+  _globals['_RENDERREQUEST']._serialized_end=605
+  _globals['_RENDERRESPONSE']._serialized_start=607
+  _globals['_RENDERRESPONSE']._serialized_end=716
+  _globals['_TEMPLATESERVICE']._serialized_start=719
+  _globals['_TEMPLATESERVICE']._serialized_end=1199
 # @@protoc_insertion_point(module_scope)

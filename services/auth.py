@@ -1,0 +1,165 @@
+"""Authentication and roles: who may call which RPC when the server runs with `--auth`.
+
+Every RPC declares its access in the contract (`option (access)` in proto/); this module
+reads those options, finds who the caller's key is through KeyService (remembered for
+`auth_cache_seconds`), and refuses with UNAUTHENTICATED (no key, or a bad one) or
+PERMISSION_DENIED (a key outside its role or pool). The mesh's own services present a
+shared token instead of a key.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hmac
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from shiftboss.errors import PermissionDenied, Unauthenticated
+from shiftboss.services.interceptors import rewrap
+from shiftboss.v1 import common_pb2, heartbeats_pb2, keys_pb2, keys_pb2_grpc, pools_pb2, scheduler_pb2, templates_pb2
+
+__all__ = ["AuthInterceptor", "Authenticator", "MESH_HEADER", "method_access", "require_pool"]
+
+#: Metadata that carries the mesh's shared token between its services.
+MESH_HEADER = "x-shiftboss-mesh"
+_ADMIN, _OPERATOR, _WORKER, _MESH = (
+    common_pb2.ACCESS_ADMIN,
+    common_pb2.ACCESS_OPERATOR,
+    common_pb2.ACCESS_WORKER,
+    common_pb2.ACCESS_MESH,
+)
+_NEEDS = {_ADMIN: "an admin key", _OPERATOR: "an operator or admin key", _WORKER: "a worker or admin key"}
+#: Health checks answer anyone (probes carry no key); reflection needs an operator key.
+_OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+_REFLECTION_PREFIX = "/grpc.reflection."
+_MAX_CACHED = 10_000
+
+_identity: contextvars.ContextVar[keys_pb2.Identity | None] = contextvars.ContextVar("shiftboss_identity", default=None)
+_MESH_IDENTITY = keys_pb2.Identity(name="mesh", role=keys_pb2.ADMIN)
+
+
+def _access_table() -> dict[str, int]:
+    table = {}
+    for module in (pools_pb2, templates_pb2, heartbeats_pb2, scheduler_pb2, keys_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                access = method.GetOptions().Extensions[common_pb2.access]
+                table[f"/{service.full_name}/{method.name}"] = access or _ADMIN
+    return table
+
+
+_ACCESS = _access_table()
+
+
+def method_access(method: str) -> int:
+    """The access an RPC path declares; reflection counts as a read; unknown paths are admin's."""
+    if method.startswith(_REFLECTION_PREFIX):
+        return _OPERATOR
+    return _ACCESS.get(method, _ADMIN)
+
+
+def require_pool(pool: str) -> None:
+    """Refuse a worker key that serves another pool than the one it is bound to."""
+    identity = _identity.get()
+    if identity is not None and identity.role == keys_pb2.WORKER and identity.pool != pool:
+        raise PermissionDenied(
+            f"pool: worker key '{identity.name}' is bound to work pool '{identity.pool}' and may not serve '{pool}'",
+            field="pool",
+        )
+
+
+class Authenticator:
+    """Who a key is, asked of KeyService and remembered for a few seconds."""
+
+    def __init__(self, token: str, cache_seconds: float, call: Callable[[Any, Any], Awaitable[Any]], keys: Callable[[], Any]):
+        self.token = token
+        self.cache_seconds = cache_seconds
+        self._call = call
+        self._keys = keys
+        self._cache: dict[str, tuple[keys_pb2.Identity, float]] = {}
+
+    async def identify(self, key: str) -> keys_pb2.Identity:
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        identity = await self._call(self._keys().Authenticate, keys_pb2.AuthenticateRequest(key=key))
+        until = now + self.cache_seconds
+        if identity.HasField("expires"):
+            left = identity.expires.ToDatetime(tzinfo=timezone.utc) - datetime.now(timezone.utc)
+            until = min(until, now + left.total_seconds())
+        if len(self._cache) >= _MAX_CACHED:
+            self._cache.clear()
+        self._cache[key] = (identity, until)
+        return identity
+
+    def forget(self, key_id: str) -> None:
+        prefix = f"sb_{key_id}_"
+        for key in [k for k in self._cache if k.startswith(prefix)]:
+            del self._cache[key]
+
+    async def check(self, method: str, metadata: Sequence[tuple[str, Any]]) -> keys_pb2.Identity:
+        """The caller's identity, if it may call `method`; raises Unauthenticated or PermissionDenied."""
+        headers = {k: v for k, v in metadata if isinstance(v, str)}
+        token = headers.get(MESH_HEADER)
+        if token is not None:
+            if not hmac.compare_digest(token.encode(), self.token.encode()):
+                raise Unauthenticated("invalid mesh token: every service of one mesh must share SHIFTBOSS_MESH_TOKEN")
+            return _MESH_IDENTITY
+        header = headers.get("authorization")
+        if not header:
+            raise Unauthenticated("missing API key: this server requires one (set SHIFTBOSS_API_KEY)")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthenticated("malformed authorization metadata: expected 'Bearer <key>'")
+        identity = await self.identify(key.strip())
+        access = method_access(method)
+        name = method.rsplit("/", 1)[-1]
+        if access == _MESH:
+            raise PermissionDenied(f"{name} is called only by the mesh's own services")
+        role = identity.role
+        if role == keys_pb2.ADMIN or (role, access) in ((keys_pb2.OPERATOR, _OPERATOR), (keys_pb2.WORKER, _WORKER)):
+            return identity
+        role_name = keys_pb2.Role.Name(role).lower()
+        raise PermissionDenied(f"API key '{identity.name}' has role {role_name}; {name} needs {_NEEDS[access]}")
+
+
+class AuthInterceptor(aio.ServerInterceptor):
+    """Checks every call's key against the RPC's declared access before the servicer runs."""
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self.authenticator = authenticator
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(_OPEN_PREFIXES):
+            return handler
+        metadata = tuple(handler_call_details.invocation_metadata or ())
+        authenticator = self.authenticator
+
+        def unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+            async def guarded(request: Any, context: aio.ServicerContext) -> Any:
+                _identity.set(await authenticator.check(method, metadata))
+                return await behavior(request, context)
+
+            return guarded
+
+        def stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
+            async def guarded(request: Any, context: aio.ServicerContext) -> Any:
+                _identity.set(await authenticator.check(method, metadata))
+                async for reply in behavior(request, context):
+                    yield reply
+
+            return guarded
+
+        return rewrap(handler, unary, stream)
