@@ -7,9 +7,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 
-from shiftboss.errors import ShiftbossError
+from shiftboss.errors import InvalidArgument, ShiftbossError
 
 log = logging.getLogger("shiftboss.server")
 
@@ -18,20 +19,35 @@ async def _abort(context: aio.ServicerContext, exc: ShiftbossError) -> None:
     await context.abort(grpc.StatusCode[exc.code], exc.message)
 
 
-def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+def _checked(request: Any, streaming: bool) -> Any:
+    if streaming:
+        return _checked_stream(request)
+    if isinstance(request, Malformed):
+        raise request.error()
+    return request
+
+
+async def _checked_stream(requests: Any) -> Any:
+    async for request in requests:
+        if isinstance(request, Malformed):
+            raise request.error()
+        yield request
+
+
+def _wrap_unary(behavior: Callable[..., Awaitable[Any]], streaming: bool) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: aio.ServicerContext) -> Any:
         try:
-            return await behavior(request, context)
+            return await behavior(_checked(request, streaming), context)
         except ShiftbossError as exc:
             await _abort(context, exc)
 
     return handler
 
 
-def _wrap_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
+def _wrap_stream(behavior: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
     async def handler(request: Any, context: aio.ServicerContext) -> Any:
         try:
-            async for reply in behavior(request, context):
+            async for reply in behavior(_checked(request, streaming), context):
                 yield reply
         except ShiftbossError as exc:
             await _abort(context, exc)
@@ -39,13 +55,42 @@ def _wrap_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
     return handler
 
 
+class Malformed:
+    """Stands in for a request whose bytes are not a valid message of its type."""
+
+    __slots__ = ("type_name", "reason")
+
+    def __init__(self, type_name: str, reason: str) -> None:
+        self.type_name = type_name
+        self.reason = reason
+
+    def error(self) -> InvalidArgument:
+        return InvalidArgument(f"request: not a valid {self.type_name} message ({self.reason})", field="request")
+
+
+def tolerant(deserializer: Callable[[bytes], Any] | None, type_name: str) -> Callable[[bytes], Any] | None:
+    """A deserializer that hands bad bytes to the servicer's wrapper as Malformed, which
+    answers INVALID_ARGUMENT, instead of letting gRPC answer INTERNAL."""
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except (DecodeError, ValueError, RuntimeError) as exc:
+            return Malformed(type_name, str(exc) or type(exc).__name__)
+
+    return parse
+
+
 def rewrap(
     handler: grpc.RpcMethodHandler,
     unary: Callable[[Callable[..., Any]], Callable[..., Any]],
     stream: Callable[[Callable[..., Any]], Callable[..., Any]],
+    deserializer: Callable[[bytes], Any] | None = None,
 ) -> grpc.RpcMethodHandler:
     """The same handler with its behavior wrapped: `unary` for calls answered once, `stream`
-    for calls answered by a stream."""
+    for calls answered by a stream; and its request deserializer replaced, if given."""
     kinds = (
         ("unary_unary", grpc.unary_unary_rpc_method_handler, unary),
         ("unary_stream", grpc.unary_stream_rpc_method_handler, stream),
@@ -55,7 +100,7 @@ def rewrap(
     for attribute, make, wrap in kinds:
         behavior = getattr(handler, attribute)
         if behavior:
-            return make(wrap(behavior), handler.request_deserializer, handler.response_serializer)
+            return make(wrap(behavior), deserializer or handler.request_deserializer, handler.response_serializer)
     return handler
 
 
@@ -70,4 +115,11 @@ class ErrorInterceptor(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        return rewrap(handler, _wrap_unary, _wrap_stream)
+        streaming = handler.request_streaming
+        type_name = handler_call_details.method.rsplit("/", 1)[-1] + " request"
+        return rewrap(
+            handler,
+            lambda behavior: _wrap_unary(behavior, streaming),
+            lambda behavior: _wrap_stream(behavior, streaming),
+            tolerant(handler.request_deserializer, type_name),
+        )

@@ -26,6 +26,7 @@ from shiftboss.channels import open_aio_channel
 from shiftboss.errors import error_for_code
 from shiftboss.services.auth import MESH_HEADER, AuthInterceptor, Authenticator
 from shiftboss.services.interceptors import ErrorInterceptor
+from shiftboss.services.limits import DocumentLimitInterceptor
 from shiftboss.settings import Settings
 from shiftboss.v1 import keys_pb2_grpc
 
@@ -175,6 +176,7 @@ class Mesh:
         interceptors: list[aio.ServerInterceptor] = [ErrorInterceptor()]
         if self.authenticator is not None:
             interceptors.append(AuthInterceptor(self.authenticator))
+        interceptors.append(DocumentLimitInterceptor(self.settings.max_document_bytes))
         return interceptors
 
     def _listen(self, server: aio.Server, address: str) -> int:

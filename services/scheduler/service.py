@@ -30,6 +30,10 @@ log = logging.getLogger("shiftboss.scheduler")
 MAX_LIST = 1000
 
 
+#: Furthest ahead a run may be started with start_in: ten years.
+MAX_START_IN_SECONDS = 10 * 365 * 24 * 3600.0
+
+
 def _state_names(values: list[int]) -> list[str]:
     return [scheduler_pb2.RunState.Name(v) for v in values]
 
@@ -230,8 +234,11 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if start_in is not None and start_at:
             raise InvalidArgument("start_at: give --start-in or --start-at, not both", field="start_at")
         if start_in is not None:
-            if start_in < 0:
-                raise InvalidArgument(f"start_in: must not be negative, got {start_in:g}", field="start_in")
+            if not 0 <= start_in <= MAX_START_IN_SECONDS:  # also refuses NaN
+                raise InvalidArgument(
+                    f"start_in: must be between 0 and {MAX_START_IN_SECONDS:.0f} seconds (10 years), got {start_in:g}",
+                    field="start_in",
+                )
             return now_utc() + timedelta(seconds=start_in)
         if start_at:
             try:

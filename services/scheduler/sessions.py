@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from shiftboss.errors import ShiftbossError
 from shiftboss.v1 import scheduler_pb2
 
 
@@ -27,6 +28,8 @@ class WorkerSession:
     credits: int | None = None
     draining: bool = False
     closed: bool = False
+    #: Why the server ended the stream, raised to the worker as the call's status.
+    failure: ShiftbossError | None = None
 
     def free(self) -> int | None:
         """Runs it may still take now; None means no cap."""

@@ -16,9 +16,12 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from collections.abc import AsyncIterator
 
+import grpc
+
 from shiftboss._wire import from_timestamp, to_timestamp
-from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
+from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, ShiftbossError
 from shiftboss.services.auth import require_pool
+from shiftboss.services.limits import MessageBudget
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.models import FlowRunRow
@@ -63,6 +66,10 @@ class StreamHandler:
             while True:
                 message = await session.outbox.get()
                 if message is None:
+                    if session.failure is not None:
+                        # Set, not raised: an abort after messages went out loses its status.
+                        context.set_code(grpc.StatusCode[session.failure.code])
+                        context.set_details(session.failure.message)
                     return
                 yield message
         finally:
@@ -188,8 +195,16 @@ class StreamHandler:
     # ------------------------------------------------------------ reading
 
     async def read(self, session: WorkerSession, requests: Any) -> None:
+        rate = self.service.settings.stream_messages_per_second
+        budget = MessageBudget(rate)
         try:
             async for message in requests:
+                if not budget.take():
+                    session.failure = ResourceExhausted(
+                        f"worker {session.key} sent more than {rate:g} messages per second "
+                        "(SHIFTBOSS_STREAM_MESSAGES_PER_SECOND); the stream is closed"
+                    )
+                    return
                 await self.handle(session, message)
         except asyncio.CancelledError:
             raise

@@ -1,0 +1,112 @@
+"""Limits against abuse: documents too large and workers that flood their stream. Each is refused with a status that names the limit, never by
+taking the server down."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from grpc import aio
+
+from shiftboss.errors import InvalidArgument
+from shiftboss.services.interceptors import rewrap
+
+__all__ = ["DocumentLimitInterceptor", "MessageBudget", "refuse"]
+
+_LEAVES = {"google.protobuf.Timestamp", "google.protobuf.Duration"}
+
+
+def refuse(message: Message, limit: int, prefix: str = "") -> InvalidArgument | None:
+    """What is wrong with a request beyond what its type says: a document (Struct) over
+    `limit` bytes, or an enum number the contract does not define."""
+    for field, value in message.ListFields():
+        repeated = field.is_repeated
+        if field.enum_type is not None:
+            for number in value if repeated else [value]:
+                if field.enum_type.values_by_number.get(number) is None:
+                    return InvalidArgument(
+                        f"{prefix}{field.name}: {number} is not a {field.enum_type.name}", field=prefix + field.name
+                    )
+            continue
+        kind = field.message_type
+        if kind is None or kind.GetOptions().map_entry or kind.full_name in _LEAVES:
+            continue
+        for index, item in enumerate(value if repeated else [value]):
+            name = f"{prefix}{field.name}" + (f"[{index}]" if repeated else "")
+            if kind.full_name == "google.protobuf.Struct":
+                size = item.ByteSize()
+                if size > limit:
+                    return InvalidArgument(
+                        f"{name}: {size} bytes is over the limit of {limit} bytes (SHIFTBOSS_MAX_DOCUMENT_BYTES)", field=name
+                    )
+            else:
+                found = refuse(item, limit, name + ".")
+                if found:
+                    return found
+    return None
+
+
+class DocumentLimitInterceptor(aio.ServerInterceptor):
+    """Refuses a request holding a document over `max_document_bytes` (parameters, job
+    variables, templates) or an undefined enum number, naming the field, before any
+    servicer sees it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming:
+            return handler
+        limit = self.limit
+
+        def check(request: Any) -> None:
+            if isinstance(request, Message):
+                problem = refuse(request, limit)
+                if problem is not None:
+                    raise problem
+
+        def unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+            async def limited(request: Any, context: aio.ServicerContext) -> Any:
+                check(request)
+                return await behavior(request, context)
+
+            return limited
+
+        def stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
+            async def limited(request: Any, context: aio.ServicerContext) -> Any:
+                check(request)
+                async for reply in behavior(request, context):
+                    yield reply
+
+            return limited
+
+        return rewrap(handler, unary, stream)
+
+
+class MessageBudget:
+    """A token bucket: `rate` messages per second, bursts of twice that."""
+
+    __slots__ = ("rate", "capacity", "tokens", "stamp")
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = 2 * rate
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
