@@ -50,3 +50,48 @@ def test_pools_service_alone_on_postgres(tmp_path: Path, postgres_database: str)
             pools.stop()
     finally:
         templates.stop()
+
+
+def test_split_services_with_auth_and_tls_check_keys_across_processes(tmp_path: Path, postgres_database: str) -> None:
+    """Keys live in one process; the pools process asks it who a key is, over TLS, with the
+    mesh's shared token."""
+    import subprocess
+
+    from tests.certificates import make_certificates
+    from tests.e2e.conftest import BIN
+
+    certs = make_certificates(tmp_path / "certs")
+    env = base_env(
+        tmp_path,
+        SHIFTBOSS_DATABASE_URL=postgres_database,
+        SHIFTBOSS_MESH_TOKEN="shared-secret",
+        SHIFTBOSS_TLS_CERT_FILE=certs.server_cert,
+        SHIFTBOSS_TLS_KEY_FILE=certs.server_key,
+        SHIFTBOSS_TLS_CA_FILE=certs.ca,
+    )
+    made = subprocess.run([str(BIN), "server", "create-admin-key", "root"], env=env, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    admin = made.stdout.strip().splitlines()[-1]
+    first = ServerProcess(tmp_path, env, ["--auth", "--service", "keys", "--service", "templates"]).start()
+    try:
+        pools_env = {**env, "SHIFTBOSS_KEYS_ADDRESS": first.address, "SHIFTBOSS_TEMPLATES_ADDRESS": first.address}
+        pools = ServerProcess(tmp_path, pools_env, ["--auth", "--service", "pools"]).start()
+        try:
+            from shiftboss.settings import load_settings
+
+            trusting = load_settings(environ={"SHIFTBOSS_HOME": str(tmp_path / "cli"), "SHIFTBOSS_TLS_CA_FILE": certs.ca})
+            with Client(pools.address, timeout=10, settings=trusting, api_key=admin) as client:
+                assert client.create_work_pool("split", "docker").name == "split"
+            with Client(first.address, timeout=10, settings=trusting, api_key=admin) as client:
+                operator = client.create_api_key("ops", "operator").key
+            with Client(pools.address, timeout=10, settings=trusting, api_key=operator) as client:
+                assert [p.name for p in client.list_work_pools().work_pools] == ["split"]
+                with pytest.raises(errors.PermissionDenied, match="CreateWorkPool needs an admin key"):
+                    client.create_work_pool("other", "docker")
+            with Client(pools.address, timeout=10, settings=trusting, api_key="") as client:
+                with pytest.raises(errors.Unauthenticated, match="missing API key"):
+                    client.list_work_pools()
+        finally:
+            pools.stop()
+    finally:
+        first.stop()
