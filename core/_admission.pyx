@@ -1,51 +1,262 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 # distutils: language = c++
 """The compiled scheduling core: the same admission as `_reference`, on flat C++ storage.
 
-Every run has a record in one vector (a slot), found by key through one hash map. Each
-queue keeps its candidates in a binary min-heap of (scheduled, key, slot, version)
-entries; removing or rescheduling a candidate bumps its record's version, which makes the
-old heap entry stale, to be dropped when it reaches the top (or when the heap is
-compacted). Admission therefore touches only a heap and a record: no hashing, no tree
-rebalancing. Limits are ints with -1 for "none".
+Runs live in one open-addressing hash table (linear probing, 32-byte cells) keyed by the
+run's key: a lookup is one probe into one cache line, with no separate record to chase.
+Each queue keeps its candidates in a 4-ary min-heap of 16-byte (scheduled, key) entries,
+laid out so that the four children of a node share one cache line: a pop from a heap of
+100,000 entries touches about nine lines. As in the reference, removing or rescheduling a
+candidate leaves its old heap entry behind; an entry is live while the run's cell still
+says "candidate of this queue at this time", stale entries are dropped when they reach the
+top, and a heap is compacted when they outnumber the live ones.
+
+Admission pops heads without consulting the table whenever a queue holds no stale entry
+(one entry per candidate), and marks the released runs' cells after the walk, so the cache
+misses on those cells overlap instead of queueing one behind the other. Limits are ints
+with -1 for "none".
 """
 
-from cpython.ref cimport PyObject
-from libc.stdint cimport int64_t, uint32_t, uint8_t
-from libcpp cimport bool as cbool
-from libcpp.unordered_map cimport unordered_map
+cimport cython
+from cpython.object cimport PyObject
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memset
+from libcpp.algorithm cimport sort
 from libcpp.vector cimport vector
-from cython.operator cimport dereference as deref, preincrement as inc
 
 from shiftboss.core._types import UNCHANGED, Explanation, Snapshot
 
 cdef extern from *:
     """
+    #include <stdlib.h>
+    #include <string.h>
+    #include <sys/mman.h>
     #define SB_PREFETCH(p) __builtin_prefetch((const void*)(p), 1, 1)
+    #define SB_GOLDEN 0x9E3779B97F4A7C15ULL
+    /* Bit-for-bit equality: an entry matches its run's time only if nothing moved it. */
+    static inline int sb_same(double a, double b) {
+        uint64_t x, y;
+        memcpy(&x, &a, 8);
+        memcpy(&y, &b, 8);
+        return x == y;
+    }
+    static inline void* sb_aligned_alloc(size_t alignment, size_t size) {
+        void* p = NULL;
+        if (posix_memalign(&p, alignment, size) != 0) return NULL;
+        return p;
+    }
+    /* Large tables ask for transparent huge pages: random probes then miss the TLB far less. */
+    static inline void sb_advise_huge(void* p, size_t size) {
+    #ifdef MADV_HUGEPAGE
+        madvise(p, size, MADV_HUGEPAGE);
+    #endif
+    }
     """
-    void SB_PREFETCH(void* p) nogil
+    void SB_PREFETCH(const void* p) noexcept nogil
+    uint64_t SB_GOLDEN
+    bint sb_same(double a, double b) noexcept nogil
+    void* sb_aligned_alloc(size_t alignment, size_t size) noexcept nogil
+    void sb_advise_huge(void* p, size_t size) noexcept nogil
+
+cdef extern from "Python.h":
+    object PyList_New(Py_ssize_t size)
+    void PyList_SET_ITEM(object lst, Py_ssize_t i, PyObject* item)  # steals item
+    PyObject* PyLong_FromLongLong(long long value)  # a new reference, NULL on failure
 
 cdef enum:
     FREE = 0
     CANDIDATE = 1
     OCCUPYING = 2
 
+# ------------------------------------------------------------------ the run table
+
+cdef struct Cell:
+    int64_t key
+    double scheduled      # candidates only
+    int32_t queue         # the queue's ident
+    uint8_t state         # FREE marks an empty cell
+    uint8_t[11] spare     # pads the cell to 32 bytes: two to a cache line, none across two
+
+cdef struct Table:
+    Cell* cells
+    size_t mask           # capacity - 1; the capacity is a power of two
+    size_t count
+    int shift             # 64 - log2(capacity)
+
+cdef enum:
+    MIN_CAPACITY = 16
+    HUGE = 2 * 1024 * 1024   # tables this large get huge pages
+
+
+cdef inline size_t _home(const Table* t, int64_t key) noexcept nogil:
+    return <size_t>((<uint64_t>key * SB_GOLDEN) >> t.shift)
+
+
+cdef inline Cell* _probe(const Table* t, int64_t key) noexcept nogil:
+    """The cell holding `key`, or the empty cell where it would go."""
+    cdef size_t i = _home(t, key)
+    cdef Cell* c
+    while True:
+        c = &t.cells[i]
+        if c.state == FREE or c.key == key:
+            return c
+        i = (i + 1) & t.mask
+
+
+cdef inline Cell* _find(const Table* t, int64_t key) noexcept nogil:
+    cdef Cell* c = _probe(t, key)
+    if c.state == FREE:
+        return NULL
+    return c
+
+
+cdef Cell* _alloc_cells(size_t capacity) noexcept nogil:
+    cdef size_t size = capacity * sizeof(Cell)
+    cdef Cell* cells
+    if size < HUGE:
+        return <Cell*>calloc(capacity, sizeof(Cell))
+    cells = <Cell*>sb_aligned_alloc(HUGE, size)
+    if cells != NULL:
+        sb_advise_huge(cells, size)
+        memset(cells, 0, size)  # FREE is 0
+    return cells
+
+
+cdef int _resize(Table* t, size_t capacity) except -1:
+    cdef Cell* old = t.cells
+    cdef size_t old_capacity = 0 if old == NULL else t.mask + 1
+    cdef Cell* cells = _alloc_cells(capacity)
+    if cells == NULL:
+        raise MemoryError()
+    t.cells = cells
+    t.mask = capacity - 1
+    t.shift = 64
+    while capacity > 1:
+        capacity >>= 1
+        t.shift -= 1
+    cdef size_t i
+    for i in range(old_capacity):
+        if old[i].state != FREE:
+            _probe(t, old[i].key)[0] = old[i]
+    free(old)
+    return 0
+
+
+cdef inline int _reserve_one(Table* t) except -1:
+    """Room for one more run, keeping the table at most three quarters full."""
+    if 4 * (t.count + 1) > 3 * (t.mask + 1):
+        _resize(t, 2 * (t.mask + 1))
+    return 0
+
+
+cdef void _erase(Table* t, Cell* c) noexcept nogil:
+    """Empty a cell, shifting later cells of its probe run back (no tombstones)."""
+    cdef size_t i = c - t.cells, j = i, home
+    while True:
+        j = (j + 1) & t.mask
+        if t.cells[j].state == FREE:
+            break
+        home = _home(t, t.cells[j].key)
+        if ((j - home) & t.mask) >= ((j - i) & t.mask):
+            t.cells[i] = t.cells[j]
+            i = j
+    t.cells[i].state = FREE
+    t.count -= 1
+
+# ------------------------------------------------------------------ the queue heaps
+
 cdef struct Entry:
     double scheduled
     int64_t key
-    uint32_t slot
-    uint32_t version
 
-cdef struct Rec:
-    int64_t key
-    double scheduled
-    int queue
-    uint32_t version
-    uint8_t state
+cdef struct Heap:
+    Entry* data           # data[1 + 4i .. 4 + 4i] (the children of i) share a cache line
+    void* block
+    size_t size
+    size_t cap
+
+cdef struct Queue:
+    Heap heap
+    Py_ssize_t length     # candidates
+    int limit
+    int occupied
+    int priority
+    bint paused
+    bint alive
 
 
-cdef inline bint _before(const Entry& a, const Entry& b) nogil:
+cdef inline bint _before(const Entry& a, const Entry& b) noexcept nogil:
     return a.scheduled < b.scheduled or (a.scheduled == b.scheduled and a.key < b.key)
+
+
+cdef bint _entry_less(const Entry& a, const Entry& b) noexcept nogil:
+    return _before(a, b)
+
+
+cdef int _heap_reserve(Heap* h, size_t cap) except -1:
+    if cap <= h.cap:
+        return 0
+    # Entry 0 sits 48 bytes into a 64-byte aligned block, so entry 1 starts a cache line.
+    cdef void* block = sb_aligned_alloc(64, (cap + 4) * sizeof(Entry))
+    if block == NULL:
+        raise MemoryError()
+    cdef Entry* data = <Entry*>block + 3
+    if h.size:
+        memcpy(data, h.data, h.size * sizeof(Entry))
+    free(h.block)
+    h.block = block
+    h.data = data
+    h.cap = cap
+    return 0
+
+
+cdef void _heap_free(Heap* h) noexcept nogil:
+    free(h.block)
+    h.block = NULL
+    h.data = NULL
+    h.size = h.cap = 0
+
+
+cdef inline int _heap_push(Heap* h, Entry entry) except -1:
+    if h.size == h.cap:
+        _heap_reserve(h, 16 if h.cap < 16 else 2 * h.cap)
+    cdef Entry* d = h.data
+    cdef size_t i = h.size, parent
+    h.size += 1
+    while i > 0:
+        parent = (i - 1) >> 2
+        if not _before(entry, d[parent]):
+            break
+        d[i] = d[parent]
+        i = parent
+    d[i] = entry
+    return 0
+
+
+cdef inline void _heap_pop(Heap* h) noexcept nogil:
+    cdef Entry* d = h.data
+    cdef size_t n = h.size - 1, i = 0, child, best, end, j
+    h.size = n
+    if n == 0:
+        return
+    cdef Entry last = d[n]
+    while True:
+        child = 4 * i + 1
+        if child >= n:
+            break
+        best = child
+        end = child + 4
+        if end > n:
+            end = n
+        for j in range(child + 1, end):
+            if _before(d[j], d[best]):
+                best = j
+        if not _before(d[best], last):
+            break
+        d[i] = d[best]
+        i = best
+    d[i] = last
 
 
 cdef inline int _limit_in(object limit, str field) except -2:
@@ -61,70 +272,41 @@ cdef inline object _limit_out(int limit):
     return None if limit < 0 else limit
 
 
-cdef class _Queue:
-    cdef public str name
-    cdef public int priority
-    cdef public int limit
-    cdef public bint paused
-    cdef public int occupied
-    cdef public int ident
-    cdef public Py_ssize_t length
-    cdef vector[Entry] heap
-
-    cdef inline bint full(self):
-        return self.limit >= 0 and self.occupied >= self.limit
-
-    cdef void push(self, Entry entry):
-        self.heap.push_back(entry)
-        cdef size_t i = self.heap.size() - 1, parent
-        while i > 0:
-            parent = (i - 1) >> 1
-            if not _before(entry, self.heap[parent]):
-                break
-            self.heap[i] = self.heap[parent]
-            i = parent
-        self.heap[i] = entry
-
-    cdef void pop(self):
-        cdef size_t n = self.heap.size() - 1, i = 0, child
-        cdef Entry last = self.heap[n]
-        self.heap.pop_back()
-        if n == 0:
-            return
-        while True:
-            child = 2 * i + 1
-            if child >= n:
-                break
-            if child + 1 < n and _before(self.heap[child + 1], self.heap[child]):
-                child += 1
-            if not _before(self.heap[child], last):
-                break
-            self.heap[i] = self.heap[child]
-            i = child
-        self.heap[i] = last
-
-
+@cython.final
 cdef class PoolState:
     cdef int _limit
     cdef bint _paused
     cdef int _occupied
-    cdef dict _queues          # name -> _Queue
-    cdef list _by_ident        # ident -> _Queue (None once removed)
-    cdef list _order           # _Queue by (priority, name)
-    cdef vector[PyObject*] _walk  # the same, borrowed from _order: the admission loop's view
-    cdef vector[Rec] _recs
-    cdef vector[uint32_t] _free
-    cdef unordered_map[int64_t, uint32_t] _slots
     cdef Py_ssize_t _candidates
+    cdef dict _idents             # name -> ident
+    cdef list _names              # ident -> name
+    cdef vector[Queue] _queues    # by ident; removed queues stay, not alive
+    cdef vector[int] _walk        # live idents by (priority, name): the waterfall
+    cdef vector[uint32_t] _mark   # by ident: == _epoch when admit's worker serves it
+    cdef uint32_t _epoch
+    cdef vector[int64_t] _taken   # admit's scratch: keys in the order released
+    cdef Table _table
+
+    def __cinit__(self):
+        self._table.cells = NULL
+        self._table.count = 0
+        _resize(&self._table, MIN_CAPACITY)
 
     def __init__(self, limit=None, paused=False):
         self._limit = _limit_in(limit, "limit")
         self._paused = bool(paused)
         self._occupied = 0
-        self._queues = {}
-        self._by_ident = []
-        self._order = []
         self._candidates = 0
+        self._idents = {}
+        self._names = []
+        self._epoch = 0
+
+    def __dealloc__(self):
+        cdef size_t i
+        free(self._table.cells)
+        self._table.cells = NULL
+        for i in range(self._queues.size()):
+            _heap_free(&self._queues[i].heap)
 
     # ------------------------------------------------------------ pool
 
@@ -146,42 +328,50 @@ cdef class PoolState:
     def set_paused(self, paused):
         self._paused = bool(paused)
 
-    cdef inline bint _pool_full(self):
+    cdef inline bint _pool_full(self) noexcept:
         return self._limit >= 0 and self._occupied >= self._limit
 
     # ------------------------------------------------------------ queues
 
-    cdef _Queue _queue(self, str name):
-        queue = self._queues.get(name)
-        if queue is None:
+    cdef int _ident(self, str name) except -1:
+        ident = self._idents.get(name)
+        if ident is None:
             raise KeyError(f"unknown queue {name!r}")
-        return <_Queue>queue
+        return <int>ident
 
     cdef void _reorder(self):
-        self._order = sorted(self._queues.values(), key=lambda q: (q.priority, q.name))
+        order = []
+        for name, ident in self._idents.items():
+            order.append((self._queues[<int>ident].priority, name, ident))
+        order.sort()
         self._walk.clear()
-        for queue in self._order:
-            self._walk.push_back(<PyObject*>queue)
+        for _, _, ident in order:
+            self._walk.push_back(ident)
 
     def add_queue(self, str name, int priority, limit=None, paused=False):
-        if name in self._queues:
+        if name in self._idents:
             raise ValueError(f"queue {name!r} already exists")
         if priority < 1:
             raise ValueError(f"priority must be at least 1, got {priority}")
-        cdef _Queue queue = _Queue()
-        queue.name = name
-        queue.priority = priority
-        queue.limit = _limit_in(limit, "limit")
-        queue.paused = bool(paused)
-        queue.occupied = 0
+        cdef Queue queue
+        queue.heap.data = NULL
+        queue.heap.block = NULL
+        queue.heap.size = queue.heap.cap = 0
         queue.length = 0
-        queue.ident = len(self._by_ident)
-        self._by_ident.append(queue)
-        self._queues[name] = queue
+        queue.limit = _limit_in(limit, "limit")
+        queue.occupied = 0
+        queue.priority = priority
+        queue.paused = bool(paused)
+        queue.alive = True
+        cdef int ident = <int>self._queues.size()
+        self._queues.push_back(queue)
+        self._mark.push_back(0)
+        self._names.append(name)
+        self._idents[name] = ident
         self._reorder()
 
     def update_queue(self, str name, *, priority=None, limit=UNCHANGED, paused=None):
-        cdef _Queue queue = self._queue(name)
+        cdef Queue* queue = &self._queues[self._ident(name)]
         if priority is not None:
             if priority < 1:
                 raise ValueError(f"priority must be at least 1, got {priority}")
@@ -193,92 +383,37 @@ cdef class PoolState:
         self._reorder()
 
     def remove_queue(self, str name):
-        cdef _Queue queue = self._queue(name)
-        cdef uint32_t slot
-        for slot in range(self._recs.size()):
-            if self._recs[slot].state != FREE and self._recs[slot].queue == queue.ident:
-                if self._recs[slot].state == OCCUPYING:
-                    self._occupied -= 1
-                else:
-                    self._candidates -= 1
-                self._release_slot(slot)
-        del self._queues[name]
-        self._by_ident[queue.ident] = None
+        cdef int ident = self._ident(name)
+        cdef vector[int64_t] gone
+        cdef size_t i
+        cdef Cell* c
+        for i in range(self._table.mask + 1):
+            c = &self._table.cells[i]
+            if c.state != FREE and c.queue == ident:
+                gone.push_back(c.key)
+        for key in gone:
+            c = _find(&self._table, key)
+            if c.state == OCCUPYING:
+                self._occupied -= 1
+            else:
+                self._candidates -= 1
+            _erase(&self._table, c)
+        cdef Queue* queue = &self._queues[ident]
+        _heap_free(&queue.heap)
+        queue.alive = False
+        queue.length = queue.occupied = 0
+        del self._idents[name]
         self._reorder()
 
     def queues(self):
-        return [(<_Queue>q).name for q in self._order]
+        cdef int ident
+        return [self._names[ident] for ident in self._walk]
 
     def queue_occupied(self, str name):
-        return self._queue(name).occupied
+        return self._queues[self._ident(name)].occupied
 
     def queue_length(self, str name):
-        return self._queue(name).length
-
-    # ------------------------------------------------------------ records
-
-    cdef uint32_t _take_slot(self, int64_t key):
-        cdef uint32_t slot
-        if self._free.empty():
-            slot = <uint32_t>self._recs.size()
-            self._recs.push_back(Rec(key=0, scheduled=0.0, queue=0, version=0, state=FREE))
-        else:
-            slot = self._free.back()
-            self._free.pop_back()
-        self._recs[slot].key = key
-        self._slots[key] = slot
-        return slot
-
-    cdef void _release_slot(self, uint32_t slot):
-        self._slots.erase(self._recs[slot].key)
-        self._recs[slot].state = FREE
-        self._recs[slot].version += 1
-        self._free.push_back(slot)
-
-    cdef Rec* _find(self, int64_t key):
-        cdef unordered_map[int64_t, uint32_t].iterator it = self._slots.find(key)
-        if it == self._slots.end():
-            return NULL
-        return &self._recs[deref(it).second]
-
-    cdef void _enqueue(self, uint32_t slot, _Queue q, double scheduled):
-        cdef Rec* rec = &self._recs[slot]
-        rec.scheduled = scheduled
-        rec.queue = q.ident
-        rec.state = CANDIDATE
-        rec.version += 1
-        q.push(Entry(scheduled=scheduled, key=rec.key, slot=slot, version=rec.version))
-        q.length += 1
-        self._candidates += 1
-        if q.heap.size() > <size_t>(4 * q.length + 64):
-            self._compact(q)
-
-    cdef void _compact(self, _Queue q):
-        """Drop stale entries when they outnumber the live ones (many reschedules)."""
-        cdef vector[Entry] live
-        cdef Entry entry
-        for entry in q.heap:
-            if self._live(entry):
-                live.push_back(entry)
-        q.heap.clear()
-        for entry in live:
-            q.push(entry)
-
-    cdef inline bint _live(self, const Entry& entry):
-        cdef Rec* rec = &self._recs[entry.slot]
-        return rec.version == entry.version and rec.state == CANDIDATE
-
-    cdef void _unqueue(self, Rec* rec):
-        """A candidate leaves its queue: its heap entry goes stale."""
-        cdef _Queue q = <_Queue>self._by_ident[rec.queue]
-        rec.version += 1
-        q.length -= 1
-        self._candidates -= 1
-
-    cdef inline void _occupy_rec(self, Rec* rec, _Queue q):
-        rec.state = OCCUPYING
-        q.occupied += 1
-        self._occupied += 1
+        return self._queues[self._ident(name)].length
 
     # ------------------------------------------------------------ runs
 
@@ -288,185 +423,288 @@ cdef class PoolState:
     def __contains__(self, key):
         if not isinstance(key, int):
             return False
-        return self._slots.count(<int64_t>key) > 0
+        try:
+            return _find(&self._table, <int64_t>key) != NULL
+        except OverflowError:
+            return False
 
     def is_occupying(self, int64_t key):
-        cdef Rec* rec = self._find(key)
-        if rec == NULL:
+        cdef Cell* c = _find(&self._table, key)
+        if c == NULL:
             raise KeyError(f"unknown run {key}")
-        return rec.state == OCCUPYING
+        return c.state == OCCUPYING
 
-    def add_run(self, int64_t key, str queue, double scheduled):
-        if self._slots.count(key):
+    cdef Cell* _new_cell(self, int64_t key, str queue, int* ident) except NULL:
+        """An empty cell for a new run of `queue`, which must exist."""
+        _reserve_one(&self._table)
+        cdef Cell* c = _probe(&self._table, key)
+        if c.state != FREE:
             raise ValueError(f"run {key} already exists")
-        cdef _Queue q = self._queue(queue)
-        self._enqueue(self._take_slot(key), q, scheduled)
+        ident[0] = self._ident(queue)
+        c.key = key
+        c.queue = ident[0]
+        self._table.count += 1
+        return c
 
-    cdef Rec* _candidate(self, int64_t key) except NULL:
-        cdef Rec* rec = self._find(key)
-        if rec == NULL or rec.state != CANDIDATE:
-            raise KeyError(f"run {key} is not a candidate")
-        return rec
+    cdef int _enqueue(self, Cell* c, Queue* q, double scheduled) except -1:
+        """The run in cell `c` becomes a candidate of `q`, due at `scheduled`."""
+        c.state = CANDIDATE
+        c.scheduled = scheduled
+        q.length += 1
+        self._candidates += 1
+        return self._push(q, c.key, scheduled)
 
-    cdef Rec* _occupying(self, int64_t key) except NULL:
-        cdef Rec* rec = self._find(key)
-        if rec == NULL or rec.state != OCCUPYING:
-            raise KeyError(f"run {key} does not occupy a slot")
-        return rec
+    cdef int _push(self, Queue* q, int64_t key, double scheduled) except -1:
+        _heap_push(&q.heap, Entry(scheduled=scheduled, key=key))
+        if q.heap.size > <size_t>(2 * q.length + 64):
+            self._compact(q)
+        return 0
 
-    cdef void _vacate(self, Rec* rec):
-        cdef _Queue q = <_Queue>self._by_ident[rec.queue]
-        q.occupied -= 1
+    cdef void _compact(self, Queue* q) noexcept:
+        """Keep each live entry once: sorted entries are a valid heap."""
+        cdef Heap* h = &q.heap
+        cdef size_t i, n = 0
+        cdef int ident = q - &self._queues[0]
+        for i in range(h.size):
+            if self._live(h.data[i], ident) != NULL:
+                h.data[n] = h.data[i]
+                n += 1
+        sort(h.data, h.data + n, _entry_less)
+        h.size = 0
+        for i in range(n):
+            if h.size == 0 or _before(h.data[h.size - 1], h.data[i]):
+                h.data[h.size] = h.data[i]
+                h.size += 1
+
+    cdef inline Cell* _live(self, const Entry& entry, int ident) noexcept:
+        cdef Cell* c = _find(&self._table, entry.key)
+        if c != NULL and c.state == CANDIDATE and c.queue == ident and sb_same(c.scheduled, entry.scheduled):
+            return c
+        return NULL
+
+    cdef inline void _vacate(self, Cell* c) noexcept:
+        self._queues[c.queue].occupied -= 1
         self._occupied -= 1
 
+    cdef inline void _occupy_cell(self, Cell* c) noexcept:
+        c.state = OCCUPYING
+        self._queues[c.queue].occupied += 1
+        self._occupied += 1
+
+    cdef inline void _unqueue(self, Cell* c) noexcept:
+        """A candidate leaves its queue: its heap entry goes stale."""
+        self._queues[c.queue].length -= 1
+        self._candidates -= 1
+
+    cdef inline void _drop(self, Cell* c) noexcept:
+        _erase(&self._table, c)
+
+    def add_run(self, int64_t key, str queue, double scheduled):
+        cdef int ident
+        cdef Cell* c = self._new_cell(key, queue, &ident)
+        self._enqueue(c, &self._queues[ident], scheduled)
+
+    cdef Cell* _candidate(self, int64_t key) except NULL:
+        cdef Cell* c = _find(&self._table, key)
+        if c == NULL or c.state != CANDIDATE:
+            raise KeyError(f"run {key} is not a candidate")
+        return c
+
+    cdef Cell* _occupying(self, int64_t key) except NULL:
+        cdef Cell* c = _find(&self._table, key)
+        if c == NULL or c.state != OCCUPYING:
+            raise KeyError(f"run {key} does not occupy a slot")
+        return c
+
     def remove_run(self, int64_t key):
-        cdef Rec* rec = self._find(key)
-        if rec == NULL:
+        cdef Cell* c = _find(&self._table, key)
+        if c == NULL:
             raise KeyError(f"unknown run {key}")
-        if rec.state == OCCUPYING:
-            self._vacate(rec)
+        if c.state == OCCUPYING:
+            self._vacate(c)
         else:
-            self._unqueue(rec)
-        self._release_slot(self._slots[key])
+            self._unqueue(c)
+        self._drop(c)
 
     def reschedule(self, int64_t key, double scheduled):
-        cdef Rec* rec = self._candidate(key)
-        cdef _Queue q = <_Queue>self._by_ident[rec.queue]
-        cdef uint32_t slot = self._slots[key]
-        self._unqueue(rec)
-        self._enqueue(slot, q, scheduled)
+        cdef Cell* c = self._candidate(key)
+        if sb_same(c.scheduled, scheduled):
+            return  # its live entry is already in the heap
+        c.scheduled = scheduled
+        self._push(&self._queues[c.queue], key, scheduled)
 
     def release(self, int64_t key):
-        cdef Rec* rec = self._candidate(key)
-        cdef _Queue q = <_Queue>self._by_ident[rec.queue]
-        self._unqueue(rec)
-        self._occupy_rec(rec, q)
+        cdef Cell* c = self._candidate(key)
+        self._unqueue(c)
+        self._occupy_cell(c)
 
     def occupy(self, int64_t key, str queue):
-        if self._slots.count(key):
-            raise ValueError(f"run {key} already exists")
-        cdef _Queue q = self._queue(queue)
-        cdef uint32_t slot = self._take_slot(key)
-        cdef Rec* rec = &self._recs[slot]
-        rec.queue = q.ident
-        rec.scheduled = 0.0
-        rec.version += 1
-        self._occupy_rec(rec, q)
+        cdef int ident
+        cdef Cell* c = self._new_cell(key, queue, &ident)
+        c.scheduled = 0.0
+        self._occupy_cell(c)
 
     def finish(self, int64_t key):
-        cdef Rec* rec = self._occupying(key)
-        self._vacate(rec)
-        self._release_slot(self._slots[key])
+        cdef Cell* c = self._occupying(key)
+        self._vacate(c)
+        self._drop(c)
 
     def requeue(self, int64_t key, double scheduled):
-        cdef Rec* rec = self._occupying(key)
-        cdef _Queue q = <_Queue>self._by_ident[rec.queue]
-        self._vacate(rec)
-        self._enqueue(self._slots[key], q, scheduled)
+        cdef Cell* c = self._occupying(key)
+        self._vacate(c)
+        self._enqueue(c, &self._queues[c.queue], scheduled)
 
     # ------------------------------------------------------------ admission
 
-    cdef list _serving(self, object queues):
+    cdef bint _serve_only(self, object queues):
+        """Mark the queues a worker serves (unknown names are ignored); False when it serves all."""
         if queues is None:
-            return self._order
-        wanted = set(queues)
-        return [q for q in self._order if (<_Queue>q).name in wanted]
+            return False
+        self._epoch += 1
+        for name in queues:
+            ident = self._idents.get(name)
+            if ident is not None:
+                self._mark[<int>ident] = self._epoch
+        return True
 
-    cdef bint _head(self, _Queue q, Entry* out):
-        """The queue's earliest live candidate, dropping stale entries on the way."""
-        while not q.heap.empty():
-            if self._live(q.heap[0]):
-                out[0] = q.heap[0]
-                return True
-            q.pop()
-        return False
+    cdef inline Cell* _head(self, Queue* q, int ident) noexcept:
+        """The cell of the queue's earliest live candidate, dropping stale entries on the way."""
+        cdef Cell* c
+        while q.heap.size:
+            c = self._live(q.heap.data[0], ident)
+            if c != NULL:
+                return c
+            _heap_pop(&q.heap)
+        return NULL
 
     def admit(self, double now, double prefetch_seconds, queues=None, limit=None):
-        cdef list taken = []
         cdef long cap = -1 if limit is None else limit
         if self._paused or (limit is not None and cap <= 0):
-            return taken
+            return []
         cdef double horizon = now + prefetch_seconds
-        cdef _Queue q
+        cdef bint only = self._serve_only(queues)
+        cdef Queue* q = NULL
+        cdef Cell* c
         cdef Entry head
-        cdef Rec* rec
+        cdef int ident
+        cdef size_t pos
         cdef long count = 0
-        cdef PyObject* ptr
-        cdef set wanted = None if queues is None else set(queues)
-        for ptr in self._walk:
-            q = <_Queue>ptr
-            if q.paused or q.length == 0 or (wanted is not None and q.name not in wanted):
+        cdef bint done = False
+        self._taken.clear()
+        for pos in range(self._walk.size()):
+            ident = self._walk[pos]
+            q = &self._queues[ident]
+            if q.paused or q.length == 0 or (only and self._mark[ident] != self._epoch):
                 continue
             while True:
                 if self._pool_full() or (cap >= 0 and count >= cap):
-                    return taken
-                if q.full() or not self._head(q, &head) or head.scheduled > horizon:
+                    done = True
                     break
-                q.pop()
-                if not q.heap.empty():
-                    # The next head's record is a likely cache miss: start fetching it now.
-                    SB_PREFETCH(&self._recs[q.heap[0].slot])
-                rec = &self._recs[head.slot]
-                rec.version += 1
+                if (q.limit >= 0 and q.occupied >= q.limit) or q.length == 0:
+                    break
+                if q.heap.size == <size_t>q.length:
+                    # One entry per candidate and none stale: the top is live without asking
+                    # the table. Its cell is marked after the walk, once fetched.
+                    head = q.heap.data[0]
+                    if head.scheduled > horizon:
+                        break
+                    SB_PREFETCH(&self._table.cells[_home(&self._table, head.key)])
+                else:
+                    c = self._head(q, ident)
+                    if c == NULL or c.scheduled > horizon:
+                        break
+                    head = q.heap.data[0]
+                    c.state = OCCUPYING  # before a duplicate entry of it can surface
+                _heap_pop(&q.heap)
                 q.length -= 1
+                q.occupied += 1
                 self._candidates -= 1
-                self._occupy_rec(rec, q)
-                taken.append(head.key)
+                self._occupied += 1
+                self._taken.push_back(head.key)
                 count += 1
+            if done:
+                break
+        if q != NULL and q.heap.size:
+            # The next admission likely starts here: fetch that head's cell ahead of it.
+            SB_PREFETCH(&self._table.cells[_home(&self._table, q.heap.data[0].key)])
+        cdef int64_t key
+        cdef PyObject* item
+        taken = PyList_New(count)
+        for pos in range(<size_t>count):
+            key = self._taken[pos]
+            _find(&self._table, key).state = OCCUPYING
+            item = PyLong_FromLongLong(key)
+            if item == NULL:
+                raise MemoryError()
+            PyList_SET_ITEM(taken, pos, item)
         return taken
 
     def next_due(self, queues=None):
         if self._paused:
             return None
-        cdef _Queue q
-        cdef Entry head
+        cdef bint only = self._serve_only(queues)
+        cdef Queue* q
+        cdef Cell* c
         cdef double best = 0.0
         cdef bint found = False
-        for obj in self._serving(queues):
-            q = <_Queue>obj
-            if q.paused or not self._head(q, &head):
+        cdef int ident
+        for ident in self._walk:
+            q = &self._queues[ident]
+            if q.paused or (only and self._mark[ident] != self._epoch):
                 continue
-            if not found or head.scheduled < best:
-                best = head.scheduled
+            c = self._head(q, ident)
+            if c != NULL and (not found or c.scheduled < best):
+                best = c.scheduled
                 found = True
         return best if found else None
 
     def explain(self, int64_t key, double now, double prefetch_seconds):
-        cdef Rec* found = self._find(key)
+        cdef Cell* found = _find(&self._table, key)
         if found == NULL:
             raise KeyError(f"unknown run {key}")
-        cdef Rec rec = found[0]
-        cdef _Queue q = <_Queue>self._by_ident[rec.queue]
-        if rec.state == OCCUPYING:
-            return Explanation(key, q.name, "occupying", 0, 0, "released", "the run was released and holds a slot")
+        cdef Cell run = found[0]
+        cdef Queue* q = &self._queues[run.queue]
+        name = self._names[run.queue]
+        if run.state == OCCUPYING:
+            return Explanation(key, name, "occupying", 0, 0, "released", "the run was released and holds a slot")
         cdef double horizon = now + prefetch_seconds
-        cdef Entry mine = Entry(scheduled=rec.scheduled, key=key, slot=0, version=0)
+        cdef Entry mine = Entry(scheduled=run.scheduled, key=key)
+        # Rank in the waterfall of each queue whose due runs count as ahead in the pool: the
+        # unpaused queues above this one (all unpaused ones when this queue is paused).
+        cdef vector[uint8_t] ahead
+        cdef int ident
+        ahead.resize(self._queues.size(), 0)
+        for ident in self._walk:
+            if ident == run.queue:
+                if not q.paused:
+                    break
+            elif not self._queues[ident].paused:
+                ahead[ident] = 1
         cdef long queue_position = 0, due_ahead = 0, pool_position = 0
+        cdef size_t i
+        cdef Cell* c
         cdef Entry entry
-        for entry in q.heap:
-            if self._live(entry) and _before(entry, mine):
-                queue_position += 1
-                if entry.scheduled <= horizon:
-                    due_ahead += 1
-        cdef _Queue other
-        for obj in self._order:
-            other = <_Queue>obj
-            if other.paused:
+        for i in range(self._table.mask + 1):
+            c = &self._table.cells[i]
+            if c.state != CANDIDATE:
                 continue
-            if other is q:
-                pool_position += due_ahead
-                break
-            for entry in other.heap:
-                if self._live(entry) and entry.scheduled <= horizon:
-                    pool_position += 1
-        name = q.name
+            if c.queue == run.queue:
+                entry = Entry(scheduled=c.scheduled, key=c.key)
+                if _before(entry, mine):
+                    queue_position += 1
+                    if c.scheduled <= horizon:
+                        due_ahead += 1
+            elif ahead[c.queue] and c.scheduled <= horizon:
+                pool_position += 1
+        if not q.paused:
+            pool_position += due_ahead
         if self._paused:
             blocker, message = "pool_paused", "the work pool is paused"
         elif q.paused:
             blocker, message = "queue_paused", f"queue {name!r} is paused"
-        elif rec.scheduled > horizon:
-            blocker, message = "not_due", f"scheduled {rec.scheduled - now:.0f}s from now, beyond the {prefetch_seconds:g}s prefetch"
-        elif q.full():
+        elif run.scheduled > horizon:
+            blocker, message = "not_due", f"scheduled {run.scheduled - now:.0f}s from now, beyond the {prefetch_seconds:g}s prefetch"
+        elif q.limit >= 0 and q.occupied >= q.limit:
             blocker, message = "queue_limit", f"waiting for queue {name!r} limit ({q.occupied}/{q.limit} occupied)"
         elif self._pool_full():
             blocker, message = "pool_limit", f"waiting for the work pool limit ({self._occupied}/{self._limit} occupied)"
@@ -484,23 +722,26 @@ cdef class PoolState:
 
     def snapshot(self):
         cdef list candidates = [], occupying = []
-        cdef Rec rec
-        for rec in self._recs:
-            if rec.state == FREE:
+        cdef size_t i
+        cdef Cell* c
+        for i in range(self._table.mask + 1):
+            c = &self._table.cells[i]
+            if c.state == FREE:
                 continue
-            name = (<_Queue>self._by_ident[rec.queue]).name
-            if rec.state == OCCUPYING:
-                occupying.append((rec.key, name, 0.0, True))
+            name = self._names[c.queue]
+            if c.state == OCCUPYING:
+                occupying.append((c.key, name, 0.0, True))
             else:
-                candidates.append((rec.key, name, rec.scheduled, False))
+                candidates.append((c.key, name, c.scheduled, False))
         candidates.sort()
         occupying.sort()
-        return Snapshot(
-            limit=_limit_out(self._limit),
-            paused=self._paused,
-            queues=[((<_Queue>q).name, (<_Queue>q).priority, _limit_out((<_Queue>q).limit), (<_Queue>q).paused) for q in self._order],
-            runs=candidates + occupying,
-        )
+        cdef Queue* q
+        cdef int ident
+        queues = []
+        for ident in self._walk:
+            q = &self._queues[ident]
+            queues.append((self._names[ident], q.priority, _limit_out(q.limit), q.paused))
+        return Snapshot(limit=_limit_out(self._limit), paused=self._paused, queues=queues, runs=candidates + occupying)
 
     @classmethod
     def from_snapshot(cls, snap):
