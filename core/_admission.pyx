@@ -32,7 +32,7 @@ cdef extern from *:
     #include <stdlib.h>
     #include <string.h>
     #include <sys/mman.h>
-    #define SB_PREFETCH(p) __builtin_prefetch((const void*)(p), 1, 1)
+    #define SB_PREFETCH(p) __builtin_prefetch((const void*)(p), 1, 3)
     #define SB_GOLDEN 0x9E3779B97F4A7C15ULL
     /* Bit-for-bit equality: an entry matches its run's time only if nothing moved it. */
     static inline int sb_same(double a, double b) {
@@ -148,6 +148,13 @@ cdef inline int _reserve_one(Table* t) except -1:
     if 4 * (t.count + 1) > 3 * (t.mask + 1):
         _resize(t, 2 * (t.mask + 1))
     return 0
+
+
+cdef inline void _prefetch_run(const Table* t, int64_t key) noexcept nogil:
+    """Start fetching the cells a lookup and an erase of `key` will read."""
+    cdef size_t i = _home(t, key)
+    SB_PREFETCH(&t.cells[i])
+    SB_PREFETCH(&t.cells[(i + 1) & t.mask])
 
 
 cdef void _erase(Table* t, Cell* c) noexcept nogil:
@@ -503,6 +510,8 @@ cdef class PoolState:
         cdef int ident
         cdef Cell* c = self._new_cell(key, queue, &ident)
         self._enqueue(c, &self._queues[ident], scheduled)
+        # Keys are creation sequences, so the next run added is likely key + 1.
+        _prefetch_run(&self._table, <int64_t>(<uint64_t>key + 1))
 
     cdef Cell* _candidate(self, int64_t key) except NULL:
         cdef Cell* c = _find(&self._table, key)
@@ -608,7 +617,7 @@ cdef class PoolState:
                     head = q.heap.data[0]
                     if head.scheduled > horizon:
                         break
-                    SB_PREFETCH(&self._table.cells[_home(&self._table, head.key)])
+                    _prefetch_run(&self._table, head.key)
                 else:
                     c = self._head(q, ident)
                     if c == NULL or c.scheduled > horizon:
@@ -626,7 +635,7 @@ cdef class PoolState:
                 break
         if q != NULL and q.heap.size:
             # The next admission likely starts here: fetch that head's cell ahead of it.
-            SB_PREFETCH(&self._table.cells[_home(&self._table, q.heap.data[0].key)])
+            _prefetch_run(&self._table, q.heap.data[0].key)
         cdef int64_t key
         cdef PyObject* item
         taken = PyList_New(count)
