@@ -241,9 +241,27 @@ cdef inline int _heap_push(Heap* h, Entry entry) except -1:
     return 0
 
 
+cdef inline bint _less(const Entry* a, const Entry* b) noexcept nogil:
+    """_before without branches: heap comparisons are coin flips to a branch predictor."""
+    return (a.scheduled < b.scheduled) | ((a.scheduled == b.scheduled) & (a.key < b.key))
+
+
+cdef inline size_t _least_child(const Entry* d, size_t first, size_t n) noexcept nogil:
+    """The least of the children d[first .. first + 3] that exist (first < n)."""
+    cdef size_t a, b, j
+    if first + 4 <= n:
+        a = first + _less(&d[first + 1], &d[first])
+        b = first + 2 + _less(&d[first + 3], &d[first + 2])
+        return b if _less(&d[b], &d[a]) else a
+    a = first
+    for j in range(first + 1, n):
+        a = j if _less(&d[j], &d[a]) else a
+    return a
+
+
 cdef inline void _heap_pop(Heap* h) noexcept nogil:
     cdef Entry* d = h.data
-    cdef size_t n = h.size - 1, i = 0, child, best, end, j
+    cdef size_t n = h.size - 1, i = 0, child
     h.size = n
     if n == 0:
         return
@@ -252,17 +270,11 @@ cdef inline void _heap_pop(Heap* h) noexcept nogil:
         child = 4 * i + 1
         if child >= n:
             break
-        best = child
-        end = child + 4
-        if end > n:
-            end = n
-        for j in range(child + 1, end):
-            if _before(d[j], d[best]):
-                best = j
-        if not _before(d[best], last):
+        child = _least_child(d, child, n)
+        if not _less(&d[child], &last):
             break
-        d[i] = d[best]
-        i = best
+        d[i] = d[child]
+        i = child
     d[i] = last
 
 
