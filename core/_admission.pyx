@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, binding=False
 # distutils: language = c++
 """The compiled scheduling core: the same admission as `_reference`, on flat C++ storage.
 
@@ -270,6 +270,13 @@ cdef inline void _heap_pop(Heap* h) noexcept nogil:
         child = 4 * i + 1
         if child >= n:
             break
+        if 4 * child + 1 < n:
+            # The grandchildren are the four lines that follow, one of which is read next:
+            # start them all while this level is compared.
+            SB_PREFETCH(&d[4 * child + 1])
+            SB_PREFETCH(&d[4 * child + 5])
+            SB_PREFETCH(&d[4 * child + 9])
+            SB_PREFETCH(&d[4 * child + 13])
         child = _least_child(d, child, n)
         if not _less(&d[child], &last):
             break
