@@ -34,12 +34,20 @@ cdef extern from *:
     #include <sys/mman.h>
     #define SB_PREFETCH(p) __builtin_prefetch((const void*)(p), 1, 3)
     #define SB_GOLDEN 0x9E3779B97F4A7C15ULL
-    /* Bit-for-bit equality: an entry matches its run's time only if nothing moved it. */
-    static inline int sb_same(double a, double b) {
-        uint64_t x, y;
-        memcpy(&x, &a, 8);
-        memcpy(&y, &b, 8);
-        return x == y;
+    #define SB_SIGN 0x8000000000000000ULL
+    /* A time as an unsigned int in the same order (-0.0 counts as 0.0), and back: heap
+       comparisons on ints are shorter than on doubles, and a pop is a chain of them. */
+    static inline uint64_t sb_time_code(double t) {
+        uint64_t bits;
+        t += 0.0;
+        memcpy(&bits, &t, 8);
+        return (bits >> 63) ? ~bits : (bits | 0x8000000000000000ULL);
+    }
+    static inline double sb_time_of(uint64_t code) {
+        uint64_t bits = (code >> 63) ? (code & 0x7FFFFFFFFFFFFFFFULL) : ~code;
+        double t;
+        memcpy(&t, &bits, 8);
+        return t;
     }
     static inline void* sb_aligned_alloc(size_t alignment, size_t size) {
         void* p = NULL;
@@ -55,9 +63,12 @@ cdef extern from *:
     """
     void SB_PREFETCH(const void* p) noexcept nogil
     uint64_t SB_GOLDEN
-    bint sb_same(double a, double b) noexcept nogil
+    uint64_t SB_SIGN
+    uint64_t sb_time_code(double t) noexcept nogil
+    double sb_time_of(uint64_t code) noexcept nogil
     void* sb_aligned_alloc(size_t alignment, size_t size) noexcept nogil
     void sb_advise_huge(void* p, size_t size) noexcept nogil
+    int __builtin_ctzll(unsigned long long x) noexcept nogil
 
 cdef extern from "Python.h":
     object PyList_New(Py_ssize_t size)
@@ -174,8 +185,8 @@ cdef void _erase(Table* t, Cell* c) noexcept nogil:
 # ------------------------------------------------------------------ the queue heaps
 
 cdef struct Entry:
-    double scheduled
-    int64_t key
+    uint64_t when         # the scheduled time, as sb_time_code
+    uint64_t seq          # the key with its sign bit flipped: unsigned order is key order
 
 cdef struct Heap:
     Entry* data           # data[1 + 4i .. 4 + 4i] (the children of i) share a cache line
@@ -193,8 +204,17 @@ cdef struct Queue:
     bint alive
 
 
+cdef inline Entry _entry(double scheduled, int64_t key) noexcept nogil:
+    return Entry(when=sb_time_code(scheduled), seq=<uint64_t>key ^ SB_SIGN)
+
+
+cdef inline int64_t _key_of(const Entry& entry) noexcept nogil:
+    return <int64_t>(entry.seq ^ SB_SIGN)
+
+
 cdef inline bint _before(const Entry& a, const Entry& b) noexcept nogil:
-    return a.scheduled < b.scheduled or (a.scheduled == b.scheduled and a.key < b.key)
+    """Earlier scheduled start first, then lower key: the reference's (scheduled, key)."""
+    return a.when < b.when or (a.when == b.when and a.seq < b.seq)
 
 
 cdef bint _entry_less(const Entry& a, const Entry& b) noexcept nogil:
@@ -243,7 +263,7 @@ cdef inline int _heap_push(Heap* h, Entry entry) except -1:
 
 cdef inline bint _less(const Entry* a, const Entry* b) noexcept nogil:
     """_before without branches: heap comparisons are coin flips to a branch predictor."""
-    return (a.scheduled < b.scheduled) | ((a.scheduled == b.scheduled) & (a.key < b.key))
+    return (a.when < b.when) | ((a.when == b.when) & (a.seq < b.seq))
 
 
 cdef inline size_t _least_child(const Entry* d, size_t first, size_t n) noexcept nogil:
@@ -308,6 +328,8 @@ cdef class PoolState:
     cdef list _names              # ident -> name
     cdef vector[Queue] _queues    # by ident; removed queues stay, not alive
     cdef vector[int] _walk        # live idents by (priority, name): the waterfall
+    cdef vector[int] _rank        # by ident: its position in _walk
+    cdef vector[uint64_t] _ready  # by position in _walk: a bit set while a queue has candidates and runs
     cdef vector[uint32_t] _mark   # by ident: == _epoch when admit's worker serves it
     cdef uint32_t _epoch
     cdef vector[int64_t] _taken   # admit's scratch: keys in the order released
@@ -371,8 +393,24 @@ cdef class PoolState:
             order.append((self._queues[<int>ident].priority, name, ident))
         order.sort()
         self._walk.clear()
+        self._rank.assign(self._queues.size(), -1)
+        self._ready.assign((len(order) + 63) // 64, 0)
         for _, _, ident in order:
+            self._rank[ident] = self._walk.size()
             self._walk.push_back(ident)
+            self._note(ident)
+
+    cdef inline void _note(self, int ident) noexcept:
+        """Set the queue's bit in _ready from its state: admission walks only the set bits."""
+        if self._rank[ident] < 0:
+            return  # removed
+        cdef size_t pos = self._rank[ident]
+        cdef uint64_t bit = (<uint64_t>1) << (pos & 63)
+        cdef Queue* q = &self._queues[ident]
+        if q.length > 0 and not q.paused:
+            self._ready[pos >> 6] |= bit
+        else:
+            self._ready[pos >> 6] &= ~bit
 
     def add_queue(self, str name, int priority, limit=None, paused=False):
         if name in self._idents:
@@ -478,10 +516,12 @@ cdef class PoolState:
         c.scheduled = scheduled
         q.length += 1
         self._candidates += 1
+        if q.length == 1:
+            self._note(c.queue)
         return self._push(q, c.key, scheduled)
 
     cdef int _push(self, Queue* q, int64_t key, double scheduled) except -1:
-        _heap_push(&q.heap, Entry(scheduled=scheduled, key=key))
+        _heap_push(&q.heap, _entry(scheduled, key))
         if q.heap.size > <size_t>(2 * q.length + 64):
             self._compact(q)
         return 0
@@ -503,8 +543,8 @@ cdef class PoolState:
                 h.size += 1
 
     cdef inline Cell* _live(self, const Entry& entry, int ident) noexcept:
-        cdef Cell* c = _find(&self._table, entry.key)
-        if c != NULL and c.state == CANDIDATE and c.queue == ident and sb_same(c.scheduled, entry.scheduled):
+        cdef Cell* c = _find(&self._table, _key_of(entry))
+        if c != NULL and c.state == CANDIDATE and c.queue == ident and sb_time_code(c.scheduled) == entry.when:
             return c
         return NULL
 
@@ -521,6 +561,8 @@ cdef class PoolState:
         """A candidate leaves its queue: its heap entry goes stale."""
         self._queues[c.queue].length -= 1
         self._candidates -= 1
+        if self._queues[c.queue].length == 0:
+            self._note(c.queue)
 
     cdef inline void _drop(self, Cell* c) noexcept:
         _erase(&self._table, c)
@@ -556,10 +598,10 @@ cdef class PoolState:
 
     def reschedule(self, int64_t key, double scheduled):
         cdef Cell* c = self._candidate(key)
-        if sb_same(c.scheduled, scheduled):
-            return  # its live entry is already in the heap
+        cdef bint moved = sb_time_code(c.scheduled) != sb_time_code(scheduled)
         c.scheduled = scheduled
-        self._push(&self._queues[c.queue], key, scheduled)
+        if moved:  # else its live entry is already in the heap
+            self._push(&self._queues[c.queue], key, scheduled)
 
     def release(self, int64_t key):
         cdef Cell* c = self._candidate(key)
@@ -612,60 +654,71 @@ cdef class PoolState:
         cdef double horizon = now + prefetch_seconds
         cdef bint only = self._serve_only(queues)
         cdef Queue* q = NULL
-        cdef Cell* c
-        cdef Entry head
         cdef int ident
-        cdef size_t pos
+        cdef size_t pos, word
+        cdef uint64_t bits
         cdef long count = 0
         cdef bint done = False
         self._taken.clear()
-        for pos in range(self._walk.size()):
-            ident = self._walk[pos]
-            q = &self._queues[ident]
-            if q.paused or q.length == 0 or (only and self._mark[ident] != self._epoch):
-                continue
-            while True:
-                if self._pool_full() or (cap >= 0 and count >= cap):
-                    done = True
-                    break
-                if (q.limit >= 0 and q.occupied >= q.limit) or q.length == 0:
-                    break
-                if q.heap.size == <size_t>q.length:
-                    # One entry per candidate and none stale: the top is live without asking
-                    # the table. Its cell is marked after the walk, once fetched.
-                    head = q.heap.data[0]
-                    if head.scheduled > horizon:
-                        break
-                    _prefetch_run(&self._table, head.key)
-                else:
-                    c = self._head(q, ident)
-                    if c == NULL or c.scheduled > horizon:
-                        break
-                    head = q.heap.data[0]
-                    c.state = OCCUPYING  # before a duplicate entry of it can surface
-                _heap_pop(&q.heap)
-                q.length -= 1
-                q.occupied += 1
-                self._candidates -= 1
-                self._occupied += 1
-                self._taken.push_back(head.key)
-                count += 1
+        for word in range(self._ready.size()):
+            bits = self._ready[word]
+            while bits and not done:
+                pos = (word << 6) + __builtin_ctzll(bits)
+                bits &= bits - 1
+                ident = self._walk[pos]
+                if not only or self._mark[ident] == self._epoch:
+                    q = &self._queues[ident]
+                    done = self._admit_from(q, ident, horizon, cap, &count)
+                    if q.length == 0:
+                        self._note(ident)
             if done:
                 break
-        if q != NULL and q.heap.size:
-            # The next admission likely starts here: fetch that head's cell ahead of it.
-            _prefetch_run(&self._table, q.heap.data[0].key)
+        if q != NULL:
+            # The next admission likely starts here, with the top and then one of its
+            # children: fetch their cells ahead of it.
+            for pos in range(min(q.heap.size, 5)):
+                _prefetch_run(&self._table, _key_of(q.heap.data[pos]))
         cdef int64_t key
         cdef PyObject* item
+        for pos in range(<size_t>count):
+            _find(&self._table, self._taken[pos]).state = OCCUPYING
         taken = PyList_New(count)
         for pos in range(<size_t>count):
-            key = self._taken[pos]
-            _find(&self._table, key).state = OCCUPYING
-            item = PyLong_FromLongLong(key)
+            item = PyLong_FromLongLong(self._taken[pos])
             if item == NULL:
                 raise MemoryError()
             PyList_SET_ITEM(taken, pos, item)
         return taken
+
+    cdef inline bint _admit_from(self, Queue* q, int ident, double horizon, long cap, long* count) noexcept:
+        """Release the queue's due runs into _taken; True once the pool or the worker is full."""
+        cdef Cell* c
+        cdef Entry head
+        while True:
+            if self._pool_full() or (cap >= 0 and count[0] >= cap):
+                return True
+            if (q.limit >= 0 and q.occupied >= q.limit) or q.length == 0:
+                return False
+            if q.heap.size == <size_t>q.length:
+                # One entry per candidate and none stale: the top is live without asking
+                # the table. Its cell is marked after the walk, once fetched.
+                head = q.heap.data[0]
+                if sb_time_of(head.when) > horizon:
+                    return False
+                _prefetch_run(&self._table, _key_of(head))
+            else:
+                c = self._head(q, ident)
+                if c == NULL or c.scheduled > horizon:
+                    return False
+                head = q.heap.data[0]
+                c.state = OCCUPYING  # before a duplicate entry of it can surface
+            _heap_pop(&q.heap)
+            q.length -= 1
+            q.occupied += 1
+            self._candidates -= 1
+            self._occupied += 1
+            self._taken.push_back(_key_of(head))
+            count[0] += 1
 
     def next_due(self, queues=None):
         if self._paused:
@@ -696,7 +749,7 @@ cdef class PoolState:
         if run.state == OCCUPYING:
             return Explanation(key, name, "occupying", 0, 0, "released", "the run was released and holds a slot")
         cdef double horizon = now + prefetch_seconds
-        cdef Entry mine = Entry(scheduled=run.scheduled, key=key)
+        cdef Entry mine = _entry(run.scheduled, key)
         # Rank in the waterfall of each queue whose due runs count as ahead in the pool: the
         # unpaused queues above this one (all unpaused ones when this queue is paused).
         cdef vector[uint8_t] ahead
@@ -717,7 +770,7 @@ cdef class PoolState:
             if c.state != CANDIDATE:
                 continue
             if c.queue == run.queue:
-                entry = Entry(scheduled=c.scheduled, key=c.key)
+                entry = _entry(c.scheduled, c.key)
                 if _before(entry, mine):
                     queue_position += 1
                     if c.scheduled <= horizon:
