@@ -678,16 +678,20 @@ cdef class PoolState:
             # children: fetch their cells ahead of it.
             for pos in range(min(q.heap.size, 5)):
                 _prefetch_run(&self._table, _key_of(q.heap.data[pos]))
-        cdef int64_t key
+        # The ints first: while they are made, the prefetched cells arrive.
         cdef PyObject* item
-        for pos in range(<size_t>count):
-            _find(&self._table, self._taken[pos]).state = OCCUPYING
+        cdef bint failed = False
         taken = PyList_New(count)
         for pos in range(<size_t>count):
             item = PyLong_FromLongLong(self._taken[pos])
             if item == NULL:
-                raise MemoryError()
+                failed = True
+                break
             PyList_SET_ITEM(taken, pos, item)
+        for pos in range(<size_t>count):
+            _find(&self._table, self._taken[pos]).state = OCCUPYING
+        if failed:
+            raise MemoryError()
         return taken
 
     cdef inline bint _admit_from(self, Queue* q, int ident, double horizon, long cap, long* count) noexcept:
