@@ -4,25 +4,26 @@
 
 Runs live in one open-addressing hash table (linear probing, 32-byte cells) keyed by the
 run's key: a lookup is one probe into one cache line, with no separate record to chase.
-Each queue keeps its candidates in a 4-ary min-heap of 16-byte (scheduled, key) entries,
-laid out so that the four children of a node share one cache line: a pop from a heap of
-100,000 entries touches about nine lines. As in the reference, removing or rescheduling a
-candidate leaves its old heap entry behind; an entry is live while the run's cell still
-says "candidate of this queue at this time", stale entries are dropped when they reach the
-top, and a heap is compacted when they outnumber the live ones.
+Each queue keeps 16-byte (scheduled, key) entries for its candidates in order, in sorted
+blocks: admission takes entries off the front of the first block, and adding a run
+shifts part of one block. (A heap would make each release a chain of comparisons down
+its levels, which was most of the cost of an admission.) As in the reference, removing
+or rescheduling a candidate leaves its old entry behind; an entry is live while the
+run's cell still says "candidate of this queue at this time", stale entries are dropped
+when they reach the front, and a queue's entries are compacted when the stale ones
+outnumber the live ones.
 
-Admission pops heads without consulting the table whenever a queue holds no stale entry
-(one entry per candidate), and marks the released runs' cells after the walk, so the cache
-misses on those cells overlap instead of queueing one behind the other. Limits are ints
-with -1 for "none".
+Admission takes entries without consulting the table whenever a queue holds no stale
+entry (one entry per candidate), and marks the released runs' cells after the walk, so
+the cache misses on those cells overlap instead of queueing one behind the other. Limits
+are ints with -1 for "none".
 """
 
 cimport cython
 from cpython.object cimport PyObject
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy, memset
-from libcpp.algorithm cimport sort
+from libc.string cimport memset
 from libcpp.vector cimport vector
 
 from shiftboss.core._types import UNCHANGED, Explanation, Snapshot
@@ -35,8 +36,8 @@ cdef extern from *:
     #define SB_PREFETCH(p) __builtin_prefetch((const void*)(p), 1, 3)
     #define SB_GOLDEN 0x9E3779B97F4A7C15ULL
     #define SB_SIGN 0x8000000000000000ULL
-    /* A time as an unsigned int in the same order (-0.0 counts as 0.0), and back: heap
-       comparisons on ints are shorter than on doubles, and a pop is a chain of them. */
+    /* A time as an unsigned int in the same order (-0.0 counts as 0.0), and back: ordering
+       entries compares ints, which is quicker than comparing doubles. */
     static inline uint64_t sb_time_code(double t) {
         uint64_t bits;
         t += 0.0;
@@ -182,20 +183,187 @@ cdef void _erase(Table* t, Cell* c) noexcept nogil:
     t.cells[i].state = FREE
     t.count -= 1
 
-# ------------------------------------------------------------------ the queue heaps
+# ------------------------------------------------------------------ the queue orders
 
-cdef struct Entry:
-    uint64_t when         # the scheduled time, as sb_time_code
-    uint64_t seq          # the key with its sign bit flipped: unsigned order is key order
+cdef extern from *:
+    """
+    #include <vector>
+    #include <algorithm>
+    #include <new>
+    struct SbEntry { uint64_t when; uint64_t seq; };
+    static inline bool sb_before(const SbEntry& a, const SbEntry& b) {
+        return a.when < b.when || (a.when == b.when && a.seq < b.seq);
+    }
 
-cdef struct Heap:
-    Entry* data           # data[1 + 4i .. 4 + 4i] (the children of i) share a cache line
-    void* block
-    size_t size
-    size_t cap
+    /* Binary searches whose steps choose with a conditional move, not a branch: each
+       comparison is a coin flip that a branch predictor would miss half the time. */
+    static inline bool sb_lt(const SbEntry& a, const SbEntry& b) {
+        return (a.when < b.when) | ((a.when == b.when) & (a.seq < b.seq));
+    }
+    /* How many of a[0 .. n) are before x (n > 0). */
+    static inline size_t sb_count_before(const SbEntry* a, size_t n, const SbEntry& x) {
+        const SbEntry* base = a;
+        while (n > 1) {
+            size_t half = n / 2;
+            base = sb_lt(base[half], x) ? base + half : base;
+            n -= half;
+        }
+        return (base - a) + sb_lt(base[0], x);
+    }
+    /* How many of a[0 .. n) are not after x (n > 0). */
+    static inline size_t sb_count_not_after(const SbEntry* a, size_t n, const SbEntry& x) {
+        const SbEntry* base = a;
+        while (n > 1) {
+            size_t half = n / 2;
+            base = sb_lt(x, base[half]) ? base : base + half;
+            n -= half;
+        }
+        return (base - a) + !sb_lt(x, base[0]);
+    }
+
+    /* A queue's entries in (scheduled, key) order, in blocks of up to SB_BLOCK sorted
+       entries. Taking the earliest reads the front of the first block: no sifting, which
+       is what a heap pays for at every release. Adding binary-searches the blocks' last
+       entries (kept in one array) and shifts part of one block; a full block splits. */
+    #define SB_BLOCK 128
+    struct SbBlock { uint32_t lo, hi; SbEntry e[SB_BLOCK]; };
+
+    struct SbRuns {
+        std::vector<SbBlock*> blocks;  /* blocks[first ..] hold entries, none empty */
+        std::vector<SbEntry> last;     /* last[i]: the last entry of blocks[i] */
+        size_t first = 0;
+        size_t size = 0;
+
+        const SbEntry& front() const { const SbBlock* b = blocks[first]; return b->e[b->lo]; }
+
+        /* The i-th entry in order, or NULL past the first block (for prefetching). */
+        const SbEntry* peek(size_t i) const {
+            if (first == blocks.size()) return NULL;
+            const SbBlock* b = blocks[first];
+            return b->lo + i < b->hi ? &b->e[b->lo + i] : NULL;
+        }
+
+        void pop_front() {
+            SbBlock* b = blocks[first];
+            size--;
+            if (++b->lo < b->hi) return;
+            free(b);
+            blocks[first++] = NULL;
+            if (first == blocks.size()) {
+                blocks.clear(); last.clear(); first = 0;
+            } else if (first >= 64 && 2 * first >= blocks.size()) {
+                blocks.erase(blocks.begin(), blocks.begin() + first);
+                last.erase(last.begin(), last.begin() + first);
+                first = 0;
+            }
+        }
+
+        static SbBlock* new_block() {
+            SbBlock* b = (SbBlock*)malloc(sizeof(SbBlock));
+            if (!b) throw std::bad_alloc();
+            b->lo = b->hi = 0;
+            return b;
+        }
+
+        void push(const SbEntry& x) {
+            if (first == blocks.size()) {
+                blocks.reserve(1); last.reserve(1);
+                SbBlock* b = new_block();
+                b->e[0] = x; b->hi = 1;
+                blocks.push_back(b); last.push_back(x);
+                size++;
+                return;
+            }
+            /* The first block whose last entry is not before x, else the last block. */
+            size_t i = first + sb_count_before(&last[first], last.size() - first, x);
+            if (i == blocks.size()) i--;
+            SbBlock* b = blocks[i];
+            if (b->lo > 0 && !sb_before(b->e[b->lo], x)) {
+                /* Before the whole block, with room there: no shifting. */
+                b->e[--b->lo] = x;
+                size++;
+                return;
+            }
+            if (b->hi - b->lo == SB_BLOCK && i + 1 == blocks.size() && sb_before(last[i], x)) {
+                /* After everything, and the last block is full: start a new one rather than
+                   split, so runs added in order fill their blocks. */
+                blocks.reserve(blocks.size() + 1); last.reserve(last.size() + 1);
+                SbBlock* c = new_block();
+                c->e[0] = x; c->hi = 1;
+                blocks.push_back(c); last.push_back(x);
+                size++;
+                return;
+            }
+            if (b->hi - b->lo == SB_BLOCK) {
+                /* Split: the upper half moves to a new block after this one. */
+                blocks.reserve(blocks.size() + 1); last.reserve(last.size() + 1);
+                SbBlock* c = new_block();
+                uint32_t half = b->lo + SB_BLOCK / 2;
+                memcpy(c->e, &b->e[half], (b->hi - half) * sizeof(SbEntry));
+                c->hi = b->hi - half;
+                b->hi = half;
+                blocks.insert(blocks.begin() + i + 1, c);
+                last.insert(last.begin() + i + 1, last[i]);
+                last[i] = b->e[b->hi - 1];
+                if (sb_before(last[i], x)) { i++; b = c; }
+            }
+            if (b->hi == SB_BLOCK) {
+                /* Room only before the front: slide the entries back to the start. */
+                memmove(b->e, &b->e[b->lo], (b->hi - b->lo) * sizeof(SbEntry));
+                b->hi -= b->lo; b->lo = 0;
+            }
+            SbEntry* at = &b->e[b->lo] + sb_count_not_after(&b->e[b->lo], b->hi - b->lo, x);
+            memmove(at + 1, at, (&b->e[b->hi] - at) * sizeof(SbEntry));
+            *at = x;
+            b->hi++;
+            if (at == &b->e[b->hi - 1]) last[i] = x;
+            size++;
+        }
+
+        /* Every entry, in order. */
+        void copy_to(std::vector<SbEntry>& out) const {
+            for (size_t i = first; i < blocks.size(); i++)
+                out.insert(out.end(), &blocks[i]->e[blocks[i]->lo], &blocks[i]->e[blocks[i]->hi]);
+        }
+
+        void clear() {
+            for (size_t i = first; i < blocks.size(); i++) free(blocks[i]);
+            blocks.clear(); last.clear(); first = 0; size = 0;
+        }
+
+        /* Replace the entries with `sorted` (in order), in full blocks. */
+        void assign(const std::vector<SbEntry>& sorted) {
+            clear();
+            size_t count = (sorted.size() + SB_BLOCK - 1) / SB_BLOCK;
+            blocks.reserve(count); last.reserve(count);
+            for (size_t at = 0; at < sorted.size(); at += SB_BLOCK) {
+                SbBlock* b = new_block();
+                size_t n = std::min((size_t)SB_BLOCK, sorted.size() - at);
+                memcpy(b->e, &sorted[at], n * sizeof(SbEntry));
+                b->hi = (uint32_t)n;
+                blocks.push_back(b); last.push_back(sorted[at + n - 1]);
+            }
+            size = sorted.size();
+        }
+    };
+    """
+    ctypedef struct Entry "SbEntry":
+        uint64_t when     # the scheduled time, as sb_time_code
+        uint64_t seq      # the key with its sign bit flipped: unsigned order is key order
+
+    cdef cppclass Runs "SbRuns":
+        size_t size
+        const Entry& front()
+        const Entry* peek(size_t i)
+        void pop_front()
+        void push(const Entry& x) except +
+        void copy_to(vector[Entry]& out) except +
+        void assign(const vector[Entry]& entries) except +
+        void clear()
+
 
 cdef struct Queue:
-    Heap heap
+    Runs runs             # candidates' entries, earliest first (stale ones included)
     Py_ssize_t length     # candidates
     int limit
     int occupied
@@ -205,7 +373,10 @@ cdef struct Queue:
 
 
 cdef inline Entry _entry(double scheduled, int64_t key) noexcept nogil:
-    return Entry(when=sb_time_code(scheduled), seq=<uint64_t>key ^ SB_SIGN)
+    cdef Entry entry
+    entry.when = sb_time_code(scheduled)
+    entry.seq = <uint64_t>key ^ SB_SIGN
+    return entry
 
 
 cdef inline int64_t _key_of(const Entry& entry) noexcept nogil:
@@ -215,94 +386,6 @@ cdef inline int64_t _key_of(const Entry& entry) noexcept nogil:
 cdef inline bint _before(const Entry& a, const Entry& b) noexcept nogil:
     """Earlier scheduled start first, then lower key: the reference's (scheduled, key)."""
     return a.when < b.when or (a.when == b.when and a.seq < b.seq)
-
-
-cdef bint _entry_less(const Entry& a, const Entry& b) noexcept nogil:
-    return _before(a, b)
-
-
-cdef int _heap_reserve(Heap* h, size_t cap) except -1:
-    if cap <= h.cap:
-        return 0
-    # Entry 0 sits 48 bytes into a 64-byte aligned block, so entry 1 starts a cache line.
-    cdef void* block = sb_aligned_alloc(64, (cap + 4) * sizeof(Entry))
-    if block == NULL:
-        raise MemoryError()
-    cdef Entry* data = <Entry*>block + 3
-    if h.size:
-        memcpy(data, h.data, h.size * sizeof(Entry))
-    free(h.block)
-    h.block = block
-    h.data = data
-    h.cap = cap
-    return 0
-
-
-cdef void _heap_free(Heap* h) noexcept nogil:
-    free(h.block)
-    h.block = NULL
-    h.data = NULL
-    h.size = h.cap = 0
-
-
-cdef inline int _heap_push(Heap* h, Entry entry) except -1:
-    if h.size == h.cap:
-        _heap_reserve(h, 16 if h.cap < 16 else 2 * h.cap)
-    cdef Entry* d = h.data
-    cdef size_t i = h.size, parent
-    h.size += 1
-    while i > 0:
-        parent = (i - 1) >> 2
-        if not _before(entry, d[parent]):
-            break
-        d[i] = d[parent]
-        i = parent
-    d[i] = entry
-    return 0
-
-
-cdef inline bint _less(const Entry* a, const Entry* b) noexcept nogil:
-    """_before without branches: heap comparisons are coin flips to a branch predictor."""
-    return (a.when < b.when) | ((a.when == b.when) & (a.seq < b.seq))
-
-
-cdef inline size_t _least_child(const Entry* d, size_t first, size_t n) noexcept nogil:
-    """The least of the children d[first .. first + 3] that exist (first < n)."""
-    cdef size_t a, b, j
-    if first + 4 <= n:
-        a = first + _less(&d[first + 1], &d[first])
-        b = first + 2 + _less(&d[first + 3], &d[first + 2])
-        return b if _less(&d[b], &d[a]) else a
-    a = first
-    for j in range(first + 1, n):
-        a = j if _less(&d[j], &d[a]) else a
-    return a
-
-
-cdef inline void _heap_pop(Heap* h) noexcept nogil:
-    cdef Entry* d = h.data
-    cdef size_t n = h.size - 1, i = 0, child
-    h.size = n
-    if n == 0:
-        return
-    cdef Entry last = d[n]
-    while True:
-        child = 4 * i + 1
-        if child >= n:
-            break
-        if 4 * child + 1 < n:
-            # The grandchildren are the four lines that follow, one of which is read next:
-            # start them all while this level is compared.
-            SB_PREFETCH(&d[4 * child + 1])
-            SB_PREFETCH(&d[4 * child + 5])
-            SB_PREFETCH(&d[4 * child + 9])
-            SB_PREFETCH(&d[4 * child + 13])
-        child = _least_child(d, child, n)
-        if not _less(&d[child], &last):
-            break
-        d[i] = d[child]
-        i = child
-    d[i] = last
 
 
 cdef inline int _limit_in(object limit, str field) except -2:
@@ -354,7 +437,7 @@ cdef class PoolState:
         free(self._table.cells)
         self._table.cells = NULL
         for i in range(self._queues.size()):
-            _heap_free(&self._queues[i].heap)
+            self._queues[i].runs.clear()
 
     # ------------------------------------------------------------ pool
 
@@ -418,9 +501,6 @@ cdef class PoolState:
         if priority < 1:
             raise ValueError(f"priority must be at least 1, got {priority}")
         cdef Queue queue
-        queue.heap.data = NULL
-        queue.heap.block = NULL
-        queue.heap.size = queue.heap.cap = 0
         queue.length = 0
         queue.limit = _limit_in(limit, "limit")
         queue.occupied = 0
@@ -463,7 +543,7 @@ cdef class PoolState:
                 self._candidates -= 1
             _erase(&self._table, c)
         cdef Queue* queue = &self._queues[ident]
-        _heap_free(&queue.heap)
+        queue.runs.clear()
         queue.alive = False
         queue.length = queue.occupied = 0
         del self._idents[name]
@@ -521,26 +601,22 @@ cdef class PoolState:
         return self._push(q, c.key, scheduled)
 
     cdef int _push(self, Queue* q, int64_t key, double scheduled) except -1:
-        _heap_push(&q.heap, _entry(scheduled, key))
-        if q.heap.size > <size_t>(2 * q.length + 64):
+        q.runs.push(_entry(scheduled, key))
+        if q.runs.size > <size_t>(2 * q.length + 64):
             self._compact(q)
         return 0
 
-    cdef void _compact(self, Queue* q) noexcept:
-        """Keep each live entry once: sorted entries are a valid heap."""
-        cdef Heap* h = &q.heap
-        cdef size_t i, n = 0
+    cdef int _compact(self, Queue* q) except -1:
+        """Drop the stale entries, and the copies of a live one (a run rescheduled away and back)."""
+        cdef vector[Entry] entries, live
+        cdef Entry entry
         cdef int ident = q - &self._queues[0]
-        for i in range(h.size):
-            if self._live(h.data[i], ident) != NULL:
-                h.data[n] = h.data[i]
-                n += 1
-        sort(h.data, h.data + n, _entry_less)
-        h.size = 0
-        for i in range(n):
-            if h.size == 0 or _before(h.data[h.size - 1], h.data[i]):
-                h.data[h.size] = h.data[i]
-                h.size += 1
+        q.runs.copy_to(entries)
+        for entry in entries:
+            if self._live(entry, ident) != NULL and (live.empty() or _before(live.back(), entry)):
+                live.push_back(entry)
+        q.runs.assign(live)
+        return 0
 
     cdef inline Cell* _live(self, const Entry& entry, int ident) noexcept:
         cdef Cell* c = _find(&self._table, _key_of(entry))
@@ -558,7 +634,7 @@ cdef class PoolState:
         self._occupied += 1
 
     cdef inline void _unqueue(self, Cell* c) noexcept:
-        """A candidate leaves its queue: its heap entry goes stale."""
+        """A candidate leaves its queue: its entry goes stale."""
         self._queues[c.queue].length -= 1
         self._candidates -= 1
         if self._queues[c.queue].length == 0:
@@ -600,7 +676,7 @@ cdef class PoolState:
         cdef Cell* c = self._candidate(key)
         cdef bint moved = sb_time_code(c.scheduled) != sb_time_code(scheduled)
         c.scheduled = scheduled
-        if moved:  # else its live entry is already in the heap
+        if moved:  # else its live entry is already in place
             self._push(&self._queues[c.queue], key, scheduled)
 
     def release(self, int64_t key):
@@ -640,11 +716,11 @@ cdef class PoolState:
     cdef inline Cell* _head(self, Queue* q, int ident) noexcept:
         """The cell of the queue's earliest live candidate, dropping stale entries on the way."""
         cdef Cell* c
-        while q.heap.size:
-            c = self._live(q.heap.data[0], ident)
+        while q.runs.size:
+            c = self._live(q.runs.front(), ident)
             if c != NULL:
                 return c
-            _heap_pop(&q.heap)
+            q.runs.pop_front()
         return NULL
 
     def admit(self, double now, double prefetch_seconds, queues=None, limit=None):
@@ -676,8 +752,10 @@ cdef class PoolState:
         if q != NULL:
             # The next admission likely starts here, with the top and then one of its
             # children: fetch their cells ahead of it.
-            for pos in range(min(q.heap.size, 5)):
-                _prefetch_run(&self._table, _key_of(q.heap.data[pos]))
+            for pos in range(5):
+                if q.runs.peek(pos) == NULL:
+                    break
+                _prefetch_run(&self._table, _key_of(q.runs.peek(pos)[0]))
         # The ints first: while they are made, the prefetched cells arrive.
         cdef PyObject* item
         cdef bint failed = False
@@ -703,10 +781,10 @@ cdef class PoolState:
                 return True
             if (q.limit >= 0 and q.occupied >= q.limit) or q.length == 0:
                 return False
-            if q.heap.size == <size_t>q.length:
+            if q.runs.size == <size_t>q.length:
                 # One entry per candidate and none stale: the top is live without asking
                 # the table. Its cell is marked after the walk, once fetched.
-                head = q.heap.data[0]
+                head = q.runs.front()
                 if sb_time_of(head.when) > horizon:
                     return False
                 _prefetch_run(&self._table, _key_of(head))
@@ -714,9 +792,9 @@ cdef class PoolState:
                 c = self._head(q, ident)
                 if c == NULL or c.scheduled > horizon:
                     return False
-                head = q.heap.data[0]
+                head = q.runs.front()
                 c.state = OCCUPYING  # before a duplicate entry of it can surface
-            _heap_pop(&q.heap)
+            q.runs.pop_front()
             q.length -= 1
             q.occupied += 1
             self._candidates -= 1
