@@ -24,7 +24,7 @@ def _packages() -> list[str]:
 
 
 EXTENSIONS = [
-    Extension("shiftboss.core._admission", [os.path.join("core", "_admission.pyx")], language="c++", extra_compile_args=["-O2"]),
+    Extension("shiftboss.core._admission", [os.path.join("core", "_admission.pyx")], language="c++", extra_compile_args=["-O3"]),
 ]
 
 setup(
