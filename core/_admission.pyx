@@ -559,6 +559,9 @@ cdef class PoolState:
     def queue_length(self, str name):
         return self._queues[self._ident(name)].length
 
+    def queue_limit(self, str name):
+        return _limit_out(self._queues[self._ident(name)].limit)
+
     # ------------------------------------------------------------ runs
 
     def __len__(self):

@@ -123,6 +123,9 @@ class PoolState:
     def queue_length(self, name: str) -> int:
         return self._queue(name).length
 
+    def queue_limit(self, name: str) -> int | None:
+        return self._queue(name).limit
+
     # ------------------------------------------------------------ runs
 
     def __len__(self) -> int:

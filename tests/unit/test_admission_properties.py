@@ -105,6 +105,7 @@ class SameBehaviour(RuleBasedStateMachine):
         for name in ref.queues():
             assert ref.queue_occupied(name) == comp.queue_occupied(name)
             assert ref.queue_length(name) == comp.queue_length(name)
+            assert ref.queue_limit(name) == comp.queue_limit(name)
 
 
 SameBehaviour.TestCase.settings = settings(
