@@ -93,6 +93,9 @@ class FlowRunRow(SchedulerBase):
     dispatched: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ended: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: W3C trace context of the request that created the run: admission and dispatch, which
+    #: happen after that request returned, continue its trace. Empty when it had none.
+    traceparent: Mapped[str] = mapped_column(String(55), default="", server_default="")
 
 
 class StateChangeRow(SchedulerBase):
