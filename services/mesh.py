@@ -22,11 +22,13 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from shiftboss import telemetry
 from shiftboss.channels import open_aio_channel
 from shiftboss.errors import error_for_code
 from shiftboss.services.auth import MESH_HEADER, AuthInterceptor, Authenticator
 from shiftboss.services.interceptors import ErrorInterceptor
 from shiftboss.services.limits import DocumentLimitInterceptor
+from shiftboss.services.tracing import server_interceptors
 from shiftboss.settings import Settings
 from shiftboss.v1 import keys_pb2_grpc
 
@@ -81,7 +83,8 @@ class Peers:
         target = self.address(service)
         channel = self._channels.get(target)
         if channel is None:
-            channel = self._channels[target] = open_aio_channel(target, self.settings)
+            local = target == self.local_address
+            channel = self._channels[target] = open_aio_channel(target, self.settings, local=local)
         return channel
 
     def stub(self, service: str, stub_class: Callable[[aio.Channel], Any]) -> Any:
@@ -147,6 +150,8 @@ class Mesh:
         self.services: list[Service] = []
         self.server: aio.Server | None = None
         self.port = 0
+        #: Tracing and metrics, or None when off (then nothing is installed).
+        self.telemetry = telemetry.active()
         self._health: health.aio.HealthServicer | None = None
         self.authenticator: Authenticator | None = None
         if settings.auth:
@@ -173,7 +178,8 @@ class Mesh:
             self.authenticator.forget(key_id)
 
     def _interceptors(self) -> list[aio.ServerInterceptor]:
-        interceptors: list[aio.ServerInterceptor] = [ErrorInterceptor()]
+        # Tracing first: its span records the status the others end the call with.
+        interceptors: list[aio.ServerInterceptor] = [*server_interceptors(self.telemetry), ErrorInterceptor()]
         if self.authenticator is not None:
             interceptors.append(AuthInterceptor(self.authenticator))
         interceptors.append(DocumentLimitInterceptor(self.settings.max_document_bytes))

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from shiftboss import telemetry
 from shiftboss.settings import Settings
 
 __all__ = ["call_metadata", "channel_credentials", "channel_options", "open_channel", "open_aio_channel"]
@@ -74,13 +75,18 @@ def open_channel(address: str, settings: Settings) -> grpc.Channel:
     """A blocking channel to `address`."""
     credentials = channel_credentials(settings)
     if credentials is None:
-        return grpc.insecure_channel(address, options=channel_options(settings))
-    return grpc.secure_channel(address, credentials, options=channel_options(settings))
+        channel = grpc.insecure_channel(address, options=channel_options(settings))
+    else:
+        channel = grpc.secure_channel(address, credentials, options=channel_options(settings))
+    interceptors = telemetry.client_interceptors(telemetry.active())
+    return grpc.intercept_channel(channel, *interceptors) if interceptors else channel
 
 
-def open_aio_channel(address: str, settings: Settings) -> aio.Channel:
-    """An asyncio channel to `address`."""
+def open_aio_channel(address: str, settings: Settings, *, local: bool = False) -> aio.Channel:
+    """An asyncio channel to `address`; `local`: to a server of this very process."""
     credentials = channel_credentials(settings)
     if credentials is None:
-        return aio.insecure_channel(address, options=channel_options(settings))
-    return aio.secure_channel(address, credentials, options=channel_options(settings))
+        channel = aio.insecure_channel(address, options=channel_options(settings))
+    else:
+        channel = aio.secure_channel(address, credentials, options=channel_options(settings))
+    return telemetry.traced_aio_channel(channel, telemetry.active(), local=local)

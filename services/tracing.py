@@ -1,0 +1,142 @@
+"""A server span for every RPC the mesh serves, when telemetry is on.
+
+Written here rather than taken from opentelemetry-instrumentation-grpc's
+`aio_server_interceptor`, which gives the same spans but builds more per call (the peer
+address parsed and split into three attributes, the metadata copied twice, the servicer
+context wrapped in a proxy): on the dispatch bench that was a third of what tracing cost.
+The spans are the same shape: named by the full method, kind SERVER, rpc.system,
+rpc.service, rpc.method and rpc.grpc.status_code, a parent taken from the W3C context in
+the call's metadata (with the process's propagators), and an error status only for the
+codes that are the server's fault (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL,
+UNAVAILABLE, DATA_LOSS), as the semantic conventions say.
+
+It goes before the error interceptor: the domain error has become its status code (an
+`abort`) by the time the span sees it, so the span records the code the caller got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from shiftboss.telemetry import Telemetry, is_traced
+
+__all__ = ["TracingInterceptor", "server_interceptors"]
+
+CODE = "rpc.grpc.status_code"
+#: Codes that make a server span an error; the others are the caller's doing.
+SERVER_FAULTS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
+def server_interceptors(telemetry: Telemetry | None) -> list[aio.ServerInterceptor]:
+    """The interceptors that trace a server; none when telemetry is off."""
+    return [] if telemetry is None else [TracingInterceptor(telemetry.tracer("shiftboss.rpc"))]
+
+
+def _status_of(context: Any, exc: BaseException) -> grpc.StatusCode:
+    if isinstance(exc, aio.AbortError):
+        code = context.code()
+        if isinstance(code, grpc.StatusCode):
+            return code
+        if isinstance(code, int):  # some grpc versions hand back the number
+            return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
+        return grpc.StatusCode.UNKNOWN
+    if isinstance(exc, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN
+
+
+class TracingInterceptor(aio.ServerInterceptor):
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+        #: Attributes of each method, split once.
+        self._attributes: dict[str, dict[str, Any]] = {}
+
+    def _start(self, method: str, context: Any) -> tuple[Any, object]:
+        """The call's span, made current; (span, token to detach)."""
+        attributes = self._attributes.get(method)
+        if attributes is None:
+            service, _, name = method.lstrip("/").partition("/")
+            # The status code is OK until a failure says otherwise: no second write on success.
+            attributes = self._attributes[method] = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name, CODE: 0}
+        metadata = context.invocation_metadata()
+        parent = extract(dict(metadata)) if metadata else None
+        span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+        return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
+    @staticmethod
+    def _failed(span: Any, context: Any, exc: BaseException) -> None:
+        code = _status_of(context, exc)
+        span.set_attribute(CODE, code.value[0])
+        if code in SERVER_FAULTS:
+            if not isinstance(exc, aio.AbortError):
+                span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{code.name}: {context.details() or exc}"))
+
+    def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def traced(request: Any, context: Any) -> Any:
+            span, token = self._start(method, context)
+            try:
+                reply = await behavior(request, context)
+            except BaseException as exc:
+                self._failed(span, context, exc)
+                raise
+            else:
+                return reply
+            finally:
+                otel_context.detach(token)
+                span.end()
+
+        return traced
+
+    def _stream(self, method: str, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+        async def traced(request: Any, context: Any) -> AsyncIterator[Any]:
+            span, token = self._start(method, context)
+            try:
+                async for reply in behavior(request, context):
+                    yield reply
+            except BaseException as exc:
+                self._failed(span, context, exc)
+                raise
+            finally:
+                otel_context.detach(token)
+                span.end()
+
+        return traced
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not is_traced(method):
+            return handler
+        args = (handler.request_deserializer, handler.response_serializer)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(self._unary(method, handler.unary_unary), *args)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(self._unary(method, handler.stream_unary), *args)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(self._stream(method, handler.unary_stream), *args)
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(self._stream(method, handler.stream_stream), *args)
+        return handler

@@ -1,0 +1,252 @@
+"""OpenTelemetry for shiftboss: traces and metrics, exported over OTLP or to the console.
+
+`configure(settings, service_name)` is the one setup: `shiftboss server start`, `shiftboss
+worker start` and the CLI call it. It installs the SDK's providers only when something
+will receive what they make: an OTLP endpoint in the standard `OTEL_EXPORTER_OTLP_*`
+variables, or `SHIFTBOSS_TELEMETRY_CONSOLE=1`. Otherwise it installs nothing, and no
+interceptor is added to any channel or server, so telemetry that is off costs nothing.
+
+The SDK used as a library follows the application: when it has set a global
+TracerProvider (or MeterProvider), channels opened from then on are traced with it.
+
+OpenTelemetry itself is imported only when telemetry is on (or the application already
+imported it), so a CLI call with telemetry off does not pay for the import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from shiftboss.settings import Settings
+
+__all__ = [
+    "Telemetry",
+    "configure",
+    "active",
+    "use",
+    "current_traceparent",
+    "context_from_traceparent",
+    "traced_aio_channel",
+    "client_interceptors",
+    "is_traced",
+    "UNTRACED_METHODS",
+]
+
+#: Variables that name where OTLP data goes; any of them turns export on.
+OTLP_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+)
+
+#: Housekeeping RPCs that would bury the traces people look for: probes, reflection, and
+#: the scheduler's batched beat flushes (worker heartbeats themselves travel on the stream).
+UNTRACED_METHODS = frozenset(
+    {
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/shiftboss.v1.HeartbeatService/Beat",
+        "/shiftboss.v1.PoolService/MarkPolled",
+    }
+)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("shiftboss")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
+
+
+@dataclass(slots=True)
+class Telemetry:
+    """The providers shiftboss makes its spans and metrics with."""
+
+    tracer_provider: Any
+    #: None when nobody reads metrics.
+    meter_provider: Any = None
+    #: Made by `configure`, so ours to flush and shut down.
+    owned: bool = False
+
+    def tracer(self, name: str) -> Any:
+        return self.tracer_provider.get_tracer(name, _version())
+
+    def meter(self, name: str) -> Any:
+        if self.meter_provider is None:
+            from opentelemetry.metrics import NoOpMeterProvider
+
+            return NoOpMeterProvider().get_meter(name)
+        return self.meter_provider.get_meter(name, _version())
+
+    def shutdown(self) -> None:
+        """Flush what is buffered and stop the exporters (only providers we made)."""
+        if not self.owned:
+            return
+        for provider in (self.tracer_provider, self.meter_provider):
+            if provider is not None:
+                with contextlib.suppress(Exception):  # an unreachable collector must not fail a clean exit
+                    provider.shutdown()
+
+
+_installed: Telemetry | None = None
+
+
+def configure(settings: Settings, service_name: str, environ: dict[str, str] | None = None) -> Telemetry | None:
+    """Install tracing and metrics for this process when an exporter is configured.
+
+    Returns None (and installs nothing) when OTLP is not configured and the console
+    exporter is off, or when `OTEL_SDK_DISABLED=true`. `OTEL_SERVICE_NAME` overrides
+    `service_name`; every other `OTEL_*` variable means what the OpenTelemetry SDK says."""
+    global _installed
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    otlp = any(env.get(name) for name in OTLP_VARIABLES)
+    if not otlp and not settings.telemetry_console:
+        return None
+
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    resource = Resource.create(
+        {"service.name": env.get("OTEL_SERVICE_NAME") or service_name, "service.version": _version()}
+    )
+    tracer_provider = TracerProvider(resource=resource)
+    readers = []
+    if otlp:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    if settings.telemetry_console:
+        # stderr: a CLI's stdout is its answer (`-o json`), which spans must not interleave.
+        tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr)))
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    # Global too, so the application's own code and other instrumentations join the trace.
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(meter_provider)
+    _installed = Telemetry(tracer_provider, meter_provider, owned=True)
+    return _installed
+
+
+def active() -> Telemetry | None:
+    """The telemetry in force: what `configure` (or `use`) installed, else the application's
+    global providers when it set real ones, else None."""
+    if _installed is not None:
+        return _installed
+    trace_api = sys.modules.get("opentelemetry.trace")
+    if trace_api is None:  # nobody imported OpenTelemetry, so nobody set a provider
+        return None
+    provider = trace_api.get_tracer_provider()
+    if isinstance(provider, (trace_api.ProxyTracerProvider, trace_api.NoOpTracerProvider)):
+        return None
+    from opentelemetry import metrics
+
+    meter_provider = metrics.get_meter_provider()
+    if isinstance(meter_provider, metrics.NoOpMeterProvider) or type(meter_provider).__name__ == "_ProxyMeterProvider":
+        meter_provider = None
+    return Telemetry(provider, meter_provider)
+
+
+@contextlib.contextmanager
+def use(telemetry: Telemetry | None) -> Iterator[Telemetry | None]:
+    """Make `telemetry` the one in force for channels and servers made inside the block
+    (tests use it with in-memory exporters; None turns telemetry off)."""
+    global _installed
+    before = _installed
+    _installed = telemetry
+    try:
+        yield telemetry
+    finally:
+        _installed = before
+
+
+# ---------------------------------------------------------------- trace context as text
+
+
+def current_traceparent() -> str:
+    """The W3C traceparent of the current span; empty when there is none."""
+    trace_api = sys.modules.get("opentelemetry.trace")
+    if trace_api is None:
+        return ""
+    span_context = trace_api.get_current_span().get_span_context()
+    return traceparent_of(span_context)
+
+
+def traceparent_of(span_context: Any) -> str:
+    if not span_context.is_valid:
+        return ""
+    return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{int(span_context.trace_flags):02x}"
+
+
+@functools.cache
+def _trace_api() -> tuple[Any, Any]:
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+
+    return trace, Context
+
+
+def context_from_traceparent(traceparent: str) -> Any:
+    """A context whose current span is the remote one `traceparent` names; an empty context
+    (so a new span is a root) when it is empty or malformed.
+
+    Parsed here rather than by the propagator: this runs for every dispatched run."""
+    trace, Context = _trace_api()
+
+    parts = traceparent.split("-")
+    if len(parts) != 4 or parts[0] != "00" or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) != 2:
+        return Context()
+    try:
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    except ValueError:
+        return Context()
+    span_context = trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(flags))
+    if not span_context.is_valid:
+        return Context()
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context), Context())
+
+
+# ---------------------------------------------------------------- interceptors
+
+
+def is_traced(method: Any) -> bool:
+    """Whether calls of this method (a full method name) get spans."""
+    if isinstance(method, bytes):
+        method = method.decode()
+    return method not in UNTRACED_METHODS
+
+
+def traced_aio_channel(channel: Any, telemetry: Telemetry | None, *, local: bool = False) -> Any:
+    """`channel`, its calls traced when telemetry is on: a client span each, its context sent
+    along. A `local` channel (services of one process calling each other) only sends the
+    context: the server span of the same process records that hop already."""
+    if telemetry is None:
+        return channel
+    from shiftboss._rpc_tracing import TracedAioChannel
+
+    return TracedAioChannel(channel, telemetry.tracer("shiftboss.rpc"), is_traced, spans=not local)
+
+
+def client_interceptors(telemetry: Telemetry | None) -> list[Any]:
+    """Interceptors for a blocking channel (see shiftboss._rpc_tracing for why they are ours)."""
+    if telemetry is None:
+        return []
+    from shiftboss._rpc_tracing import BlockingTracing
+
+    return [BlockingTracing(telemetry.tracer("shiftboss.rpc"), is_traced)]
