@@ -11,7 +11,7 @@ So client spans are made here; they look like the instrumentation's: named by th
 method, kind CLIENT, with rpc.system, rpc.service, rpc.method and rpc.grpc.status_code,
 and W3C trace context in the call's metadata. Every call hands back gRPC's own call (or,
 for an asyncio unary call, a thin awaitable around it) and its span ends when it is done,
-however it ends. Server spans are the instrumentation's own (shiftboss.telemetry).
+however it ends. Server spans are made by shiftboss.services.tracing, for the same reasons.
 """
 
 from __future__ import annotations
