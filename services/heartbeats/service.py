@@ -16,6 +16,7 @@ from shiftboss.services.broadcast import Broadcaster
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.heartbeats import domain
 from shiftboss.services.heartbeats.models import WorkerRow
+from shiftboss.services.heartbeats.telemetry import observe
 from shiftboss.v1 import heartbeats_pb2, heartbeats_pb2_grpc
 
 log = logging.getLogger("shiftboss.heartbeats")
@@ -60,6 +61,7 @@ class HeartbeatService(heartbeats_pb2_grpc.HeartbeatServiceServicer):
         self.events: Broadcaster[heartbeats_pb2.WorkerEvent] = Broadcaster()
         self._wake = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
+        self.observer = observe(self)
 
     def register(self, server: aio.Server) -> None:
         heartbeats_pb2_grpc.add_HeartbeatServiceServicer_to_server(self, server)
@@ -72,6 +74,8 @@ class HeartbeatService(heartbeats_pb2_grpc.HeartbeatServiceServicer):
         self.events.close()
 
     async def stop(self) -> None:
+        if self.observer is not None:
+            self.observer.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

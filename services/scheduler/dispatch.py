@@ -58,6 +58,8 @@ class Dispatcher:
         self.sessions: dict[str, WorkerSession] = {}
         #: Every committed state change and log line of every run, for watchers.
         self.events: Broadcaster[scheduler_pb2.FlowRunEvent] = Broadcaster()
+        #: Telemetry (services/scheduler/telemetry.py), told of dispatches and state changes; None when off.
+        self.observer: Any = None
         self._closed = False
 
     # ---------------------------------------------------------------- pools and queues
@@ -133,6 +135,8 @@ class Dispatcher:
     def apply(self, change: run_store.Transition) -> None:
         """Mirror one committed state change in the core, and kick if it freed or added work."""
         run, before, after = change.run, change.before, change.after
+        if self.observer is not None:
+            self.observer.changed(change)
         runtime = self.pools.get(run.pool)
         if runtime is None or run.queue not in runtime.state.queues():
             return
@@ -273,7 +277,10 @@ class Dispatcher:
                     runtime.state.remove_run(key)
             for run in rows:
                 worker.held.add(run.seq)
-                worker.send(scheduler_pb2.SchedulerMessage(dispatch=dispatch_message(run)))
+                message = dispatch_message(run)
+                if self.observer is not None:
+                    self.observer.dispatching(run, message, now)
+                worker.send(scheduler_pb2.SchedulerMessage(dispatch=message))
                 self.events.publish(state_event(run.id, run.state, now, run.message))
 
     async def close(self) -> None:
@@ -298,4 +305,5 @@ def dispatch_message(run: FlowRunRow) -> scheduler_pb2.Dispatch:
         deployment=run.deployment,
         queue=run.queue,
         name=run.name,
+        traceparent=run.traceparent,
     )

@@ -21,6 +21,7 @@ from shiftboss.services.scheduler.creation import RunInserter
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
 from shiftboss.services.scheduler.models import FlowRunRow, ScheduleRow, now_utc
 from shiftboss.services.scheduler.stream import StreamHandler
+from shiftboss.services.scheduler.telemetry import observe, traced
 from shiftboss.services.scheduler.wire import deployment_to_proto, log_event, run_to_proto, state_event
 from shiftboss.v1 import pools_pb2, pools_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, templates_pb2, templates_pb2_grpc
 
@@ -53,6 +54,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.inserts = RunInserter(self)
         self.tasks: list[asyncio.Task[None]] = []
         self.schedules_due = asyncio.Event()
+        self.observer = observe(self)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -80,6 +82,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         await self.inserts.stop()
         await self.stream.outcomes.stop()
         await self.dispatcher.close()
+        if self.observer is not None:
+            self.observer.close()
         await release_database(self.db)
 
     # ------------------------------------------------------------ peers
@@ -95,6 +99,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def call(self, method: Any, request: Any) -> Any:
         return await self.mesh.peers.call(method, request)
 
+    @traced("render")
     async def render(self, pool: str, deployment_variables: dict[str, Any], run_variables: dict[str, Any]) -> dict[str, Any]:
         """The job configuration from TemplateService; the pool's template travels along when
         the scheduler already holds it, which spares TemplateService a lookup."""
@@ -222,6 +227,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             state=states.SCHEDULED,
             created=created,
             slot=slot,
+            traceparent=self.observer.caller_traceparent(slot) if self.observer else "",
         )
         await self.inserts.add(run)
         return run

@@ -1,0 +1,217 @@
+"""The scheduler's spans and metrics beyond the RPC interceptors.
+
+A run is admitted and dispatched after CreateFlowRun has returned, so those steps cannot
+sit under the request's server span by nesting: the request's trace context is stored
+with the run (`FlowRunRow.traceparent`) and the admission and dispatch spans are started
+with it as parent. A run made by a schedule has no caller; its admission span is a root.
+The dispatch span's context travels to the worker in `Dispatch.traceparent`.
+
+Exists only when telemetry is on (`observe` returns None otherwise), so the dispatch path
+checks one attribute and does nothing more.
+
+Metrics (attributes `shiftboss.pool`, `shiftboss.queue`):
+  shiftboss.runs.queued              gauge   runs waiting in a queue (SCHEDULED, in the core)
+  shiftboss.pool.slots.occupied      gauge   runs holding a slot of the pool (PENDING, RUNNING, CANCELLING)
+  shiftboss.pool.slots.limit         gauge   the pool's concurrency limit (pools that have one)
+  shiftboss.queue.slots.occupied     gauge   the same per queue
+  shiftboss.queue.slots.limit        gauge   the queue's concurrency limit (queues that have one)
+  shiftboss.dispatch.since_created   histogram, s   created -> dispatched
+  shiftboss.dispatch.since_due       histogram, s   scheduled start -> dispatched (0 when prefetched)
+  shiftboss.runs.finished            counter  runs that reached a final state, by `shiftboss.state`
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Status, StatusCode
+
+from shiftboss.telemetry import Telemetry, context_from_traceparent, current_traceparent, traceparent_of
+from shiftboss.services.gauges import LoopReading
+from shiftboss.services.scheduler import runs as run_store
+from shiftboss.services.scheduler import states
+from shiftboss.services.scheduler.models import FlowRunRow
+
+if TYPE_CHECKING:
+    from shiftboss.services.scheduler.service import SchedulerService
+    from shiftboss.v1 import scheduler_pb2
+
+POOL, QUEUE, STATE = "shiftboss.pool", "shiftboss.queue", "shiftboss.state"
+#: Seconds: from a millisecond push to a run that waited an hour for a slot.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+@dataclass(slots=True, frozen=True)
+class Occupancy:
+    """A copy of the cores' counts, taken on the event loop."""
+
+    #: (pool, occupied, limit)
+    pools: list[tuple[str, int, int | None]]
+    #: (pool, queue, queued, occupied, limit)
+    queues: list[tuple[str, str, int, int, int | None]]
+
+
+class SchedulerTelemetry:
+    def __init__(self, service: SchedulerService, telemetry: Telemetry) -> None:
+        self.service = service
+        self.tracer = telemetry.tracer("shiftboss.scheduler")
+        meter = telemetry.meter("shiftboss.scheduler")
+        self.since_created = meter.create_histogram(
+            "shiftboss.dispatch.since_created", unit="s", description="Time from a run's creation to its dispatch to a worker",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.since_due = meter.create_histogram(
+            "shiftboss.dispatch.since_due", unit="s",
+            description="Time from a run's scheduled start to its dispatch (0 for a run dispatched ahead, in a worker's prefetch)",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.finished = meter.create_counter(
+            "shiftboss.runs.finished", unit="{run}", description="Runs that reached a final state, by state"
+        )
+        #: Metric attributes of each (pool, queue), made once.
+        self._where: dict[tuple[str, str], dict[str, str]] = {}
+        self.occupancy: LoopReading[Occupancy] = LoopReading(read=self._occupancy)
+        meter.create_observable_gauge(
+            "shiftboss.runs.queued", [self._queued], unit="{run}", description="Runs waiting in a work queue"
+        )
+        meter.create_observable_gauge(
+            "shiftboss.pool.slots.occupied", [self._pool_occupied], unit="{run}", description="Runs holding a slot of the work pool"
+        )
+        meter.create_observable_gauge(
+            "shiftboss.pool.slots.limit", [self._pool_limit], unit="{run}", description="Concurrency limit of the work pool"
+        )
+        meter.create_observable_gauge(
+            "shiftboss.queue.slots.occupied", [self._queue_occupied], unit="{run}", description="Runs holding a slot of the work queue"
+        )
+        meter.create_observable_gauge(
+            "shiftboss.queue.slots.limit", [self._queue_limit], unit="{run}", description="Concurrency limit of the work queue"
+        )
+
+    def close(self) -> None:
+        self.occupancy.close()
+
+    # ---------------------------------------------------------------- runs
+
+    @staticmethod
+    def caller_traceparent(slot: str | None) -> str:
+        """The context a new run keeps: its caller's; none for a run a schedule made."""
+        return "" if slot else current_traceparent()
+
+    def dispatching(self, run: FlowRunRow, message: scheduler_pb2.Dispatch, admitted: datetime) -> None:
+        """A leased run about to be pushed: its admission and dispatch spans, its latency,
+        and the dispatch span's context in the message for the worker."""
+        tracer = self.tracer
+        leased = time.time_ns()
+        waited = (admitted - run_store.as_utc(run.created)).total_seconds()
+        early = (admitted - run_store.as_utc(run.scheduled_start)).total_seconds()
+        admission = tracer.start_span(
+            "admission",
+            context=context_from_traceparent(run.traceparent),
+            start_time=int(admitted.timestamp() * 1e9),
+            attributes={
+                POOL: run.pool,
+                QUEUE: run.queue,
+                "shiftboss.run.id": run.id,
+                "shiftboss.admission.waited_seconds": waited,
+                "shiftboss.admission.due_seconds": early,
+            },
+        )
+        admission.end(leased)
+        dispatch = tracer.start_span(
+            "dispatch",
+            context=trace.set_span_in_context(admission),
+            start_time=leased,
+            attributes={"shiftboss.worker": run.worker, "shiftboss.lease": run.lease},
+        )
+        message.traceparent = traceparent_of(dispatch.get_span_context())
+        dispatch.end()
+        where = self._where.get((run.pool, run.queue))
+        if where is None:
+            where = self._where[(run.pool, run.queue)] = {POOL: run.pool, QUEUE: run.queue}
+        self.since_created.record(max(0.0, waited), where)
+        self.since_due.record(max(0.0, early), where)
+
+    def span(self, name: str) -> tuple[Any, object]:
+        """A span of the scheduler's own, made current: (span, token to detach)."""
+        span = self.tracer.start_span(name)
+        return span, otel_context.attach(trace.set_span_in_context(span))
+
+    def changed(self, change: run_store.Transition) -> None:
+        if change.after in states.TERMINAL and change.before not in states.TERMINAL:
+            run = change.run
+            self.finished.add(1, {POOL: run.pool, QUEUE: run.queue, STATE: change.after})
+
+    # ---------------------------------------------------------------- gauges
+
+    def _occupancy(self) -> Occupancy:
+        pools, queues = [], []
+        for name, runtime in list(self.service.dispatcher.pools.items()):
+            core = runtime.state
+            pools.append((name, core.occupied, core.limit))
+            for queue in core.queues():
+                queues.append((name, queue, core.queue_length(queue), core.queue_occupied(queue), core.queue_limit(queue)))
+        return Occupancy(pools, queues)
+
+    def _queued(self, options: CallbackOptions) -> Iterable[Observation]:
+        reading = self.occupancy.get()
+        return [Observation(n, {POOL: p, QUEUE: q}) for p, q, n, _, _ in reading.queues] if reading else []
+
+    def _queue_occupied(self, options: CallbackOptions) -> Iterable[Observation]:
+        reading = self.occupancy.get()
+        return [Observation(n, {POOL: p, QUEUE: q}) for p, q, _, n, _ in reading.queues] if reading else []
+
+    def _queue_limit(self, options: CallbackOptions) -> Iterable[Observation]:
+        reading = self.occupancy.get()
+        return [Observation(n, {POOL: p, QUEUE: q}) for p, q, _, _, n in reading.queues if n is not None] if reading else []
+
+    def _pool_occupied(self, options: CallbackOptions) -> Iterable[Observation]:
+        reading = self.occupancy.get()
+        return [Observation(n, {POOL: p}) for p, n, _ in reading.pools] if reading else []
+
+    def _pool_limit(self, options: CallbackOptions) -> Iterable[Observation]:
+        reading = self.occupancy.get()
+        return [Observation(n, {POOL: p}) for p, _, n in reading.pools if n is not None] if reading else []
+
+
+def observe(service: SchedulerService) -> SchedulerTelemetry | None:
+    """The scheduler's telemetry, hooked into its dispatcher; None when telemetry is off."""
+    telemetry = service.mesh.telemetry
+    if telemetry is None:
+        return None
+    observer = SchedulerTelemetry(service, telemetry)
+    service.dispatcher.observer = observer
+    return observer
+
+
+def traced(name: str) -> Callable[[F], F]:
+    """Run a scheduler method in a span of its own when telemetry is on."""
+
+    def decorate(method: F) -> F:
+        @functools.wraps(method)
+        async def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.observer is None:
+                return await method(self, *args, **kwargs)
+            span, token = self.observer.span(name)
+            try:
+                return await method(self, *args, **kwargs)
+            except BaseException as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                raise
+            finally:
+                otel_context.detach(token)
+                span.end()
+
+        return run  # type: ignore[return-value]
+
+    return decorate
