@@ -99,6 +99,11 @@ class Settings:
     worker_healthcheck_port: int = 8080
     #: Seconds the stream may stay down before the health check turns unhealthy.
     worker_healthcheck_down_seconds: float = 90.0
+    #: Telemetry: spans and metrics go over OTLP when the standard OTEL_EXPORTER_OTLP_*
+    #: variables name an endpoint; this prints them on stderr as well (or alone).
+    telemetry_console: bool = False
+    #: `text`, or `json`: one JSON object a line, with the current trace_id and span_id.
+    log_format: str = "text"
 
     def database_url_for(self, service: str) -> str:
         """The database URL of one service: its own, else the shared one, else SQLite in home."""

@@ -19,13 +19,16 @@ from typing import Any
 
 from rich.console import Console
 
+from shiftboss._json_logs import JsonConsole
 from shiftboss._wire import from_struct, from_timestamp, to_timestamp
 from shiftboss.client import AsyncClient
 from shiftboss.errors import ShiftbossError, Unavailable
 from shiftboss.stream import WorkerStream
+from shiftboss.telemetry import current_traceparent
 from shiftboss.v1 import scheduler_pb2
 from shiftboss.workers.health import HealthServer, stream_health
 from shiftboss.workers.infrastructure import Handle, Infrastructure, RunSpec, backend_for
+from shiftboss.workers.telemetry import WorkerTelemetry
 
 Worker = scheduler_pb2.WorkerMessage
 #: Outcomes kept to send again after a reconnect.
@@ -80,10 +83,15 @@ class Daemon:
     established: bool = False
     ever_connected: bool = False
     disconnected_since: float | None = field(default_factory=time.monotonic)
+    #: A span per run and a count of reconnects; None when telemetry is off.
+    telemetry: WorkerTelemetry | None = None
 
     # ------------------------------------------------------------ console
 
     def say(self, text: str, style: str = "") -> None:
+        if isinstance(self.console, JsonConsole):  # its lines carry their own time
+            self.console.print(text, style=style or None)
+            return
         stamp = datetime.now().strftime("%H:%M:%S")
         self.console.print(f"{stamp} {text}", style=style or None, markup=False)
 
@@ -117,6 +125,10 @@ class Daemon:
         self.say(f"run {run.dispatch.name} ({run.dispatch.run[:8]}) finished {state} in {took:.2f}s" + (f": {message}" if message else ""), style)
         self.send_credits()
 
+    def _outcome(self, run_id: str) -> scheduler_pb2.Finished | None:
+        outcome = self.unconfirmed.get(run_id)
+        return outcome.finished if outcome is not None else None
+
     def forget_outcome(self, run_id: str, lease: int) -> None:
         outcome = self.unconfirmed.get(run_id)
         if outcome is not None and outcome.finished.lease == lease:
@@ -143,7 +155,9 @@ class Daemon:
                 await asyncio.sleep(delay)
             assert self.infrastructure is not None
             config = from_struct(dispatch.job_configuration)
-            spec = RunSpec(dispatch.run, dispatch.entrypoint, from_struct(dispatch.parameters), config, self.options.address, dispatch.traceparent)
+            # The flow's parent is this worker's run span when there is one (see workers/telemetry.py).
+            traceparent = current_traceparent() or dispatch.traceparent
+            spec = RunSpec(dispatch.run, dispatch.entrypoint, from_struct(dispatch.parameters), config, self.options.address, traceparent)
             self.send(Worker(started=scheduler_pb2.Started(run=dispatch.run, lease=dispatch.lease, at=to_timestamp(datetime.now(timezone.utc)))))
             run.started_at = time.monotonic()
             self.say(f"run {dispatch.name} ({dispatch.run[:8]}) started")
@@ -224,7 +238,10 @@ class Daemon:
             self.send(Worker(ack=scheduler_pb2.Ack(run=dispatch.run, lease=dispatch.lease)))
             self.say(f"run {dispatch.name} ({dispatch.run[:8]}) received from queue {dispatch.queue}")
             run = self.runs[dispatch.run] = Run(dispatch)
-            run.task = asyncio.create_task(self.execute(run), name=f"run-{dispatch.run}")
+            work = self.execute(run)
+            if self.telemetry is not None:
+                work = self.telemetry.run(dispatch, work, lambda: self._outcome(dispatch.run))
+            run.task = asyncio.create_task(work, name=f"run-{dispatch.run}")
         elif kind == "cancel":
             await self.cancel(message.cancel.run)
         elif kind == "drain":
@@ -265,6 +282,8 @@ class Daemon:
         for finished in hello.finished:
             self.forget_outcome(finished.run, finished.lease)
         self.stream = stream
+        if self.ever_connected and self.telemetry is not None:
+            self.telemetry.reconnected()
         self.established = self.ever_connected = True
         self.heartbeat_seconds = welcome.heartbeat_seconds or 30.0
         if self.infrastructure is None:

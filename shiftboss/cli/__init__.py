@@ -7,8 +7,8 @@ import click
 from shiftboss.cli.deploy import deploy
 from shiftboss.cli.generated import add_generated
 from shiftboss.cli.server import server
+from shiftboss.cli.telemetry import cli_client
 from shiftboss.cli.worker import start as worker_start
-from shiftboss.client import Client
 
 __all__ = ["main", "cli"]
 
@@ -22,7 +22,7 @@ def cli() -> None:
     """
 
 
-add_generated(cli, Client)
+add_generated(cli, cli_client)
 cli.add_command(server)
 cli.add_command(deploy)
 cli.commands["worker"].add_command(worker_start)  # type: ignore[attr-defined]

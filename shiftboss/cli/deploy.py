@@ -146,10 +146,10 @@ def read_specs(path: Path, only: tuple[str, ...]) -> list[scheduler_pb2.Deployme
 @click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table", help="Output format.")
 def deploy(file: Path, names: tuple[str, ...], fmt: str) -> None:
     """Create or update every deployment FILE declares (default: ./shiftboss.yaml), all or none."""
-    from shiftboss.client import Client
+    from shiftboss.cli.telemetry import cli_client
 
     specs = read_specs(file, names)
-    with Client() as client:
+    with cli_client() as client:
         try:
             reply = client.apply_deployments(specs)
         except ShiftbossError as exc:

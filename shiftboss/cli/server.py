@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import click
 
@@ -13,11 +12,6 @@ from shiftboss.settings import load_settings
 @click.group()
 def server() -> None:
     """Run and administer the shiftboss server."""
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @server.command()
@@ -38,12 +32,18 @@ def _configure_logging() -> None:
 )
 def start(host: str | None, port: int | None, services: tuple[str, ...], auth: bool | None, insecure: bool | None) -> None:
     """Start the services in this process: all of them on the embedded SQLite by default."""
+    from shiftboss._json_logs import configure_logging
     from shiftboss.services.mesh import Mesh
+    from shiftboss.telemetry import configure
 
-    _configure_logging()
     settings = load_settings(host=host, port=port, auth=auth, insecure=insecure)
+    try:
+        configure_logging(settings.log_format)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     if settings.insecure and not (settings.auth or settings.tls_cert_file):
         click.echo("WARNING: --insecure: no auth and no TLS; anyone who reaches this port can run code on your workers", err=True)
+    telemetry = configure(settings, "shiftboss-server")
 
     async def run() -> None:
         try:
@@ -62,6 +62,9 @@ def start(host: str | None, port: int | None, services: tuple[str, ...], auth: b
         asyncio.run(run())
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()
 
 
 @server.command("create-admin-key")

@@ -37,7 +37,9 @@ def start(
     """Start a worker: hold a stream to the scheduler and run what it pushes."""
     from shiftboss.errors import ShiftbossError
     from shiftboss.workers.daemon import Daemon, Options
+    from shiftboss.telemetry import configure
     from shiftboss.workers.infrastructure import backend_for
+    from shiftboss.workers.telemetry import WorkerTelemetry
 
     settings = load_settings()
     if limit is not None and limit < 1:
@@ -76,6 +78,17 @@ def start(
         healthcheck_down_seconds=settings.worker_healthcheck_down_seconds,
     )
     daemon = Daemon(options)
+    if settings.log_format != "text":
+        from shiftboss._json_logs import JsonConsole, configure_logging
+
+        try:
+            configure_logging(settings.log_format)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        daemon.console = JsonConsole()  # type: ignore[assignment]
+    telemetry = configure(settings, "shiftboss-worker")
+    if telemetry is not None:
+        daemon.telemetry = WorkerTelemetry(telemetry, options.pool, options.name)
     try:
         code = asyncio.run(daemon.run())
     except ShiftbossError as exc:
@@ -84,4 +97,7 @@ def start(
     except ValueError as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(1) from None
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()
     raise SystemExit(code)
