@@ -23,7 +23,8 @@ T = TypeVar("T")
 
 #: Longest a reader waits for the loop.
 WAIT_SECONDS = 2.0
-#: A reading is reused for this long, so the gauges of one collection share one copy.
+#: A reading is shared by the gauges of one collection: by at most `readers` callbacks,
+#: within this many seconds.
 FRESH_SECONDS = 0.5
 
 
@@ -34,6 +35,7 @@ class LoopReading(Generic[T]):
         self,
         read: Callable[[], T] | None = None,
         read_async: Callable[[], Awaitable[T]] | None = None,
+        readers: int = 1,
     ) -> None:
         self._read = read
         self._read_async = read_async
@@ -42,6 +44,8 @@ class LoopReading(Generic[T]):
         self.closed = False
         self._last: T | None = None
         self._taken = 0.0
+        self._readers = readers
+        self._served = 0
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -52,11 +56,13 @@ class LoopReading(Generic[T]):
         if self.closed:
             return None
         with self._lock:
-            if self._last is not None and time.monotonic() - self._taken < FRESH_SECONDS:
+            fresh = self._served < self._readers and time.monotonic() - self._taken < FRESH_SECONDS
+            if self._last is not None and fresh:
+                self._served += 1
                 return self._last
             value = self._take()
             if value is not None:
-                self._last, self._taken = value, time.monotonic()
+                self._last, self._taken, self._served = value, time.monotonic(), 1
             return value
 
     def _take(self) -> T | None:

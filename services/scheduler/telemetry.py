@@ -80,7 +80,7 @@ class SchedulerTelemetry:
         )
         #: Metric attributes of each (pool, queue), made once.
         self._where: dict[tuple[str, str], dict[str, str]] = {}
-        self.occupancy: LoopReading[Occupancy] = LoopReading(read=self._occupancy)
+        self.occupancy: LoopReading[Occupancy] = LoopReading(read=self._occupancy, readers=5)  # the five gauges below
         meter.create_observable_gauge(
             "shiftboss.runs.queued", [self._queued], unit="{run}", description="Runs waiting in a work queue"
         )

@@ -1,0 +1,322 @@
+"""Traces and metrics of a real mesh, exported in memory: one trace from the caller to the
+dispatched run (across a restart too), RPC status codes, the metrics users alert on, and
+the worker's run span and reconnect count."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from shiftboss import errors, telemetry
+from shiftboss.client import AsyncClient
+from shiftboss.services.mesh import Mesh
+from shiftboss.settings import Settings
+from shiftboss.stream import WorkerStream
+from shiftboss.v1 import scheduler_pb2
+from shiftboss.workers.daemon import Daemon, Options
+from shiftboss.workers.telemetry import WorkerTelemetry
+from tests.conftest import close_abandoned_connections
+
+CREATE = "/shiftboss.v1.SchedulerService/CreateFlowRun"
+RENDER = "/shiftboss.v1.TemplateService/Render"
+
+
+@dataclass
+class Otel:
+    installed: telemetry.Telemetry
+    spans: InMemorySpanExporter
+    metrics: InMemoryMetricReader
+
+    @property
+    def tracer(self) -> Any:
+        return self.installed.tracer("tests")
+
+    def finished(self, name: str, kind: SpanKind | None = None) -> list[ReadableSpan]:
+        return [s for s in self.spans.get_finished_spans() if s.name == name and (kind is None or s.kind == kind)]
+
+    def one(self, name: str, kind: SpanKind | None = None, trace_id: int | None = None) -> ReadableSpan:
+        found = [s for s in self.finished(name, kind) if trace_id is None or s.context.trace_id == trace_id]
+        assert len(found) == 1, f"{len(found)} spans named {name!r}: {[s.name for s in self.spans.get_finished_spans()]}"
+        return found[0]
+
+    async def points(self, metric: str) -> list[Any]:
+        """The metric's data points, collected on another thread as a periodic reader would."""
+        data = await asyncio.to_thread(self.metrics.get_metrics_data)
+        return [
+            point
+            for resource in (data.resource_metrics if data else [])
+            for scope in resource.scope_metrics
+            for found in scope.metrics
+            if found.name == metric
+            for point in found.data.data_points
+        ]
+
+    async def values(self, metric: str) -> dict[tuple[tuple[str, Any], ...], Any]:
+        return {tuple(sorted(p.attributes.items())): getattr(p, "value", None) for p in await self.points(metric)}
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    metrics = InMemoryMetricReader()
+    installed = telemetry.Telemetry(tracer_provider, MeterProvider(metric_readers=[metrics]))
+    with telemetry.use(installed):
+        yield Otel(installed, spans, metrics)
+    tracer_provider.shutdown()
+    installed.meter_provider.shutdown()
+
+
+async def start_mesh(settings: Settings) -> Mesh:
+    mesh = Mesh(settings.replace(port=0, host="127.0.0.1"))
+    port = await mesh.start()
+    mesh.settings = mesh.peers.settings = mesh.settings.replace(api_address=f"127.0.0.1:{port}")
+    return mesh
+
+
+@pytest.fixture
+async def traced_mesh(otel: Otel, settings: Settings) -> AsyncIterator[Mesh]:
+    mesh = await start_mesh(settings)
+    try:
+        yield mesh
+    finally:
+        await mesh.stop(0)
+        await close_abandoned_connections()
+
+
+async def next_message(stream: WorkerStream, kind: str) -> Any:
+    while True:
+        message = await stream.receive(timeout=10)
+        assert message is not None, f"the stream ended before a {kind}"
+        if message.WhichOneof("kind") == kind:
+            return getattr(message, kind)
+
+
+def traceparent(span: ReadableSpan) -> str:
+    return f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-{int(span.context.trace_flags):02x}"
+
+
+async def test_a_run_is_one_trace_from_the_caller_to_its_dispatch(otel: Otel, traced_mesh: Mesh) -> None:
+    async with AsyncClient(traced_mesh.settings.api_address, timeout=10) as client:
+        await client.create_work_pool("etl", "process")
+        await client.create_deployment("nightly", "etl", "flows/etl.py:run")
+        worker = WorkerStream(client, scheduler_pb2.Hello(name="w1", pool="etl"))
+        await worker.open()
+        with otel.tracer.start_as_current_span("caller") as caller:
+            run = await client.create_flow_run("nightly")
+        dispatch = await next_message(worker, "dispatch")
+        await worker.close()
+    assert dispatch.run == run.id
+    trace_id = caller.get_span_context().trace_id
+
+    sent = otel.one(CREATE, SpanKind.CLIENT, trace_id)
+    served = otel.one(CREATE, SpanKind.SERVER, trace_id)
+    render = otel.one("render", trace_id=trace_id)
+    rendered = otel.one(RENDER, SpanKind.SERVER, trace_id)
+    admission = otel.one("admission", trace_id=trace_id)
+    dispatched = otel.one("dispatch", trace_id=trace_id)
+    assert sent.parent.span_id == caller.get_span_context().span_id
+    assert served.parent.span_id == sent.context.span_id
+    assert render.parent.span_id == served.context.span_id
+    assert rendered.parent.span_id == render.context.span_id
+    assert admission.parent.span_id == served.context.span_id
+    assert dispatched.parent.span_id == admission.context.span_id
+    assert dispatch.traceparent == traceparent(dispatched)
+
+    assert served.attributes["rpc.service"] == "shiftboss.v1.SchedulerService"
+    assert served.attributes["rpc.method"] == "CreateFlowRun"
+    assert served.attributes["rpc.grpc.status_code"] == 0
+    assert admission.attributes["shiftboss.pool"] == "etl"
+    assert admission.attributes["shiftboss.queue"] == "default"
+    assert admission.attributes["shiftboss.run.id"] == run.id
+    assert admission.attributes["shiftboss.admission.waited_seconds"] >= 0
+    assert dispatched.attributes["shiftboss.worker"] == "etl/w1"
+
+
+async def test_admission_continues_the_creating_request_after_a_restart(otel: Otel, settings: Settings) -> None:
+    """The context is stored with the run, not held in memory: a run created before a
+    restart is admitted afterwards as part of its creator's trace."""
+    mesh = await start_mesh(settings)
+    try:
+        async with AsyncClient(mesh.settings.api_address, timeout=10) as client:
+            await client.create_work_pool("etl", "process")
+            await client.create_deployment("nightly", "etl", "flows/etl.py:run")
+            with otel.tracer.start_as_current_span("caller") as caller:
+                run = await client.create_flow_run("nightly")  # no worker yet: it waits
+    finally:
+        await mesh.stop(0)
+    served = otel.one(CREATE, SpanKind.SERVER, caller.get_span_context().trace_id)
+    assert not otel.finished("admission")
+
+    mesh = await start_mesh(settings)
+    try:
+        async with AsyncClient(mesh.settings.api_address, timeout=10) as client:
+            worker = WorkerStream(client, scheduler_pb2.Hello(name="w1", pool="etl"))
+            await worker.open()
+            dispatch = await next_message(worker, "dispatch")
+            await worker.close()
+    finally:
+        await mesh.stop(0)
+        await close_abandoned_connections()
+    assert dispatch.run == run.id
+    admission = otel.one("admission")
+    assert admission.context.trace_id == served.context.trace_id
+    assert admission.parent.span_id == served.context.span_id
+
+
+async def test_a_run_made_by_a_schedule_is_a_trace_of_its_own(otel: Otel, traced_mesh: Mesh) -> None:
+    async with AsyncClient(traced_mesh.settings.api_address, timeout=10) as client:
+        await client.create_work_pool("etl", "process")
+        # The schedule's first run is an hour ahead: within this worker's prefetch.
+        worker = WorkerStream(client, scheduler_pb2.Hello(name="w1", pool="etl", prefetch_seconds=7200))
+        await worker.open()
+        await client.create_deployment("hourly", "etl", "flows/etl.py:run", interval=3600)
+        dispatch = await next_message(worker, "dispatch")
+        await worker.close()
+    admission = otel.one("admission")
+    dispatched = otel.one("dispatch")
+    assert admission.parent is None
+    assert dispatched.parent.span_id == admission.context.span_id
+    assert dispatch.traceparent == traceparent(dispatched)
+
+
+async def test_rpc_spans_record_the_status_the_caller_got(otel: Otel, traced_mesh: Mesh) -> None:
+    async with AsyncClient(traced_mesh.settings.api_address, timeout=10) as client:
+        with pytest.raises(errors.NotFound):
+            await client.get_flow_run("no-such-run")
+    served = otel.one("/shiftboss.v1.SchedulerService/GetFlowRun", SpanKind.SERVER)
+    sent = otel.one("/shiftboss.v1.SchedulerService/GetFlowRun", SpanKind.CLIENT)
+    assert served.attributes["rpc.grpc.status_code"] == 5  # NOT_FOUND, not UNKNOWN
+    assert served.status.status_code == StatusCode.UNSET  # the caller's mistake, not the server's fault
+    assert sent.attributes["rpc.grpc.status_code"] == 5
+    assert sent.status.status_code == StatusCode.ERROR
+
+
+async def test_metrics_of_queues_slots_dispatch_and_outcomes(otel: Otel, traced_mesh: Mesh) -> None:
+    async with AsyncClient(traced_mesh.settings.api_address, timeout=10) as client:
+        await client.create_work_pool("etl", "process", concurrency_limit=3)
+        await client.create_work_queue("slow", "etl", concurrency_limit=1)
+        await client.create_deployment("nightly", "etl", "flows/etl.py:run", queue="slow")
+        worker = WorkerStream(client, scheduler_pb2.Hello(name="w1", pool="etl"))
+        await worker.open()
+        first = await client.create_flow_run("nightly")
+        second = await client.create_flow_run("nightly")
+        dispatch = await next_message(worker, "dispatch")
+        assert dispatch.run == first.id  # the queue's limit holds the second back
+
+        slow, default = (("shiftboss.pool", "etl"), ("shiftboss.queue", "slow")), (("shiftboss.pool", "etl"), ("shiftboss.queue", "default"))
+        pool = (("shiftboss.pool", "etl"),)
+        assert await otel.values("shiftboss.runs.queued") == {slow: 1, default: 0}
+        assert await otel.values("shiftboss.queue.slots.occupied") == {slow: 1, default: 0}
+        assert await otel.values("shiftboss.queue.slots.limit") == {slow: 1}
+        assert await otel.values("shiftboss.pool.slots.occupied") == {pool: 1}
+        assert await otel.values("shiftboss.pool.slots.limit") == {pool: 3}
+        assert await otel.values("shiftboss.workers.online") == {pool: 1}
+
+        worker.ack(dispatch)
+        worker.finished(dispatch.run, dispatch.lease, "COMPLETED", exit_code=0)
+        dispatch = await next_message(worker, "dispatch")
+        assert dispatch.run == second.id
+        worker.ack(dispatch)
+        worker.finished(dispatch.run, dispatch.lease, "FAILED", exit_code=1)
+        while (await next_message(worker, "settled")).run != second.id:
+            pass
+        await worker.close()
+
+    finished = await otel.values("shiftboss.runs.finished")
+    assert finished == {
+        (*slow, ("shiftboss.state", "COMPLETED")): 1,
+        (*slow, ("shiftboss.state", "FAILED")): 1,
+    }
+    assert await otel.values("shiftboss.runs.queued") == {slow: 0, default: 0}
+    latencies = {tuple(sorted(p.attributes.items())): p for p in await otel.points("shiftboss.dispatch.since_created")}
+    assert latencies[slow].count == 2
+    assert latencies[slow].min >= 0
+    due = {tuple(sorted(p.attributes.items())): p for p in await otel.points("shiftboss.dispatch.since_due")}
+    assert due[slow].count == 2
+
+
+class Console:
+    """Stands in for the worker's console; tells when a line with some text is printed."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.printed = asyncio.Event()
+
+    def print(self, text: Any = "", *args: Any, **kwargs: Any) -> None:
+        self.lines.append(str(text))
+        self.printed.set()
+
+    async def wait_for(self, text: str, count: int = 1) -> None:
+        async def seen() -> None:
+            while sum(text in line for line in self.lines) < count:
+                self.printed.clear()
+                await self.printed.wait()
+
+        try:
+            await asyncio.wait_for(seen(), 10)
+        except TimeoutError:
+            raise AssertionError(f"the worker did not print {text!r} {count} times:\n" + "\n".join(self.lines)) from None
+
+
+async def test_worker_traces_each_run_and_counts_reconnects(otel: Otel, traced_mesh: Mesh) -> None:
+    async with AsyncClient(traced_mesh.settings.api_address, timeout=10) as client:
+        await client.create_work_pool("etl", "noop")
+        await client.create_deployment("nightly", "etl", "flows/etl.py:run")
+        console = Console()
+        options = Options(pool="etl", name="w1", queues=[], address=traced_mesh.settings.api_address, connect_timeout=10)
+        daemon = Daemon(options, console=console)  # type: ignore[arg-type]
+        daemon.telemetry = WorkerTelemetry(otel.installed, "etl", "w1")
+        serving = asyncio.create_task(daemon.serve())
+        try:
+            await console.wait_for("connected to")
+            assert await otel.values("shiftboss.worker.reconnects") == {}
+            scheduler = next(s for s in traced_mesh.services if s.name == "scheduler")
+            scheduler.dispatcher.sessions["etl/w1"].close()  # the stream drops, as when a replica goes away
+            await console.wait_for("connected to", count=2)
+            run = await client.create_flow_run("nightly")
+            await console.wait_for("finished COMPLETED")
+        finally:
+            daemon.begin_stop()
+            await asyncio.wait_for(serving, 20)
+
+    assert await otel.values("shiftboss.worker.reconnects") == {(("shiftboss.pool", "etl"), ("shiftboss.worker", "w1")): 1}
+    dispatched = otel.one("dispatch")
+    ran = otel.one("run nightly", SpanKind.CONSUMER)
+    assert ran.parent.span_id == dispatched.context.span_id
+    assert ran.context.trace_id == dispatched.context.trace_id
+    assert ran.attributes["shiftboss.run.id"] == run.id
+    assert ran.attributes["shiftboss.state"] == "COMPLETED"
+    assert ran.status.status_code == StatusCode.UNSET
+
+
+async def test_with_telemetry_off_nothing_is_traced(settings: Settings) -> None:
+    with telemetry.use(None):
+        mesh = await start_mesh(settings)
+        try:
+            assert mesh.telemetry is None
+            async with AsyncClient(mesh.settings.api_address, timeout=10) as client:
+                assert type(client.channel).__module__.startswith("grpc")  # the plain channel, no wrapper
+                await client.create_work_pool("etl", "process")
+                await client.create_deployment("nightly", "etl", "flows/etl.py:run")
+                worker = WorkerStream(client, scheduler_pb2.Hello(name="w1", pool="etl"))
+                await worker.open()
+                await client.create_flow_run("nightly")
+                dispatch = await next_message(worker, "dispatch")
+                await worker.close()
+        finally:
+            await mesh.stop(0)
+            await close_abandoned_connections()
+    assert dispatch.traceparent == ""
