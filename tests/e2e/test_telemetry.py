@@ -63,7 +63,7 @@ def test_one_trace_from_the_sdk_through_server_and_worker_into_the_flow(collecto
     (tmp_path / "flows" / "traced.py").write_text(FLOW)
     out = tmp_path / "traceparent.txt"
     home = tmp_path / "home"
-    server = ServerProcess(home, otlp_env(home, collector)).start()
+    server = ServerProcess(home, otlp_env(home, collector, SHIFTBOSS_LOG_FORMAT="json")).start()
     worker = None
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -123,6 +123,16 @@ def test_one_trace_from_the_sdk_through_server_and_worker_into_the_flow(collecto
             what="shiftboss.runs.finished from the server",
         )
         assert finished[-1][0] == "shiftboss-server" and finished[-1][3] == 1
+
+        # the server's log line about the worker's stream names the stream's span
+        worker.stop()
+        connect = collector.wait_for(
+            lambda c: one(c.spans, name="/shiftboss.v1.SchedulerService/Connect", kind=SERVER), what="the Connect span"
+        )
+        logged = [json.loads(line) for line in server.lines if line.startswith("{")]
+        connected = next(line for line in logged if line["message"].startswith("worker traced/w1 connected"))
+        assert (connected["trace_id"], connected["span_id"]) == (connect.trace_id, connect.span_id)
+        assert connected["logger"] == "shiftboss.scheduler"
     finally:
         if worker is not None:
             worker.stop()
