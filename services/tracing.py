@@ -17,6 +17,7 @@ It goes before the error interceptor: the domain error has become its status cod
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -27,7 +28,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from shiftboss.telemetry import Telemetry, is_traced
+from shiftboss.telemetry import Telemetry, context_from_traceparent, is_traced
 
 __all__ = ["TracingInterceptor", "server_interceptors"]
 
@@ -66,6 +67,8 @@ def _status_of(context: Any, exc: BaseException) -> grpc.StatusCode:
 class TracingInterceptor(aio.ServerInterceptor):
     def __init__(self, tracer: Any) -> None:
         self.tracer = tracer
+        propagators = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "")
+        self._w3c_only = propagators in ("tracecontext,baggage", "baggage,tracecontext", "tracecontext")
         #: Attributes of each method, split once.
         self._attributes: dict[str, dict[str, Any]] = {}
 
@@ -77,9 +80,28 @@ class TracingInterceptor(aio.ServerInterceptor):
             # The status code is OK until a failure says otherwise: no second write on success.
             attributes = self._attributes[method] = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name, CODE: 0}
         metadata = context.invocation_metadata()
-        parent = extract(dict(metadata)) if metadata else None
+        parent = self._parent(metadata) if metadata else None
         span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
         return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
+    def _parent(self, metadata: Any) -> Any:
+        """The caller's context. With the default propagators (W3C trace context and
+        baggage), a call that carries a traceparent and nothing else is read directly:
+        this runs for every call, and the general path costs several times more."""
+        if self._w3c_only:
+            traceparent = None
+            for key, value in metadata:
+                if key == "traceparent":
+                    traceparent = value
+                elif key in ("tracestate", "baggage"):
+                    break
+            else:
+                if traceparent is None:
+                    return None
+                parent = context_from_traceparent(traceparent)
+                if parent:  # empty when it could not be read: the propagator decides then
+                    return parent
+        return extract(dict(metadata))
 
     @staticmethod
     def _failed(span: Any, context: Any, exc: BaseException) -> None:

@@ -1,0 +1,63 @@
+"""Load for bench/test_telemetry_bench.py, in a process of its own so that the bench
+measures the server's CPU alone: four no-op stream workers, and an SDK client that
+creates runs 32 at a time once told to go.
+
+    python -m bench._load ADDRESS RUNS TRACED   (TRACED: 1 traces the client as an application would)
+
+Prints `ready` once warm, reads a line, then creates RUNS runs and prints `done SECONDS`
+when the scheduler has recorded every one COMPLETED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+from bench.test_dispatch_bench import NoopWorker, Tally
+from shiftboss import telemetry
+from shiftboss.client import AsyncClient
+
+WORKERS = 4
+CONCURRENCY = 32
+
+
+async def load(address: str, runs: int) -> None:
+    async with AsyncClient(address, timeout=60) as client:
+        tally = Tally()
+        workers = [NoopWorker(client, f"w{i}", "bench", tally) for i in range(WORKERS)]
+        for worker in workers:
+            await worker.start()
+        await client.create_flow_run("burst")  # warm: the first run pays for lazy setup
+        await tally.wait_for(1)
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        sem = asyncio.Semaphore(CONCURRENCY)
+
+        async def create() -> None:
+            async with sem:
+                await client.create_flow_run("burst")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(create() for _ in range(runs)))
+        await tally.wait_for(runs + 1)
+        print(f"done {time.perf_counter() - started}", flush=True)
+        for worker in workers:
+            await worker.stop()
+
+
+def main() -> None:
+    address, runs, traced = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+    installed = None
+    if traced:
+        from bench.test_telemetry_bench import traced as make
+
+        installed, _ = make()
+    with telemetry.use(installed):
+        asyncio.run(load(address, runs))
+    if installed is not None:
+        installed.shutdown()
+
+
+if __name__ == "__main__":
+    main()
