@@ -23,6 +23,7 @@ Metrics (attributes `shiftboss.pool`, `shiftboss.queue`):
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from shiftboss.services.scheduler.service import SchedulerService
     from shiftboss.v1 import scheduler_pb2
 
+log = logging.getLogger("shiftboss.scheduler")
 POOL, QUEUE, STATE = "shiftboss.pool", "shiftboss.queue", "shiftboss.state"
 #: Seconds: from a millisecond push to a run that waited an hour for a slot.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
@@ -110,6 +112,12 @@ class SchedulerTelemetry:
     def dispatching(self, run: FlowRunRow, message: scheduler_pb2.Dispatch, admitted: datetime) -> None:
         """A leased run about to be pushed: its admission and dispatch spans, its latency,
         and the dispatch span's context in the message for the worker."""
+        try:
+            self._dispatching(run, message, admitted)
+        except Exception:  # telemetry must never stop a run from going out
+            log.exception("telemetry of the dispatch of flow run %s failed", run.id)
+
+    def _dispatching(self, run: FlowRunRow, message: scheduler_pb2.Dispatch, admitted: datetime) -> None:
         tracer = self.tracer
         leased = time.time_ns()
         waited = (admitted - run_store.as_utc(run.created)).total_seconds()
@@ -149,7 +157,10 @@ class SchedulerTelemetry:
     def changed(self, change: run_store.Transition) -> None:
         if change.after in states.TERMINAL and change.before not in states.TERMINAL:
             run = change.run
-            self.finished.add(1, {POOL: run.pool, QUEUE: run.queue, STATE: change.after})
+            try:
+                self.finished.add(1, {POOL: run.pool, QUEUE: run.queue, STATE: change.after})
+            except Exception:  # telemetry must never undo a recorded state change
+                log.exception("counting the end of flow run %s failed", run.id)
 
     # ---------------------------------------------------------------- gauges
 
