@@ -125,7 +125,8 @@ def test_tracing_costs_less_than_ten_percent(benchmark, report, backend: str, tm
         f"off {rate_off:.0f} runs/s, {cpu_off:.2f} ms server CPU/run; on {rate_on:.0f} runs/s, {cpu_on:.2f} ms "
         f"server CPU/run ({spans / (ROUNDS * (RUNS + 1)):.1f} server spans/run) | CPU on/off {cpu_on / cpu_off:.3f}, "
         f"throughput on/off {rate_on / rate_off:.3f}; target CPU on/off < {TARGET}: "
-        f"{'met' if cpu_on / cpu_off < TARGET else 'not met'}",
+        f"{'met' if cpu_on / cpu_off < TARGET else 'not met'} | rounds, ms server CPU/run: "
+        f"off {' '.join(f'{c:.2f}' for _, c in off)}; on {' '.join(f'{c:.2f}' for _, c in on)}",
         off_runs_per_second=rate_off,
         on_runs_per_second=rate_on,
         off_cpu_ms_per_run=cpu_off,
