@@ -20,10 +20,11 @@ from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler.creation import RunInserter
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
 from shiftboss.services.scheduler.models import FlowRunRow, ScheduleRow, now_utc
+from shiftboss.services.scheduler.rendering import RenderCache
 from shiftboss.services.scheduler.stream import StreamHandler
 from shiftboss.services.scheduler.telemetry import observe, traced
 from shiftboss.services.scheduler.wire import deployment_to_proto, log_event, run_to_proto, state_event
-from shiftboss.v1 import pools_pb2, pools_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, templates_pb2, templates_pb2_grpc
+from shiftboss.v1 import pools_pb2, pools_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, templates_pb2_grpc
 
 log = logging.getLogger("shiftboss.scheduler")
 
@@ -52,6 +53,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.events = self.dispatcher.events
         self.stream = StreamHandler(self)
         self.inserts = RunInserter(self)
+        self.renders = RenderCache(self)
         self.tasks: list[asyncio.Task[None]] = []
         self.schedules_due = asyncio.Event()
         self.observer = observe(self)
@@ -101,17 +103,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     @traced("render")
     async def render(self, pool: str, deployment_variables: dict[str, Any], run_variables: dict[str, Any]) -> dict[str, Any]:
-        """The job configuration from TemplateService; the pool's template travels along when
-        the scheduler already holds it, which spares TemplateService a lookup."""
-        runtime = self.dispatcher.pools.get(pool)
-        if runtime is not None and runtime.template is not None:
-            request = templates_pb2.RenderRequest(template=runtime.template)
-        else:
-            request = templates_pb2.RenderRequest(pool=pool)
-        request.deployment_variables.update(deployment_variables)
-        request.run_variables.update(run_variables)
-        reply = await self.call(self.templates.Render, request)
-        return from_struct(reply.job_configuration)
+        """The job configuration, as TemplateService renders it (see rendering.py)."""
+        return await self.renders.render(pool, deployment_variables, run_variables)
 
     async def check_queue(self, pool: str, queue: str) -> None:
         await self.call(self.pools.GetWorkQueue, pools_pb2.WorkQueueRef(name=queue, pool=pool))
