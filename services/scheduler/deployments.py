@@ -64,6 +64,12 @@ async def get(session: AsyncSession, name: str, *, schedules: bool = True) -> De
     return row
 
 
+async def get_many(session: AsyncSession, names: set[str]) -> dict[str, DeploymentRow]:
+    """The deployments among these names that exist, by name, without their schedules."""
+    query = select(DeploymentRow).where(DeploymentRow.name.in_(sorted(names))).options(raiseload(DeploymentRow.schedules))
+    return {row.name: row for row in (await session.execute(query)).scalars()}
+
+
 async def list_all(session: AsyncSession, pool: str = "") -> list[DeploymentRow]:
     query = select(DeploymentRow).order_by(DeploymentRow.name)
     if pool:

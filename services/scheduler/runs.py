@@ -8,12 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shiftboss.errors import InvalidArgument, NotFound
 from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.models import FlowRunRow, LogRow, StateChangeRow
+
+_RUNS = FlowRunRow.__table__
+_HISTORY = StateChangeRow.__table__
+#: Every column of a new run but its key, which the database assigns.
+_INSERTED = [column.key for column in _RUNS.columns if column.key != "seq"]
+_INSERT_RUNS = insert(_RUNS).returning(_RUNS.c.seq, sort_by_parameter_order=True)
 
 _ADJECTIVES = ("amber", "brisk", "calm", "dapper", "eager", "fuzzy", "gentle", "hasty", "icy", "jolly", "keen", "lucky", "mellow", "nimble", "olive", "proud", "quiet", "rapid", "sunny", "tidy")
 _NOUNS = ("badger", "condor", "dingo", "egret", "falcon", "gecko", "heron", "ibis", "jackal", "koala", "lemur", "marten", "newt", "otter", "panda", "quail", "raven", "stoat", "tapir", "walrus")
@@ -95,18 +101,15 @@ async def history(session: AsyncSession, run: FlowRunRow) -> list[StateChangeRow
     return list((await session.execute(query)).scalars())
 
 
-async def insert(session: AsyncSession, run: FlowRunRow) -> FlowRunRow:
-    session.add(run)
-    await session.flush()
-    session.add(StateChangeRow(run_seq=run.seq, state=run.state, at=run.created, message=run.message))
-    return run
-
-
 async def insert_many(session: AsyncSession, runs: list[FlowRunRow]) -> None:
-    """New runs and the first line of their histories, with one flush for all."""
-    session.add_all(runs)
-    await session.flush()
-    session.add_all([StateChangeRow(run_seq=r.seq, state=r.state, at=r.created, message=r.message) for r in runs])
+    """New runs (every column set by the caller) and the first line of their histories: two
+    statements for the whole batch, without the unit of work. Each run learns its key."""
+    values = [{key: getattr(run, key) for key in _INSERTED} for run in runs]
+    keys = (await session.execute(_INSERT_RUNS, values)).scalars().all()
+    for run, key in zip(runs, keys, strict=True):
+        run.seq = key
+    history = [{"run_seq": r.seq, "state": r.state, "at": r.created, "message": r.message} for r in runs]
+    await session.execute(insert(_HISTORY), history)
 
 
 async def lease(session: AsyncSession, keys: list[int], worker: str, now: datetime, lease_seconds: float) -> list[FlowRunRow]:

@@ -17,9 +17,9 @@ from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound, Shif
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.scheduler import background, deployments, states
 from shiftboss.services.scheduler import runs as run_store
-from shiftboss.services.scheduler.creation import RunInserter
+from shiftboss.services.scheduler.creation import DeploymentReader, RunInserter
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
-from shiftboss.services.scheduler.models import FlowRunRow, ScheduleRow, now_utc
+from shiftboss.services.scheduler.models import FlowRunRow, ScheduleRow, new_id, now_utc
 from shiftboss.services.scheduler.rendering import RenderCache
 from shiftboss.services.scheduler.stream import StreamHandler
 from shiftboss.services.scheduler.telemetry import observe, traced
@@ -53,6 +53,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.events = self.dispatcher.events
         self.stream = StreamHandler(self)
         self.inserts = RunInserter(self)
+        self.deployment_reader = DeploymentReader(self)
         self.renders = RenderCache(self)
         self.tasks: list[asyncio.Task[None]] = []
         self.schedules_due = asyncio.Event()
@@ -67,6 +68,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         await self.db.upgrade(self.name)
         self.stream.outcomes.start()
         self.inserts.start()
+        self.deployment_reader.start()
         self.tasks = background.start_all(self)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.ready.wait(), 30)
@@ -81,6 +83,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.deployment_reader.stop()
         await self.inserts.stop()
         await self.stream.outcomes.stop()
         await self.dispatcher.close()
@@ -195,8 +198,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         start: datetime | None = None,
         slot: str | None = None,
     ) -> FlowRunRow:
-        async with self.db.reading() as session:
-            deployment = await deployments.get(session, deployment_name, schedules=False)
+        if not deployment_name:
+            raise InvalidArgument("deployment: a deployment name is required", field="deployment")
+        deployment = await self.deployment_reader.get(deployment_name)
         queue = queue or deployment.queue
         if queue != deployment.queue:
             await self.check_queue(deployment.pool, queue)
@@ -207,6 +211,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             raise NotFound(f"work queue {queue!r} not found in work pool {deployment.pool!r}", field="queue")
         created = now_utc()
         run = FlowRunRow(
+            id=new_id(),
             name=run_store.run_name(),
             deployment_id=deployment.id,
             deployment=deployment.name,
@@ -218,6 +223,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             job_configuration=configuration,
             scheduled_start=start or created,
             state=states.SCHEDULED,
+            message="",
+            worker="",
+            lease=0,
             created=created,
             slot=slot,
             traceparent=self.observer.caller_traceparent(slot) if self.observer else "",
