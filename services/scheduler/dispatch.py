@@ -257,7 +257,7 @@ class Dispatcher:
 
     async def _release(self, runtime: PoolRuntime, assigned: dict[WorkerSession, list[int]]) -> None:
         now = datetime.now(timezone.utc)
-        leased: dict[WorkerSession, list[FlowRunRow]] = {}
+        leased: dict[WorkerSession, list[Any]] = {}
         try:
             async with self.db.transaction() as session:
                 for worker, keys in assigned.items():
@@ -294,7 +294,8 @@ class Dispatcher:
                     await runtime.task
 
 
-def dispatch_message(run: FlowRunRow) -> scheduler_pb2.Dispatch:
+def dispatch_message(run: Any) -> scheduler_pb2.Dispatch:
+    """The Dispatch of a run (a FlowRunRow, or a row of the flow_runs table)."""
     return scheduler_pb2.Dispatch(
         run=run.id,
         lease=run.lease,

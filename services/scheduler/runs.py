@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shiftboss.errors import InvalidArgument, NotFound
@@ -112,17 +112,35 @@ async def insert_many(session: AsyncSession, runs: list[FlowRunRow]) -> None:
     await session.execute(insert(_HISTORY), history)
 
 
-async def lease(session: AsyncSession, keys: list[int], worker: str, now: datetime, lease_seconds: float) -> list[FlowRunRow]:
-    """Release the runs to a worker: PENDING, with a new fencing token and an ack deadline."""
-    rows = [r for r in await by_seq(session, keys) if r.state == states.SCHEDULED]
-    for run in rows:
-        record(session, run, states.PENDING, now, f"released to worker {worker}")
-        run.worker = worker
-        run.lease += 1
-        run.lease_expires = now + timedelta(seconds=lease_seconds)
-        run.dispatched = now
-    await session.flush()
-    return rows
+async def lease(session: AsyncSession, keys: list[int], worker: str, now: datetime, lease_seconds: float) -> list[Any]:
+    """Release the runs to a worker: PENDING, with a new fencing token and an ack deadline.
+
+    One UPDATE checks and changes them all, so a run that left SCHEDULED meanwhile
+    (cancelled, or taken by another replica) is not released; returns the released runs'
+    rows as they now are, in the order of `keys`."""
+    if not keys:
+        return []
+    message = f"released to worker {worker}"
+    query = (
+        update(_RUNS)
+        .where(_RUNS.c.seq.in_(keys), _RUNS.c.state == states.SCHEDULED)
+        .values(
+            state=states.PENDING,
+            message=message,
+            worker=worker,
+            lease=_RUNS.c.lease + 1,
+            lease_expires=now + timedelta(seconds=lease_seconds),
+            dispatched=now,
+        )
+        .returning(*_RUNS.c)
+    )
+    rows = (await session.execute(query)).all()
+    if not rows:
+        return []
+    history = [{"run_seq": r.seq, "state": states.PENDING, "at": now, "message": message} for r in rows]
+    await session.execute(insert(_HISTORY), history)
+    order = {k: i for i, k in enumerate(keys)}
+    return sorted(rows, key=lambda r: order[r.seq])
 
 
 async def held_by(session: AsyncSession, worker: str) -> list[FlowRunRow]:
