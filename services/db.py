@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
 __all__ = ["Database", "open_database", "release_database", "run_migrations_online"]
@@ -76,6 +76,16 @@ class Database:
         async with lock:
             async with self.sessions.begin() as session:
                 yield session
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in one transaction, for Core statements where no ORM object is
+        needed (the dispatch path): the same commit and rollback as `transaction()`,
+        without a session's unit of work."""
+        lock = self._write_lock or contextlib.nullcontext()
+        async with lock:
+            async with self.engine.begin() as connection:
+                yield connection
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

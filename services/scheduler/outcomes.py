@@ -72,24 +72,32 @@ class OutcomeWriter(BatchWriter[Report]):
         published: list[scheduler_pb2.FlowRunEvent] = []
         async with service.locks_for(report.session.pool for report in batch):
             changes: list[run_store.Transition] = []
-            async with service.db.transaction() as db:
-                runs = await run_store.get_many(db, {report.body.run for report in batch}, lock=True)
+            async with service.db.connection() as db:
+                runs = await run_store.lock_live(db, {report.body.run for report in batch})
+                history: list[dict[str, Any]] = []
+                changed: dict[int, run_store.LiveRun] = {}
                 for report in batch:
                     report.error = None
                     try:
-                        done = self._apply(db, runs, report)
+                        done = self._apply(history, runs, report)
                     except ShiftbossError as exc:
                         report.error = exc
                         continue
+                    run = runs[report.body.run]
+                    changed[run.seq] = run
                     if done is not None:
                         changes.append(done[0])
                         published.append(done[1])
+                await run_store.save_live(db, list(changed.values()))
+                await run_store.add_history(db, history)
             for change in changes:
                 service.dispatcher.apply(change)
         for event in published:
             service.events.publish(event)
 
-    def _apply(self, db: Any, runs: dict[str, Any], report: Report) -> tuple[run_store.Transition, Any] | None:
+    def _apply(
+        self, history: list[dict[str, Any]], runs: dict[str, run_store.LiveRun], report: Report
+    ) -> tuple[run_store.Transition, Any] | None:
         body, session = report.body, report.session
         run = runs.get(body.run)
         if run is None:
@@ -102,14 +110,14 @@ class OutcomeWriter(BatchWriter[Report]):
         at = from_timestamp(body.at) if body.HasField("at") else None
         if report.kind == "started":
             return self.service.transition(
-                db, run, states.RUNNING, lease=body.lease, worker=session.key, at=at, idempotent=True,
+                history, run, states.RUNNING, lease=body.lease, worker=session.key, at=at, idempotent=True,
                 message=f"started by worker {session.name}",
             )
         state = scheduler_pb2.RunState.Name(body.state)
         if state not in FINAL:
             raise InvalidArgument(f"state: a finished run is one of {', '.join(sorted(FINAL))}, not {state}", field="state")
         return self.service.transition(
-            db, run, state, lease=body.lease, worker=session.key, at=at, idempotent=True, message=body.message,
+            history, run, state, lease=body.lease, worker=session.key, at=at, idempotent=True, message=body.message,
             exit_code=body.exit_code if body.HasField("exit_code") else None, late=report.late,
         )
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shiftboss.errors import InvalidArgument, NotFound
@@ -51,7 +51,9 @@ class Transition:
     after: str
 
 
-def record(session: AsyncSession, run: FlowRunRow, state: str, at: datetime, message: str = "") -> Transition:
+def record(history: list[dict[str, Any]], run: Any, state: str, at: datetime, message: str = "") -> Transition:
+    """Change a run's state (a FlowRunRow or a LiveRun) and add the line of its history to
+    `history`, which the caller writes with `add_history` in the same transaction."""
     before = run.state
     run.state = state
     run.message = message
@@ -61,8 +63,57 @@ def record(session: AsyncSession, run: FlowRunRow, state: str, at: datetime, mes
     if state == states.SCHEDULED:
         run.worker = ""
         run.lease_expires = None
-    session.add(StateChangeRow(run_seq=run.seq, state=state, at=at, message=message))
+    history.append({"run_seq": run.seq, "state": state, "at": at, "message": message})
     return Transition(run, before, state)
+
+
+async def add_history(db: Any, history: list[dict[str, Any]]) -> None:
+    """Write lines of history (from `record`) with one statement; `db` is a session or a connection."""
+    if history:
+        await db.execute(insert(_HISTORY), history)
+
+
+@dataclass(slots=True, eq=False)
+class LiveRun:
+    """What a state change reads and writes of a run, loaded without the ORM (see `lock_live`)."""
+
+    seq: int
+    id: str
+    pool: str
+    queue: str
+    scheduled_start: datetime
+    state: str
+    message: str
+    worker: str
+    lease: int
+    lease_expires: datetime | None
+    exit_code: int | None
+    started: datetime | None
+    ended: datetime | None
+
+
+_LIVE = [_RUNS.c[name] for name in LiveRun.__slots__]
+#: The columns a state change may write (see `record` and SchedulerService.transition).
+_CHANGED = ("state", "message", "worker", "lease_expires", "exit_code", "started", "ended")
+_SAVE_LIVE = (
+    update(_RUNS)
+    .where(_RUNS.c.seq == bindparam("_seq"))
+    .values({name: bindparam(f"_{name}") for name in _CHANGED})
+)
+
+
+async def lock_live(db: Any, run_ids: set[str]) -> dict[str, LiveRun]:
+    """The runs among these ids that exist, by id, locked for the transaction."""
+    if not run_ids:
+        return {}
+    query = select(*_LIVE).where(_RUNS.c.id.in_(sorted(run_ids))).order_by(_RUNS.c.seq).with_for_update()
+    return {row[1]: LiveRun(*row) for row in await db.execute(query)}
+
+
+async def save_live(db: Any, runs: list[LiveRun]) -> None:
+    """Write back what state changes did to these runs, with one statement for all."""
+    if runs:
+        await db.execute(_SAVE_LIVE, [{"_seq": run.seq, **{f"_{k}": getattr(run, k) for k in _CHANGED}} for run in runs])
 
 
 async def get_many(session: AsyncSession, run_ids: set[str], *, lock: bool = False) -> dict[str, FlowRunRow]:
@@ -108,8 +159,7 @@ async def insert_many(session: AsyncSession, runs: list[FlowRunRow]) -> None:
     keys = (await session.execute(_INSERT_RUNS, values)).scalars().all()
     for run, key in zip(runs, keys, strict=True):
         run.seq = key
-    history = [{"run_seq": r.seq, "state": r.state, "at": r.created, "message": r.message} for r in runs]
-    await session.execute(insert(_HISTORY), history)
+    await add_history(session, [{"run_seq": r.seq, "state": r.state, "at": r.created, "message": r.message} for r in runs])
 
 
 async def lease(session: AsyncSession, keys: list[int], worker: str, now: datetime, lease_seconds: float) -> list[Any]:
@@ -137,8 +187,7 @@ async def lease(session: AsyncSession, keys: list[int], worker: str, now: dateti
     rows = (await session.execute(query)).all()
     if not rows:
         return []
-    history = [{"run_seq": r.seq, "state": states.PENDING, "at": now, "message": message} for r in rows]
-    await session.execute(insert(_HISTORY), history)
+    await add_history(session, [{"run_seq": r.seq, "state": states.PENDING, "at": now, "message": message} for r in rows])
     order = {k: i for i, k in enumerate(keys)}
     return sorted(rows, key=lambda r: order[r.seq])
 

@@ -134,7 +134,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         async with self.lock_for(pool):
             async with self.db.transaction() as session:
                 run = await run_store.get(session, run_id, lock=True)
-                done = self.transition(session, run, to, **options)
+                history: list[dict[str, Any]] = []
+                done = self.transition(history, run, to, **options)
+                await run_store.add_history(session, history)
             if done is None:
                 return run
             self.dispatcher.apply(done[0])
@@ -150,8 +152,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     def transition(
         self,
-        session: Any,
-        run: FlowRunRow,
+        history: list[dict[str, Any]],
+        run: Any,
         to: str,
         *,
         lease: int | None = None,
@@ -163,8 +165,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         idempotent: bool = False,
         late: bool = False,
     ) -> tuple[run_store.Transition, scheduler_pb2.FlowRunEvent] | None:
-        """Check and record one transition of a locked run in an open transaction; None when
-        it is a repeat. The caller mirrors it in the core once committed, then publishes it.
+        """Check and record one transition of a locked run (a FlowRunRow or a LiveRun); its
+        line of history goes to `history`, which the caller writes in the same transaction.
+        None when it is a repeat. The caller mirrors it in the core once committed, then
+        publishes it.
 
         ``late`` is the outcome of a run that ended while its worker could not reach us:
         with its lease still current, it overrides what we guessed meanwhile (SCHEDULED
@@ -180,7 +184,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if guessed and worker:
             run.worker = worker
         moment = at or now_utc()
-        change = run_store.record(session, run, to, moment, message)
+        change = run_store.record(history, run, to, moment, message)
         if to == states.RUNNING:
             run.started = moment
             run.lease_expires = None
