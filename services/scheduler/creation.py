@@ -1,6 +1,13 @@
-"""New flow runs: their deployments read and the runs inserted in one statement per batch
-(see batches.py), then handed to the core under their pools' locks once committed; each
-caller waits for its own run."""
+"""New flow runs: their deployments, and the runs inserted in one statement per batch (see
+batches.py), then handed to the core under their pools' locks once committed; each caller
+waits for its own run.
+
+Deployments are kept between runs rather than read for each, and checked where it counts:
+the transaction that inserts a batch reads the `updated` stamp of the batch's deployments
+(share-locked on PostgreSQL until commit), and a run made from a deployment that changed
+meanwhile, here or on another replica, or was deleted, is not written; its caller makes it
+again from the deployment as it now is. No run is ever written from a stale deployment,
+and a burst of runs costs no read per run."""
 
 from __future__ import annotations
 
@@ -23,6 +30,14 @@ def _future() -> asyncio.Future[None]:
     return asyncio.get_running_loop().create_future()
 
 
+#: Deployments kept; past this many the reader starts afresh.
+MAX_KEPT = 10_000
+
+
+class StaleDeployment(Exception):
+    """The deployment a new run was made from changed before the run was written."""
+
+
 @dataclass(slots=True)
 class Lookup:
     name: str
@@ -30,20 +45,32 @@ class Lookup:
 
 
 class DeploymentReader(BatchWriter[Lookup]):
-    """The deployments new runs name, read with one query for all the runs asked for
-    meanwhile: under load one read serves a whole burst instead of one per run."""
+    """The deployments new runs name: kept once read, and read with one query for all the
+    runs that ask for one not kept."""
 
     name = "deployment-reader"
 
     def __init__(self, service: SchedulerService) -> None:
         super().__init__()
         self.service = service
+        self.kept: dict[str, DeploymentRow] = {}
 
     async def get(self, name: str) -> DeploymentRow:
-        """The deployment as the database holds it now (NotFound if there is none)."""
-        item = Lookup(name)
-        self.enqueue(item)
-        return await item.done
+        """The deployment as last read (NotFound if there was none)."""
+        row = self.kept.get(name)
+        if row is None:
+            item = Lookup(name)
+            self.enqueue(item)
+            row = await item.done
+            if len(self.kept) >= MAX_KEPT:
+                self.kept.clear()
+            self.kept[name] = row
+        return row
+
+    def forget(self, row: DeploymentRow) -> None:
+        """Read this deployment again next time (it changed)."""
+        if self.kept.get(row.name) is row:
+            del self.kept[row.name]
 
     async def write(self, batch: list[Lookup]) -> None:
         async with self.service.db.reading() as session:
@@ -65,6 +92,8 @@ class DeploymentReader(BatchWriter[Lookup]):
 @dataclass(slots=True)
 class NewRun:
     run: FlowRunRow
+    #: The deployment as it was when the run was made from it.
+    made_from: DeploymentRow
     done: asyncio.Future[None] = field(default_factory=_future)
 
 
@@ -75,9 +104,10 @@ class RunInserter(BatchWriter[NewRun]):
         super().__init__()
         self.service = service
 
-    async def add(self, run: FlowRunRow) -> None:
-        """Insert the run; returns once it is committed and in the core (raises what the database raised)."""
-        item = NewRun(run)
+    async def add(self, run: FlowRunRow, made_from: DeploymentRow) -> None:
+        """Insert the run; returns once it is committed and in the core. Raises StaleDeployment
+        if `made_from` changed meanwhile, else what the database raised."""
+        item = NewRun(run, made_from)
         self.enqueue(item)
         await item.done
 
@@ -85,9 +115,17 @@ class RunInserter(BatchWriter[NewRun]):
         service = self.service
         async with service.locks_for(item.run.pool for item in batch):
             async with service.db.transaction() as session:
-                await run_store.insert_many(session, [item.run for item in batch])
-            for item in batch:
+                current = await deployments.stamps(session, {item.made_from.id for item in batch})
+                fresh = [item for item in batch if current.get(item.made_from.id) == item.made_from.updated]
+                await run_store.insert_many(session, [item.run for item in fresh])
+            for item in fresh:
                 service.dispatcher.apply(run_store.Transition(item.run, "", states.SCHEDULED))
+        if len(fresh) < len(batch):
+            written = {id(item) for item in fresh}
+            for item in batch:
+                if id(item) not in written and not item.done.done():
+                    service.deployment_reader.forget(item.made_from)
+                    item.done.set_exception(StaleDeployment(item.made_from.name))
 
     def failed(self, item: NewRun, exc: Exception) -> None:
         if not item.done.done():

@@ -70,6 +70,14 @@ async def get_many(session: AsyncSession, names: set[str]) -> dict[str, Deployme
     return {row.name: row for row in (await session.execute(query)).scalars()}
 
 
+async def stamps(session: AsyncSession, ids: set[str]) -> dict[str, datetime]:
+    """When each of these deployments last changed, by id; on PostgreSQL the rows stay
+    share-locked until the transaction ends, so none changes before it commits."""
+    table = DeploymentRow.__table__
+    query = select(table.c.id, table.c.updated).where(table.c.id.in_(sorted(ids))).with_for_update(read=True)
+    return {id_: updated for id_, updated in await session.execute(query)}
+
+
 async def list_all(session: AsyncSession, pool: str = "") -> list[DeploymentRow]:
     query = select(DeploymentRow).order_by(DeploymentRow.name)
     if pool:

@@ -155,6 +155,8 @@ async def history(session: AsyncSession, run: FlowRunRow) -> list[StateChangeRow
 async def insert_many(session: AsyncSession, runs: list[FlowRunRow]) -> None:
     """New runs (every column set by the caller) and the first line of their histories: two
     statements for the whole batch, without the unit of work. Each run learns its key."""
+    if not runs:
+        return
     values = [{key: getattr(run, key) for key in _INSERTED} for run in runs]
     keys = (await session.execute(_INSERT_RUNS, values)).scalars().all()
     for run, key in zip(runs, keys, strict=True):

@@ -13,13 +13,13 @@ from grpc import aio
 
 from shiftboss._wire import from_struct, to_timestamp
 from shiftboss.core import PoolState
-from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
+from shiftboss.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.scheduler import background, deployments, states
 from shiftboss.services.scheduler import runs as run_store
-from shiftboss.services.scheduler.creation import DeploymentReader, RunInserter
+from shiftboss.services.scheduler.creation import DeploymentReader, RunInserter, StaleDeployment
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
-from shiftboss.services.scheduler.models import FlowRunRow, ScheduleRow, new_id, now_utc
+from shiftboss.services.scheduler.models import DeploymentRow, FlowRunRow, ScheduleRow, new_id, now_utc
 from shiftboss.services.scheduler.rendering import RenderCache
 from shiftboss.services.scheduler.stream import StreamHandler
 from shiftboss.services.scheduler.telemetry import observe, traced
@@ -30,6 +30,8 @@ log = logging.getLogger("shiftboss.scheduler")
 
 #: Most runs one list returns.
 MAX_LIST = 1000
+#: Times a new run is made again when its deployment changed before it was written.
+MAX_CREATE_ATTEMPTS = 5
 
 
 #: Furthest ahead a run may be started with start_in: ten years.
@@ -204,17 +206,35 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     ) -> FlowRunRow:
         if not deployment_name:
             raise InvalidArgument("deployment: a deployment name is required", field="deployment")
-        deployment = await self.deployment_reader.get(deployment_name)
+        run_variables = deployments.validate_object("job_variables", job_variables or {})
+        for _ in range(MAX_CREATE_ATTEMPTS):
+            deployment = await self.deployment_reader.get(deployment_name)
+            run = await self._new_run(deployment, queue, parameters or {}, run_variables, start, slot)
+            try:
+                await self.inserts.add(run, deployment)
+            except StaleDeployment:
+                continue  # the deployment changed meanwhile: made again from what it is now
+            return run
+        raise Aborted(f"deployment: {deployment_name!r} kept changing while the run was made; try again", field="deployment")
+
+    async def _new_run(
+        self,
+        deployment: DeploymentRow,
+        queue: str,
+        parameters: dict[str, Any],
+        run_variables: dict[str, Any],
+        start: datetime | None,
+        slot: str | None,
+    ) -> FlowRunRow:
         queue = queue or deployment.queue
         if queue != deployment.queue:
             await self.check_queue(deployment.pool, queue)
-        run_variables = deployments.validate_object("job_variables", job_variables or {})
         configuration = await self.render(deployment.pool, deployment.job_variables, run_variables)
         await self.ready.wait()
         if not self.dispatcher.knows_queue(deployment.pool, queue):
             raise NotFound(f"work queue {queue!r} not found in work pool {deployment.pool!r}", field="queue")
         created = now_utc()
-        run = FlowRunRow(
+        return FlowRunRow(
             id=new_id(),
             name=run_store.run_name(),
             deployment_id=deployment.id,
@@ -222,7 +242,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             pool=deployment.pool,
             queue=queue,
             entrypoint=deployment.entrypoint,
-            parameters={**deployment.parameters, **(parameters or {})},
+            parameters={**deployment.parameters, **parameters},
             job_variables=run_variables,
             job_configuration=configuration,
             scheduled_start=start or created,
@@ -234,8 +254,6 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             slot=slot,
             traceparent=self.observer.caller_traceparent(slot) if self.observer else "",
         )
-        await self.inserts.add(run)
-        return run
 
     def to_proto(self, run: FlowRunRow, history: list[Any] | None = None) -> scheduler_pb2.FlowRun:
         return run_to_proto(run, now_utc(), self.settings.late_seconds, history)

@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import delete, update
 
 from shiftboss import errors
 from shiftboss._wire import from_struct, to_struct
 from shiftboss.client import AsyncClient
+from shiftboss.services.db import open_database, release_database
+from shiftboss.services.mesh import Mesh
+from shiftboss.services.scheduler.models import DeploymentRow, now_utc
 from shiftboss.v1 import scheduler_pb2
 from tests.service.test_scheduler import next_dispatch, worker
 
@@ -76,3 +80,27 @@ async def test_runs_created_at_once_each_get_their_own_deployment(client: AsyncC
     assert sorted(r.deployment for r in listed.flow_runs) == sorted(n for n in names if n != "ghost")
     with pytest.raises(errors.InvalidArgument, match="deployment: a deployment name is required"):
         await client.create_flow_run("")
+
+
+async def test_a_deployment_changed_elsewhere_is_seen_by_the_next_run(client: AsyncClient, pool: str, mesh: Mesh) -> None:
+    """Another replica (here: a direct write to the table) changes or deletes the deployment;
+    no run is written from the deployment as this scheduler last saw it."""
+    await client.create_deployment("moving", pool, FLOW, parameters={"v": 1})
+    assert from_struct((await client.create_flow_run("moving")).parameters) == {"v": 1}
+    db = open_database(mesh.settings.database_url_for("scheduler"))
+    try:
+        async with db.transaction() as session:
+            await session.execute(
+                update(DeploymentRow).where(DeploymentRow.name == "moving").values(parameters={"v": 2}, updated=now_utc())
+            )
+        assert from_struct((await client.create_flow_run("moving")).parameters) == {"v": 2}
+        async with db.transaction() as session:
+            await session.execute(delete(DeploymentRow).where(DeploymentRow.name == "moving"))
+        with pytest.raises(errors.NotFound, match="deployment 'moving' not found"):
+            await client.create_flow_run("moving")
+    finally:
+        await release_database(db)
+    await client.create_deployment("moving", pool, FLOW, parameters={"v": 3})
+    assert from_struct((await client.create_flow_run("moving")).parameters) == {"v": 3}
+    listed = await client.list_flow_runs(deployment="moving")
+    assert [from_struct(r.parameters) for r in listed.flow_runs] == [{"v": 3}]  # made from the new deployment
