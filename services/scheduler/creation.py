@@ -114,10 +114,10 @@ class RunInserter(BatchWriter[NewRun]):
     async def write(self, batch: list[NewRun]) -> None:
         service = self.service
         async with service.locks_for(item.run.pool for item in batch):
-            async with service.db.transaction() as session:
-                current = await deployments.stamps(session, {item.made_from.id for item in batch})
+            async with service.db.connection() as db:
+                current = await deployments.stamps(db, {item.made_from.id for item in batch})
                 fresh = [item for item in batch if current.get(item.made_from.id) == item.made_from.updated]
-                await run_store.insert_many(session, [item.run for item in fresh])
+                await run_store.insert_many(db, [item.run for item in fresh])
             for item in fresh:
                 service.dispatcher.apply(run_store.Transition(item.run, "", states.SCHEDULED))
         if len(fresh) < len(batch):

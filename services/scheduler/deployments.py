@@ -6,7 +6,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import raiseload
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,12 +70,18 @@ async def get_many(session: AsyncSession, names: set[str]) -> dict[str, Deployme
     return {row.name: row for row in (await session.execute(query)).scalars()}
 
 
-async def stamps(session: AsyncSession, ids: set[str]) -> dict[str, datetime]:
+_DEPLOYMENTS = DeploymentRow.__table__
+_STAMPS = (
+    select(_DEPLOYMENTS.c.id, _DEPLOYMENTS.c.updated)
+    .where(_DEPLOYMENTS.c.id.in_(bindparam("_ids", expanding=True)))
+    .with_for_update(read=True)
+)
+
+
+async def stamps(db: Any, ids: set[str]) -> dict[str, datetime]:
     """When each of these deployments last changed, by id; on PostgreSQL the rows stay
     share-locked until the transaction ends, so none changes before it commits."""
-    table = DeploymentRow.__table__
-    query = select(table.c.id, table.c.updated).where(table.c.id.in_(sorted(ids))).with_for_update(read=True)
-    return {id_: updated for id_, updated in await session.execute(query)}
+    return {id_: updated for id_, updated in await db.execute(_STAMPS, {"_ids": sorted(ids)})}
 
 
 async def list_all(session: AsyncSession, pool: str = "") -> list[DeploymentRow]:

@@ -259,9 +259,9 @@ class Dispatcher:
         now = datetime.now(timezone.utc)
         leased: dict[WorkerSession, list[Any]] = {}
         try:
-            async with self.db.transaction() as session:
+            async with self.db.connection() as db:
                 for worker, keys in assigned.items():
-                    leased[worker] = await run_store.lease(session, keys, worker.key, now, self.settings.lease_seconds)
+                    leased[worker] = await run_store.lease(db, keys, worker.key, now, self.settings.lease_seconds)
         except Exception:
             # The runs are still SCHEDULED in the database: forget them here and load them again.
             for keys in assigned.values():

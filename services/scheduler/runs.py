@@ -102,12 +102,16 @@ _SAVE_LIVE = (
 )
 
 
+_LOCK_LIVE = (
+    select(*_LIVE).where(_RUNS.c.id.in_(bindparam("_ids", expanding=True))).order_by(_RUNS.c.seq).with_for_update()
+)
+
+
 async def lock_live(db: Any, run_ids: set[str]) -> dict[str, LiveRun]:
     """The runs among these ids that exist, by id, locked for the transaction."""
     if not run_ids:
         return {}
-    query = select(*_LIVE).where(_RUNS.c.id.in_(sorted(run_ids))).order_by(_RUNS.c.seq).with_for_update()
-    return {row[1]: LiveRun(*row) for row in await db.execute(query)}
+    return {row[1]: LiveRun(*row) for row in await db.execute(_LOCK_LIVE, {"_ids": sorted(run_ids)})}
 
 
 async def save_live(db: Any, runs: list[LiveRun]) -> None:
@@ -152,44 +156,53 @@ async def history(session: AsyncSession, run: FlowRunRow) -> list[StateChangeRow
     return list((await session.execute(query)).scalars())
 
 
-async def insert_many(session: AsyncSession, runs: list[FlowRunRow]) -> None:
+async def insert_many(db: Any, runs: list[FlowRunRow]) -> None:
     """New runs (every column set by the caller) and the first line of their histories: two
-    statements for the whole batch, without the unit of work. Each run learns its key."""
+    statements for the whole batch, on a session or a connection. Each run learns its key."""
     if not runs:
         return
     values = [{key: getattr(run, key) for key in _INSERTED} for run in runs]
-    keys = (await session.execute(_INSERT_RUNS, values)).scalars().all()
+    keys = (await db.execute(_INSERT_RUNS, values)).scalars().all()
     for run, key in zip(runs, keys, strict=True):
         run.seq = key
-    await add_history(session, [{"run_seq": r.seq, "state": r.state, "at": r.created, "message": r.message} for r in runs])
+    await add_history(db, [{"run_seq": r.seq, "state": r.state, "at": r.created, "message": r.message} for r in runs])
 
 
-async def lease(session: AsyncSession, keys: list[int], worker: str, now: datetime, lease_seconds: float) -> list[Any]:
+#: The columns a Dispatch is built from (see dispatch.dispatch_message), with those the
+#: dispatch's telemetry reads (scheduler/telemetry.py), and the key.
+_DISPATCHED = [_RUNS.c[name] for name in (
+    "seq", "id", "name", "deployment", "pool", "queue", "entrypoint", "parameters", "job_configuration",
+    "scheduled_start", "created", "state", "message", "worker", "lease", "traceparent",
+)]
+_LEASE = (
+    update(_RUNS)
+    .where(_RUNS.c.seq.in_(bindparam("_keys", expanding=True)), _RUNS.c.state == states.SCHEDULED)
+    .values(
+        state=states.PENDING,
+        message=bindparam("_message"),
+        worker=bindparam("_worker"),
+        lease=_RUNS.c.lease + 1,
+        lease_expires=bindparam("_expires"),
+        dispatched=bindparam("_now"),
+    )
+    .returning(*_DISPATCHED)
+)
+
+
+async def lease(db: Any, keys: list[int], worker: str, now: datetime, lease_seconds: float) -> list[Any]:
     """Release the runs to a worker: PENDING, with a new fencing token and an ack deadline.
 
     One UPDATE checks and changes them all, so a run that left SCHEDULED meanwhile
     (cancelled, or taken by another replica) is not released; returns the released runs'
-    rows as they now are, in the order of `keys`."""
+    rows as they now are (the columns of a Dispatch), in the order of `keys`."""
     if not keys:
         return []
     message = f"released to worker {worker}"
-    query = (
-        update(_RUNS)
-        .where(_RUNS.c.seq.in_(keys), _RUNS.c.state == states.SCHEDULED)
-        .values(
-            state=states.PENDING,
-            message=message,
-            worker=worker,
-            lease=_RUNS.c.lease + 1,
-            lease_expires=now + timedelta(seconds=lease_seconds),
-            dispatched=now,
-        )
-        .returning(*_RUNS.c)
-    )
-    rows = (await session.execute(query)).all()
+    expires = now + timedelta(seconds=lease_seconds)
+    rows = (await db.execute(_LEASE, {"_keys": keys, "_message": message, "_worker": worker, "_expires": expires, "_now": now})).all()
     if not rows:
         return []
-    await add_history(session, [{"run_seq": r.seq, "state": states.PENDING, "at": now, "message": message} for r in rows])
+    await add_history(db, [{"run_seq": r.seq, "state": states.PENDING, "at": now, "message": message} for r in rows])
     order = {k: i for i, k in enumerate(keys)}
     return sorted(rows, key=lambda r: order[r.seq])
 
