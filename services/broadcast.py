@@ -24,6 +24,11 @@ class Broadcaster(Generic[T]):
             else:
                 queue.put_nowait(event)
 
+    @property
+    def listening(self) -> bool:
+        """Whether anyone subscribes now: events nobody will read need not be built."""
+        return bool(self._subscribers)
+
     def subscribe(self, accept: Callable[[T], bool] | None = None) -> Subscription[T]:
         """Register now, so no change published after this call is missed."""
         queue: asyncio.Queue[T | None] = asyncio.Queue()

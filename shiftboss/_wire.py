@@ -36,6 +36,8 @@ def to_struct(value: dict[str, Any] | None) -> Struct:
 
 
 def from_struct(struct: Struct) -> dict[str, Any]:
+    if not struct.fields:  # most requests leave their Structs empty
+        return {}
     return _integral(json_format.MessageToDict(struct))
 
 

@@ -20,7 +20,7 @@ from shiftboss.services.scheduler import deployments
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.batches import BatchWriter
-from shiftboss.services.scheduler.models import DeploymentRow, FlowRunRow
+from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft
 
 if TYPE_CHECKING:
     from shiftboss.services.scheduler.service import SchedulerService
@@ -91,7 +91,7 @@ class DeploymentReader(BatchWriter[Lookup]):
 
 @dataclass(slots=True)
 class NewRun:
-    run: FlowRunRow
+    run: FlowRunDraft
     #: The deployment as it was when the run was made from it.
     made_from: DeploymentRow
     done: asyncio.Future[None] = field(default_factory=_future)
@@ -104,7 +104,7 @@ class RunInserter(BatchWriter[NewRun]):
         super().__init__()
         self.service = service
 
-    async def add(self, run: FlowRunRow, made_from: DeploymentRow) -> None:
+    async def add(self, run: FlowRunDraft, made_from: DeploymentRow) -> None:
         """Insert the run; returns once it is committed and in the core. Raises StaleDeployment
         if `made_from` changed meanwhile, else what the database raised."""
         item = NewRun(run, made_from)

@@ -281,7 +281,8 @@ class Dispatcher:
                 if self.observer is not None:
                     self.observer.dispatching(run, message, now)
                 worker.send(scheduler_pb2.SchedulerMessage(dispatch=message))
-                self.events.publish(state_event(run.id, run.state, now, run.message))
+                if self.events.listening:
+                    self.events.publish(state_event(run.id, run.state, now, run.message))
 
     async def close(self) -> None:
         self._closed = True

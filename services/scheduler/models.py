@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -96,6 +98,38 @@ class FlowRunRow(SchedulerBase):
     #: W3C trace context of the request that created the run: admission and dispatch, which
     #: happen after that request returned, continue its trace. Empty when it had none.
     traceparent: Mapped[str] = mapped_column(String(55), default="", server_default="")
+
+
+@dataclass(slots=True, eq=False)
+class FlowRunDraft:
+    """A flow run about to be inserted (see runs.insert_many): every column of flow_runs as
+    a plain object, many times cheaper to make than a FlowRunRow on the creation path; the
+    insert sets `seq`."""
+
+    id: str
+    name: str
+    deployment_id: str | None
+    deployment: str
+    pool: str
+    queue: str
+    entrypoint: str
+    parameters: dict[str, Any]
+    job_variables: dict[str, Any]
+    job_configuration: dict[str, Any]
+    scheduled_start: datetime
+    state: str
+    created: datetime
+    slot: str | None = None
+    message: str = ""
+    worker: str = ""
+    lease: int = 0
+    lease_expires: datetime | None = None
+    exit_code: int | None = None
+    dispatched: datetime | None = None
+    started: datetime | None = None
+    ended: datetime | None = None
+    traceparent: str = ""
+    seq: int = 0
 
 
 class StateChangeRow(SchedulerBase):

@@ -16,6 +16,7 @@ from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.batches import BatchWriter
 from shiftboss.services.scheduler.sessions import WorkerSession
+from shiftboss.services.scheduler.wire import transition_event
 from shiftboss.v1 import scheduler_pb2
 
 if TYPE_CHECKING:
@@ -69,7 +70,6 @@ class OutcomeWriter(BatchWriter[Report]):
 
     async def write(self, batch: list[Report]) -> None:
         service = self.service
-        published: list[scheduler_pb2.FlowRunEvent] = []
         async with service.locks_for(report.session.pool for report in batch):
             changes: list[run_store.Transition] = []
             async with service.db.connection() as db:
@@ -86,18 +86,18 @@ class OutcomeWriter(BatchWriter[Report]):
                     run = runs[report.body.run]
                     changed[run.seq] = run
                     if done is not None:
-                        changes.append(done[0])
-                        published.append(done[1])
+                        changes.append(done)
                 await run_store.save_live(db, list(changed.values()))
                 await run_store.add_history(db, history)
             for change in changes:
                 service.dispatcher.apply(change)
-        for event in published:
-            service.events.publish(event)
+        if service.events.listening:
+            for change in changes:
+                service.events.publish(transition_event(change))
 
     def _apply(
         self, history: list[dict[str, Any]], runs: dict[str, run_store.LiveRun], report: Report
-    ) -> tuple[run_store.Transition, Any] | None:
+    ) -> run_store.Transition | None:
         body, session = report.body, report.session
         run = runs.get(body.run)
         if run is None:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shiftboss.errors import InvalidArgument, NotFound
 from shiftboss.services.scheduler import states
-from shiftboss.services.scheduler.models import FlowRunRow, LogRow, StateChangeRow
+from shiftboss.services.scheduler.models import FlowRunDraft, FlowRunRow, LogRow, StateChangeRow
 
 _RUNS = FlowRunRow.__table__
 _HISTORY = StateChangeRow.__table__
@@ -44,11 +44,14 @@ def shown_state(run: FlowRunRow, now: datetime, late_seconds: float) -> str:
 
 @dataclass(slots=True)
 class Transition:
-    """One state change, as the core must see it."""
+    """One state change, as the core must see it (and watchers, see wire.transition_event)."""
 
-    run: FlowRunRow
+    run: Any
     before: str
     after: str
+    at: datetime | None = None
+    message: str = ""
+    exit_code: int | None = None
 
 
 def record(history: list[dict[str, Any]], run: Any, state: str, at: datetime, message: str = "") -> Transition:
@@ -64,7 +67,7 @@ def record(history: list[dict[str, Any]], run: Any, state: str, at: datetime, me
         run.worker = ""
         run.lease_expires = None
     history.append({"run_seq": run.seq, "state": state, "at": at, "message": message})
-    return Transition(run, before, state)
+    return Transition(run, before, state, at, message)
 
 
 async def add_history(db: Any, history: list[dict[str, Any]]) -> None:
@@ -156,7 +159,7 @@ async def history(session: AsyncSession, run: FlowRunRow) -> list[StateChangeRow
     return list((await session.execute(query)).scalars())
 
 
-async def insert_many(db: Any, runs: list[FlowRunRow]) -> None:
+async def insert_many(db: Any, runs: list[FlowRunDraft]) -> None:
     """New runs (every column set by the caller) and the first line of their histories: two
     statements for the whole batch, on a session or a connection. Each run learns its key."""
     if not runs:

@@ -19,11 +19,11 @@ from shiftboss.services.scheduler import background, deployments, states
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler.creation import DeploymentReader, RunInserter, StaleDeployment
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
-from shiftboss.services.scheduler.models import DeploymentRow, FlowRunRow, ScheduleRow, new_id, now_utc
+from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, ScheduleRow, new_id, now_utc
 from shiftboss.services.scheduler.rendering import RenderCache
 from shiftboss.services.scheduler.stream import StreamHandler
 from shiftboss.services.scheduler.telemetry import observe, traced
-from shiftboss.services.scheduler.wire import deployment_to_proto, log_event, run_to_proto, state_event
+from shiftboss.services.scheduler.wire import deployment_to_proto, log_event, run_to_proto, state_event, transition_event
 from shiftboss.v1 import pools_pb2, pools_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, templates_pb2_grpc
 
 log = logging.getLogger("shiftboss.scheduler")
@@ -141,8 +141,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 await run_store.add_history(session, history)
             if done is None:
                 return run
-            self.dispatcher.apply(done[0])
-        self.events.publish(done[1])
+            self.dispatcher.apply(done)
+        if self.events.listening:
+            self.events.publish(transition_event(done))
         return run
 
     def forget_runs(self, runs: list[FlowRunRow], why: str) -> None:
@@ -166,11 +167,11 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         at: datetime | None = None,
         idempotent: bool = False,
         late: bool = False,
-    ) -> tuple[run_store.Transition, scheduler_pb2.FlowRunEvent] | None:
+    ) -> run_store.Transition | None:
         """Check and record one transition of a locked run (a FlowRunRow or a LiveRun); its
         line of history goes to `history`, which the caller writes in the same transaction.
         None when it is a repeat. The caller mirrors it in the core once committed, then
-        publishes it.
+        publishes it (wire.transition_event) if anyone watches.
 
         ``late`` is the outcome of a run that ended while its worker could not reach us:
         with its lease still current, it overrides what we guessed meanwhile (SCHEDULED
@@ -192,7 +193,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             run.lease_expires = None
         if exit_code is not None:
             run.exit_code = exit_code
-        return change, state_event(run.id, to, moment, message, exit_code)
+        change.exit_code = exit_code
+        return change
 
     async def create_run(
         self,
@@ -203,7 +205,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         job_variables: dict[str, Any] | None = None,
         start: datetime | None = None,
         slot: str | None = None,
-    ) -> FlowRunRow:
+    ) -> FlowRunDraft:
+        """A new run, committed and in the core."""
         if not deployment_name:
             raise InvalidArgument("deployment: a deployment name is required", field="deployment")
         run_variables = deployments.validate_object("job_variables", job_variables or {})
@@ -225,7 +228,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         run_variables: dict[str, Any],
         start: datetime | None,
         slot: str | None,
-    ) -> FlowRunRow:
+    ) -> FlowRunDraft:
         queue = queue or deployment.queue
         if queue != deployment.queue:
             await self.check_queue(deployment.pool, queue)
@@ -234,7 +237,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if not self.dispatcher.knows_queue(deployment.pool, queue):
             raise NotFound(f"work queue {queue!r} not found in work pool {deployment.pool!r}", field="queue")
         created = now_utc()
-        return FlowRunRow(
+        return FlowRunDraft(
             id=new_id(),
             name=run_store.run_name(),
             deployment_id=deployment.id,
@@ -247,15 +250,12 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             job_configuration=configuration,
             scheduled_start=start or created,
             state=states.SCHEDULED,
-            message="",
-            worker="",
-            lease=0,
             created=created,
             slot=slot,
             traceparent=self.observer.caller_traceparent(slot) if self.observer else "",
         )
 
-    def to_proto(self, run: FlowRunRow, history: list[Any] | None = None) -> scheduler_pb2.FlowRun:
+    def to_proto(self, run: FlowRunRow | FlowRunDraft, history: list[Any] | None = None) -> scheduler_pb2.FlowRun:
         return run_to_proto(run, now_utc(), self.settings.late_seconds, history)
 
     @staticmethod

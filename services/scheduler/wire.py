@@ -6,7 +6,7 @@ from datetime import datetime
 
 from shiftboss._wire import to_struct, to_timestamp
 from shiftboss.services.scheduler import runs as run_store
-from shiftboss.services.scheduler.models import DeploymentRow, FlowRunRow, ScheduleRow, StateChangeRow
+from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, ScheduleRow, StateChangeRow
 from shiftboss.v1 import scheduler_pb2
 
 RunState = scheduler_pb2.RunState
@@ -42,7 +42,7 @@ def deployment_to_proto(row: DeploymentRow) -> scheduler_pb2.Deployment:
 
 
 def run_to_proto(
-    run: FlowRunRow, now: datetime, late_seconds: float, history: list[StateChangeRow] | None = None
+    run: FlowRunRow | FlowRunDraft, now: datetime, late_seconds: float, history: list[StateChangeRow] | None = None
 ) -> scheduler_pb2.FlowRun:
     message = scheduler_pb2.FlowRun(
         id=run.id,
@@ -76,6 +76,10 @@ def state_event(run_id: str, state: str, at: datetime, message: str = "", exit_c
     if exit_code is not None:
         event.exit_code = exit_code
     return event
+
+
+def transition_event(change: run_store.Transition) -> scheduler_pb2.FlowRunEvent:
+    return state_event(change.run.id, change.after, change.at, change.message, change.exit_code)
 
 
 def log_event(run_id: str, state: str, at: datetime, stream: str, text: str) -> scheduler_pb2.FlowRunEvent:
