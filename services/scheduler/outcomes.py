@@ -31,20 +31,15 @@ FINAL = {states.COMPLETED, states.FAILED, states.CRASHED, states.CANCELLED}
 @dataclass(slots=True)
 class Report:
     session: WorkerSession
-    message: scheduler_pb2.WorkerMessage
+    #: "ack", "started" or "finished"
+    kind: str
+    #: The Ack, Started or Finished message.
+    body: Any
     #: An outcome carried by a Hello after an outage (see SchedulerService.transition).
     late: bool = False
     error: ShiftbossError | None = None
     #: The database refused it: no answer, so the worker sends it again with its next Hello.
     unwritten: bool = False
-
-    @property
-    def kind(self) -> str:
-        return self.message.WhichOneof("kind") or ""
-
-    @property
-    def body(self) -> Any:
-        return getattr(self.message, self.kind)
 
 
 class OutcomeWriter(BatchWriter[Report]):
@@ -54,12 +49,12 @@ class OutcomeWriter(BatchWriter[Report]):
         super().__init__()
         self.service = service
 
-    def submit(self, session: WorkerSession, message: scheduler_pb2.WorkerMessage) -> None:
-        self.enqueue(Report(session, message))
+    def submit(self, session: WorkerSession, kind: str, body: Any) -> None:
+        self.enqueue(Report(session, kind, body))
 
     async def settle(self, session: WorkerSession, outcomes: list[scheduler_pb2.Finished]) -> None:
         """Record a Hello's outcomes now (the worker is not attached until they are)."""
-        reports = [Report(session, scheduler_pb2.WorkerMessage(finished=f), late=True) for f in outcomes]
+        reports = [Report(session, "finished", f, late=True) for f in outcomes]
         await self.write(reports)
         for report in reports:
             if report.error is not None:

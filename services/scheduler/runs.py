@@ -17,6 +17,7 @@ from shiftboss.services.scheduler.models import FlowRunDraft, FlowRunRow, LogRow
 
 _RUNS = FlowRunRow.__table__
 _HISTORY = StateChangeRow.__table__
+_INSERT_HISTORY = insert(_HISTORY)
 #: Every column of a new run but its key, which the database assigns.
 _INSERTED = [column.key for column in _RUNS.columns if column.key != "seq"]
 _INSERT_RUNS = insert(_RUNS).returning(_RUNS.c.seq, sort_by_parameter_order=True)
@@ -73,7 +74,7 @@ def record(history: list[dict[str, Any]], run: Any, state: str, at: datetime, me
 async def add_history(db: Any, history: list[dict[str, Any]]) -> None:
     """Write lines of history (from `record`) with one statement; `db` is a session or a connection."""
     if history:
-        await db.execute(insert(_HISTORY), history)
+        await db.execute(_INSERT_HISTORY, history)
 
 
 @dataclass(slots=True, eq=False)

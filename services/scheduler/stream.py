@@ -216,7 +216,7 @@ class StreamHandler:
     async def handle(self, session: WorkerSession, message: scheduler_pb2.WorkerMessage) -> None:
         kind = message.WhichOneof("kind")
         if kind in ("ack", "started", "finished"):
-            self.outcomes.submit(session, message)  # answered (Settled or Refused) once written
+            self.outcomes.submit(session, kind, getattr(message, kind))  # answered (Settled or Refused) once written
         elif kind == "heartbeat":
             self.beat(session)
         elif kind == "credits":
