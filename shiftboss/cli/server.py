@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 import click
 
@@ -59,12 +61,23 @@ def start(host: str | None, port: int | None, services: tuple[str, ...], auth: b
         await mesh.serve_until_signalled()
 
     try:
-        asyncio.run(run())
+        _serve(run())
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         if telemetry is not None:
             telemetry.shutdown()
+
+
+def _serve(main: Coroutine[Any, Any, None]) -> None:
+    """Run the server on uvloop where it is installed (not on Windows): under load the event
+    loop's own bookkeeping is a good share of the server's CPU, and uvloop's is smaller."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 @server.command("create-admin-key")
