@@ -15,6 +15,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from shiftboss._wire import from_struct
+from shiftboss.services.scheduler.telemetry import traced
 from shiftboss.v1 import templates_pb2
 
 if TYPE_CHECKING:
@@ -53,6 +54,12 @@ class RenderCache:
             entries[key] = configuration
         return configuration
 
+    @property
+    def observer(self) -> Any:
+        return self.service.observer
+
+    # The span marks TemplateService's work; a rendering reused from here costs no span.
+    @traced("render")
     async def _ask(
         self, request: templates_pb2.RenderRequest, deployment_variables: dict[str, Any], run_variables: dict[str, Any]
     ) -> dict[str, Any]:

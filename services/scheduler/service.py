@@ -22,7 +22,7 @@ from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
 from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, ScheduleRow, new_id, now_utc
 from shiftboss.services.scheduler.rendering import RenderCache
 from shiftboss.services.scheduler.stream import StreamHandler
-from shiftboss.services.scheduler.telemetry import observe, traced
+from shiftboss.services.scheduler.telemetry import observe
 from shiftboss.services.scheduler.wire import deployment_to_proto, log_event, run_to_proto, state_event, transition_event
 from shiftboss.v1 import pools_pb2, pools_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, templates_pb2_grpc
 
@@ -106,7 +106,6 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def call(self, method: Any, request: Any) -> Any:
         return await self.mesh.peers.call(method, request)
 
-    @traced("render")
     async def render(self, pool: str, deployment_variables: dict[str, Any], run_variables: dict[str, Any]) -> dict[str, Any]:
         """The job configuration, as TemplateService renders it (see rendering.py)."""
         return await self.renders.render(pool, deployment_variables, run_variables)
