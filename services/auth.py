@@ -19,11 +19,11 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from shiftboss.errors import PermissionDenied, Unauthenticated
+from shiftboss.errors import PermissionDenied, ShiftbossError, Unauthenticated, Unavailable
 from shiftboss.services.interceptors import rewrap
 from shiftboss.v1 import common_pb2, heartbeats_pb2, keys_pb2, keys_pb2_grpc, pools_pb2, scheduler_pb2, templates_pb2
 
-__all__ = ["AuthInterceptor", "Authenticator", "MESH_HEADER", "method_access", "require_pool"]
+__all__ = ["AuthInterceptor", "Authenticator", "MESH_HEADER", "method_access", "require_pool", "worker_key_name"]
 
 #: Metadata that carries the mesh's shared token between its services.
 MESH_HEADER = "x-shiftboss-mesh"
@@ -73,6 +73,14 @@ def require_pool(pool: str) -> None:
         )
 
 
+def worker_key_name() -> str | None:
+    """The name of the caller's key when it is a worker key; None otherwise."""
+    identity = _identity.get()
+    if identity is not None and identity.role == keys_pb2.WORKER:
+        return identity.name
+    return None
+
+
 class Authenticator:
     """Who a key is, asked of KeyService and remembered for a few seconds."""
 
@@ -88,7 +96,12 @@ class Authenticator:
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
-        identity = await self._call(self._keys().Authenticate, keys_pb2.AuthenticateRequest(key=key))
+        try:
+            identity = await self._call(self._keys().Authenticate, keys_pb2.AuthenticateRequest(key=key))
+        except Unauthenticated:
+            raise
+        except ShiftbossError as exc:  # the caller's key is not at fault: say so
+            raise Unavailable(f"cannot check the API key: KeyService answered {exc.code}: {exc.message}") from None
         until = now + self.cache_seconds
         if identity.HasField("expires"):
             left = identity.expires.ToDatetime(tzinfo=timezone.utc) - datetime.now(timezone.utc)
@@ -125,8 +138,8 @@ class Authenticator:
         role = identity.role
         if role == keys_pb2.ADMIN or (role, access) in ((keys_pb2.OPERATOR, _OPERATOR), (keys_pb2.WORKER, _WORKER)):
             return identity
-        role_name = keys_pb2.Role.Name(role).lower()
-        raise PermissionDenied(f"API key '{identity.name}' has role {role_name}; {name} needs {_NEEDS[access]}")
+        role_name = keys_pb2.Role.Name(role).lower() if role in keys_pb2.Role.values() else str(role)
+        raise PermissionDenied(f"API key '{identity.name}' has role {role_name}; {name} needs {_NEEDS.get(access, _NEEDS[_ADMIN])}")
 
 
 class AuthInterceptor(aio.ServerInterceptor):
@@ -149,16 +162,22 @@ class AuthInterceptor(aio.ServerInterceptor):
 
         def unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             async def guarded(request: Any, context: aio.ServicerContext) -> Any:
-                _identity.set(await authenticator.check(method, metadata))
-                return await behavior(request, context)
+                token = _identity.set(await authenticator.check(method, metadata))
+                try:
+                    return await behavior(request, context)
+                finally:
+                    _identity.reset(token)
 
             return guarded
 
         def stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
             async def guarded(request: Any, context: aio.ServicerContext) -> Any:
-                _identity.set(await authenticator.check(method, metadata))
-                async for reply in behavior(request, context):
-                    yield reply
+                token = _identity.set(await authenticator.check(method, metadata))
+                try:
+                    async for reply in behavior(request, context):
+                        yield reply
+                finally:
+                    _identity.reset(token)
 
             return guarded
 

@@ -92,17 +92,19 @@ class DocumentLimitInterceptor(aio.ServerInterceptor):
 
 
 class MessageBudget:
-    """A token bucket: `rate` messages per second, bursts of twice that."""
+    """A token bucket: `rate` messages per second, bursts of twice that; 0 means no limit."""
 
     __slots__ = ("rate", "capacity", "tokens", "stamp")
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        self.capacity = 2 * rate
+        self.capacity = max(1.0, 2 * rate)
         self.tokens = self.capacity
         self.stamp = time.monotonic()
 
     def take(self) -> bool:
+        if self.rate <= 0:  # no limit
+            return True
         now = time.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now

@@ -116,7 +116,7 @@ def read_pem(path: str, setting: str) -> bytes:
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -198,14 +198,16 @@ class Mesh:
 
     def _refuse_exposed(self, host: str) -> None:
         settings = self.settings
-        if is_loopback(host) or settings.auth or settings.tls_cert_file:
+        # TLS alone encrypts but lets anyone in: only keys or client certificates guard the door.
+        if is_loopback(host) or settings.auth or settings.tls_client_ca_file:
             return
         if not settings.insecure:
             raise OSError(
-                f"refusing to serve {host} with neither auth nor TLS: anyone who reaches it could run code on your "
-                "workers; use --auth and/or SHIFTBOSS_TLS_CERT_FILE, or --insecure to serve it anyway"
+                f"refusing to serve {host} with neither auth nor client certificates: anyone who reaches it could run "
+                "code on your workers; use --auth (with SHIFTBOSS_TLS_CERT_FILE for encryption) or "
+                "SHIFTBOSS_TLS_CLIENT_CA_FILE, or --insecure to serve it anyway"
             )
-        log.warning("serving %s with neither auth nor TLS (--insecure): anyone who reaches it can use it", host)
+        log.warning("serving %s with neither auth nor client certificates (--insecure): anyone who reaches it can use it", host)
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         host = host or self.settings.host
@@ -219,10 +221,14 @@ class Mesh:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        self.port = self._listen(self.server, f"{host}:{port}")
+        shown = f"[{host}]" if ":" in host and not host.startswith("[") else host  # IPv6 goes in brackets
+        try:
+            self.port = self._listen(self.server, f"{shown}:{port}")
+        except RuntimeError as exc:  # grpc raises rather than returning 0 on some versions
+            raise OSError(f"cannot listen on {shown}:{port}: {exc}") from None
         if self.port == 0:
-            raise OSError(f"cannot listen on {host}:{port}")
-        loopback = "127.0.0.1" if host in ("0.0.0.0", "", "::", "[::]") else host
+            raise OSError(f"cannot listen on {shown}:{port}")
+        loopback = "127.0.0.1" if host in ("0.0.0.0", "", "::", "[::]") else shown
         self.peers.local_address = f"{loopback}:{self.port}"
         for name in self.names:
             module = importlib.import_module(f"shiftboss.services.{name}.service")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shiftboss.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
@@ -85,8 +86,11 @@ async def create_key(
     row = ApiKeyRow(
         id=key_id, name=name, role=role, pool=pool, salt=salt, hash=digest(salt, secret), created=now, expires=expires
     )
-    session.add(row)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError:  # a concurrent create took the name first
+        raise AlreadyExists(f"API key '{name}' already exists; revoke it or choose another name", field="name") from None
     return row, f"{PREFIX}{key_id}_{secret}"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String
+from sqlalchemy import DateTime, Index, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shiftboss.services.db import naming
@@ -16,10 +16,16 @@ class KeysBase(DeclarativeBase):
 
 class ApiKeyRow(KeysBase):
     __tablename__ = "api_keys"
+    __table_args__ = (
+        Index(
+            "uq_api_keys_name_active", "name", unique=True,
+            sqlite_where=text("revoked IS NULL"), postgresql_where=text("revoked IS NULL"),
+        ),
+    )
 
     #: The public part of the key, which finds the row without scanning.
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     pool: Mapped[str] = mapped_column(String(255), default="")
     salt: Mapped[str] = mapped_column(String(64))

@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from shiftboss._wire import from_timestamp, to_timestamp
-from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, ShiftbossError
-from shiftboss.services.auth import require_pool
+from shiftboss.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, ResourceExhausted, ShiftbossError
+from shiftboss.services.auth import require_pool, worker_key_name
 from shiftboss.services.limits import MessageBudget
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
@@ -138,6 +138,11 @@ class StreamHandler:
                 raise NotFound(
                     f"work pool {hello.pool!r} not found; start the worker with --type to create it", field="pool"
                 ) from None
+            key = worker_key_name()
+            if key is not None:  # making pools is an admin's work, whatever key serves them
+                raise NotFound(
+                    f"work pool {hello.pool!r} not found; worker key '{key}' cannot create it: ask an admin to", field="pool"
+                ) from None
             request = pools_pb2.CreateWorkPoolRequest(name=hello.pool, type=hello.type)
             if hello.HasField("base_job_template"):
                 request.base_job_template.CopyFrom(hello.base_job_template)
@@ -208,8 +213,12 @@ class StreamHandler:
                 await self.handle(session, message)
         except asyncio.CancelledError:
             raise
+        except ShiftbossError as exc:  # a bad message ends this session only, with its status
+            session.failure = exc
+            log.info("stream of worker %s ended: %s", session.key, exc.message)
         except Exception as exc:  # a broken stream ends this session only
-            log.info("stream of worker %s ended: %s", session.key, exc)
+            session.failure = Internal(f"the scheduler could not read the stream of worker {session.key}: {exc}")
+            log.warning("stream of worker %s ended: %s", session.key, exc)
         finally:
             session.close()
 
@@ -224,11 +233,12 @@ class StreamHandler:
             self.dispatcher.kick(session.pool)
         elif kind == "logs":
             try:
-                await self.store_logs(message.logs)
+                await self.store_logs(session, message.logs)
             except ShiftbossError as exc:
                 log.info("logs of worker %s dropped: %s", session.key, exc.message)
 
-    async def store_logs(self, batch: scheduler_pb2.LogBatch) -> None:
+    async def store_logs(self, session: WorkerSession, batch: scheduler_pb2.LogBatch) -> None:
+        """Keep the lines of runs this worker ran; lines naming any other run are dropped."""
         by_run: dict[str, list[tuple[datetime, str, str]]] = {}
         for line in batch.lines:
             at = from_timestamp(line.at) if line.HasField("at") else datetime.now(timezone.utc)
@@ -236,7 +246,13 @@ class StreamHandler:
         kept: list[tuple[str, str, list[tuple[datetime, str, str]]]] = []
         async with self.service.db.transaction() as db:
             for run_id, lines in by_run.items():
-                run = await run_store.get(db, run_id)
+                try:
+                    run = await run_store.get(db, run_id)
+                except NotFound:
+                    continue
+                if run.worker != session.key:
+                    log.info("log lines of flow run %s from worker %s dropped: the run is not its", run_id, session.key)
+                    continue
                 await run_store.add_logs(db, run, lines)
                 kept.append((run_id, run.state, lines))
         for run_id, state, lines in kept:

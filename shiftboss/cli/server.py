@@ -23,7 +23,7 @@ def server() -> None:
     "--service",
     "services",
     multiple=True,
-    help="Run only this service (pools, templates, heartbeats, scheduler); repeat for several. All by default.",
+    help="Run only this service (keys, pools, templates, heartbeats, scheduler); repeat for several. All by default.",
 )
 @click.option("--auth", is_flag=True, default=None, help="Require an API key on every call (SHIFTBOSS_AUTH=1).")
 @click.option(
@@ -43,8 +43,8 @@ def start(host: str | None, port: int | None, services: tuple[str, ...], auth: b
         configure_logging(settings.log_format)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    if settings.insecure and not (settings.auth or settings.tls_cert_file):
-        click.echo("WARNING: --insecure: no auth and no TLS; anyone who reaches this port can run code on your workers", err=True)
+    if settings.insecure and not (settings.auth or settings.tls_client_ca_file):
+        click.echo("WARNING: --insecure: no API keys and no client certificates; anyone who reaches this port can run code on your workers", err=True)
     telemetry = configure(settings, "shiftboss-server")
 
     async def run() -> None:

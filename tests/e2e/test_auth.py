@@ -77,7 +77,7 @@ def test_exposed_address_is_refused_without_auth_or_tls_unless_insecure(tmp_path
         [str(BIN), "server", "start", "--host", "0.0.0.0", "--port", "0"], env=env, capture_output=True, text=True, timeout=60
     )
     assert refused.returncode == 1
-    assert "refusing to serve 0.0.0.0 with neither auth nor TLS" in refused.stderr
+    assert "refusing to serve 0.0.0.0 with neither auth nor client certificates" in refused.stderr
     server = ServerProcess(tmp_path / "home", env, args=["--host", "0.0.0.0", "--insecure"]).start()
     try:
         assert any("WARNING: --insecure" in line for line in server.lines)

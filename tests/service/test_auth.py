@@ -180,13 +180,41 @@ async def test_worker_key_serves_its_own_pool_only(secured: Mesh, admin: AsyncCl
     assert workers == []
 
 
-async def test_worker_key_creates_its_missing_pool_through_the_stream(secured: Mesh, admin: AsyncClient) -> None:
+async def test_worker_key_cannot_create_its_missing_pool(secured: Mesh, admin: AsyncClient) -> None:
     key = (await admin.create_api_key("bot", "worker", pool="fresh")).key
     async with await client_for(secured, key) as worker:
         stream = WorkerStream(worker, scheduler_pb2.Hello(name="w1", pool="fresh", type="process"))
-        await stream.open()
+        with pytest.raises(NotFound, match="worker key 'bot' cannot create it: ask an admin"):
+            await stream.open()
         await stream.close()
-    assert (await admin.get_work_pool("fresh")).type == "process"
+    assert list((await admin.list_work_pools()).work_pools) == []
+    # With the pool made by an admin, the same worker connects.
+    await admin.create_work_pool("fresh", "process")
+    async with await client_for(secured, key) as worker:
+        stream = WorkerStream(worker, scheduler_pb2.Hello(name="w1", pool="fresh", type="process"))
+        assert (await stream.open()).pool_type == "process"
+        await stream.close()
+
+
+async def test_worker_log_lines_reach_only_its_own_runs(secured: Mesh, admin: AsyncClient) -> None:
+    await admin.create_work_pool("etl", "process")
+    await admin.create_deployment("nightly", "etl", "flows/etl.py:main")
+    key = (await admin.create_api_key("bot", "worker", pool="etl")).key
+    other = await admin.create_flow_run("nightly", start_in=3600)  # not dispatched: nobody's run
+    async with await client_for(secured, key) as worker:
+        stream = WorkerStream(worker, scheduler_pb2.Hello(name="w1", pool="etl"))
+        await stream.open()
+        mine = await admin.create_flow_run("nightly")
+        dispatched = await stream.receive(timeout=10)
+        assert dispatched is not None and dispatched.dispatch.run == mine.id
+        lines = [scheduler_pb2.LogLine(run=run, stream="stdout", text=f"hello {run}") for run in (other.id, mine.id, "nope")]
+        stream.send(scheduler_pb2.WorkerMessage(logs=scheduler_pb2.LogBatch(lines=lines)))
+        stream.finished(mine.id, dispatched.dispatch.lease, "COMPLETED", exit_code=0)
+        while (message := await stream.receive(timeout=10)) is not None and message.WhichOneof("kind") != "settled":
+            pass
+        await stream.close()
+    assert [line.text for line in [l async for l in admin.flow_run_logs(mine.id)]] == [f"hello {mine.id}"]
+    assert [l async for l in admin.flow_run_logs(other.id)] == []
 
 
 async def test_revoked_key_stops_at_once_and_expired_key_is_refused(secured: Mesh, admin: AsyncClient) -> None:
@@ -251,7 +279,7 @@ async def test_split_services_with_auth_need_a_shared_mesh_token(settings: Setti
 
 async def test_exposed_address_without_auth_or_tls_is_refused_unless_insecure(settings: Settings) -> None:
     exposed = Mesh(settings.replace(port=0, host="0.0.0.0"))
-    with pytest.raises(OSError, match="refusing to serve 0.0.0.0 with neither auth nor TLS"):
+    with pytest.raises(OSError, match="refusing to serve 0.0.0.0 with neither auth nor client certificates"):
         await exposed.start()
     await exposed.stop(0)
     for allowed in (settings.replace(port=0, host="0.0.0.0", insecure=True), settings.replace(port=0, host="0.0.0.0", auth=True)):

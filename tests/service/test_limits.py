@@ -65,9 +65,19 @@ async def test_bytes_that_are_not_a_request_are_invalid_argument(mesh: Mesh, cli
         with pytest.raises(aio.AioRpcError) as caught:
             await call.read()
         assert caught.value.code().name == "INVALID_ARGUMENT"
+        # Mid-stream too: after a good Hello, bad bytes end the stream with INVALID_ARGUMENT.
+        assert (await client.create_work_pool("etl", "process")).name == "etl"
+        hello = scheduler_pb2.WorkerMessage(hello=scheduler_pb2.Hello(name="w", pool="etl")).SerializeToString()
+        call = stream(iter([hello, b"\x0a\xff\xff\xff\xff\x0f"]), timeout=10)
+        assert b"etl" in (await call.read())
+        with pytest.raises(aio.AioRpcError) as caught:
+            while await call.read() is not aio.EOF:
+                pass
+        assert caught.value.code().name == "INVALID_ARGUMENT", caught.value.details()
+        assert "not a valid Connect request message" in (caught.value.details() or "")
     finally:
         await channel.close()
-    assert (await client.create_work_pool("etl", "process")).name == "etl"
+    assert [p.name for p in (await client.list_work_pools()).work_pools] == ["etl"]
 
 
 async def test_a_worker_flooding_its_stream_is_cut_off_and_others_go_on(mesh: Mesh, client: AsyncClient) -> None:

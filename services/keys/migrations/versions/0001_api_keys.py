@@ -25,7 +25,9 @@ def upgrade() -> None:
         sa.Column("expires", sa.DateTime(timezone=True), nullable=True),
         sa.Column("revoked", sa.DateTime(timezone=True), nullable=True),
     )
-    op.create_index("ix_api_keys_name", "api_keys", ["name"])
+    # One key not revoked per name, also under concurrent creates.
+    active = sa.text("revoked IS NULL")
+    op.create_index("uq_api_keys_name_active", "api_keys", ["name"], unique=True, sqlite_where=active, postgresql_where=active)
 
 
 def downgrade() -> None:
