@@ -9,8 +9,10 @@ shared token instead of a key.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hmac
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
@@ -23,7 +25,9 @@ from shiftboss.errors import PermissionDenied, ShiftbossError, Unauthenticated, 
 from shiftboss.services.interceptors import rewrap
 from shiftboss.v1 import common_pb2, heartbeats_pb2, keys_pb2, keys_pb2_grpc, pools_pb2, scheduler_pb2, templates_pb2
 
-__all__ = ["AuthInterceptor", "Authenticator", "MESH_HEADER", "method_access", "require_pool", "worker_key_name"]
+__all__ = ["AuthInterceptor", "Authenticator", "MESH_HEADER", "method_access", "on_revoked", "require_pool", "worker_key_name"]
+
+log = logging.getLogger("shiftboss.server")
 
 #: Metadata that carries the mesh's shared token between its services.
 MESH_HEADER = "x-shiftboss-mesh"
@@ -40,6 +44,9 @@ _REFLECTION_PREFIX = "/grpc.reflection."
 _MAX_CACHED = 10_000
 
 _identity: contextvars.ContextVar[keys_pb2.Identity | None] = contextvars.ContextVar("shiftboss_identity", default=None)
+_enders: contextvars.ContextVar[list[Callable[[Unauthenticated], None]] | None] = contextvars.ContextVar(
+    "shiftboss_stream_enders", default=None
+)
 _MESH_IDENTITY = keys_pb2.Identity(name="mesh", role=keys_pb2.ADMIN)
 
 
@@ -71,6 +78,13 @@ def require_pool(pool: str) -> None:
             f"pool: worker key '{identity.name}' is bound to work pool '{identity.pool}' and may not serve '{pool}'",
             field="pool",
         )
+
+
+def on_revoked(end: Callable[[Unauthenticated], None]) -> None:
+    """Have this stream ended by `end` if its key is revoked or expires while it is open."""
+    enders = _enders.get()
+    if enders is not None:
+        enders.append(end)
 
 
 def worker_key_name() -> str | None:
@@ -115,6 +129,28 @@ class Authenticator:
         prefix = f"sb_{key_id}_"
         for key in [k for k in self._cache if k.startswith(prefix)]:
             del self._cache[key]
+
+    async def watch(self, key: str, enders: list[Callable[[Unauthenticated], None]]) -> None:
+        """End a stream once its key is revoked or expires, checked again each time the
+        remembered identity runs out; the stream's servicer says how (`on_revoked`)."""
+        while True:
+            await asyncio.sleep(self.cache_seconds)
+            try:
+                await self.identify(key)
+            except Unauthenticated as exc:
+                log.info("ending a stream: %s", exc.message)
+                for end in enders:
+                    end(exc)
+                return
+            except ShiftbossError:
+                continue  # KeyService unreachable: the key is not at fault; keep the stream
+
+    @staticmethod
+    def key_of(metadata: Sequence[tuple[str, Any]]) -> str:
+        for name, value in metadata:
+            if name == "authorization" and isinstance(value, str):
+                return value.partition(" ")[2].strip()
+        return ""
 
     async def check(self, method: str, metadata: Sequence[tuple[str, Any]]) -> keys_pb2.Identity:
         """The caller's identity, if it may call `method`; raises Unauthenticated or PermissionDenied."""
@@ -172,11 +208,19 @@ class AuthInterceptor(aio.ServerInterceptor):
 
         def stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
             async def guarded(request: Any, context: aio.ServicerContext) -> Any:
-                token = _identity.set(await authenticator.check(method, metadata))
+                identity = await authenticator.check(method, metadata)
+                token = _identity.set(identity)
+                enders: list[Callable[[Unauthenticated], None]] = []
+                enders_token = _enders.set(enders)
+                key = authenticator.key_of(metadata) if identity is not _MESH_IDENTITY else ""
+                watcher = asyncio.ensure_future(authenticator.watch(key, enders)) if key else None
                 try:
                     async for reply in behavior(request, context):
                         yield reply
                 finally:
+                    if watcher is not None:
+                        watcher.cancel()
+                    _enders.reset(enders_token)
                     _identity.reset(token)
 
             return guarded

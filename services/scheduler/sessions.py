@@ -46,6 +46,11 @@ class WorkerSession:
         if not self.closed:
             self.outbox.put_nowait(message)
 
+    def end(self, failure: ShiftbossError) -> None:
+        """Close the stream with this status."""
+        self.failure = failure
+        self.close()
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True

@@ -20,7 +20,7 @@ import grpc
 
 from shiftboss._wire import from_timestamp, to_timestamp
 from shiftboss.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, ResourceExhausted, ShiftbossError
-from shiftboss.services.auth import require_pool, worker_key_name
+from shiftboss.services.auth import on_revoked, require_pool, worker_key_name
 from shiftboss.services.limits import MessageBudget
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
@@ -55,6 +55,7 @@ class StreamHandler:
             raise InvalidArgument("hello: the first message on the stream must be Hello", field="hello")
         await self.service.ready.wait()
         session, welcome = await self.hello(first.hello)
+        on_revoked(session.end)
         reader = asyncio.create_task(self.read(session, requests), name=f"stream-{session.key}")
         try:
             yield Message(welcome=welcome)

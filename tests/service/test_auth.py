@@ -237,6 +237,32 @@ async def test_revoked_key_stops_at_once_and_expired_key_is_refused(secured: Mes
             await expired.list_work_pools()
 
 
+async def test_a_revoked_key_ends_its_open_worker_stream(settings: Settings) -> None:
+    mesh = Mesh(settings.replace(port=0, host="127.0.0.1", auth=True, auth_cache_seconds=0.2))
+    port = await mesh.start()
+    address = f"127.0.0.1:{port}"
+    try:
+        root = await create_admin_key(mesh.settings, "root")
+        async with AsyncClient(address, timeout=10, api_key=root) as admin:
+            await admin.create_work_pool("etl", "process")
+            key = (await admin.create_api_key("bot", "worker", pool="etl")).key
+            async with AsyncClient(address, timeout=10, api_key=key) as worker:
+                stream = WorkerStream(worker, scheduler_pb2.Hello(name="w1", pool="etl"))
+                await stream.open()
+                await admin.revoke_api_key("bot")
+                # The stream ends within a cache period, saying why; a reconnect is refused.
+                with pytest.raises(Unauthenticated, match="API key 'bot' was revoked"):
+                    await stream.receive(timeout=10)
+                await stream.close()
+                again = WorkerStream(worker, scheduler_pb2.Hello(name="w1", pool="etl"))
+                with pytest.raises(Unauthenticated, match="API key 'bot' was revoked"):
+                    await again.open()
+                await again.close()
+    finally:
+        await mesh.stop(0)
+        await close_abandoned_connections()
+
+
 async def test_key_requests_are_checked_and_only_a_salted_hash_is_stored(secured: Mesh, admin: AsyncClient) -> None:
     with pytest.raises(InvalidArgument, match="pool: a worker key must name the pool"):
         await admin.create_api_key("bot", "worker")
