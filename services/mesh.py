@@ -23,7 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from shiftboss import telemetry
-from shiftboss.channels import open_aio_channel
+from shiftboss.channels import open_aio_channel, read_pem
 from shiftboss.errors import error_for_code
 from shiftboss.services.auth import MESH_HEADER, AuthInterceptor, Authenticator
 from shiftboss.services.interceptors import ErrorInterceptor
@@ -105,14 +105,6 @@ class Peers:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
-
-
-def read_pem(path: str, setting: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise OSError(f"SHIFTBOSS_{setting.upper()}: cannot read {path}: {exc.strerror}") from None
 
 
 def is_loopback(host: str) -> bool:

@@ -11,9 +11,10 @@ import grpc
 from grpc import aio
 
 from shiftboss import telemetry
+from shiftboss.errors import InvalidArgument
 from shiftboss.settings import Settings
 
-__all__ = ["call_metadata", "channel_credentials", "channel_options", "open_channel", "open_aio_channel"]
+__all__ = ["call_metadata", "channel_credentials", "channel_options", "open_channel", "open_aio_channel", "read_pem"]
 
 _RETRY = {
     "methodConfig": [
@@ -46,12 +47,13 @@ def channel_options(settings: Settings) -> list[tuple[str, Any]]:
     ]
 
 
-def _read(path: str, setting: str) -> bytes:
+def read_pem(path: str, setting: str) -> bytes:
+    """A certificate or key file named by a setting; a file that cannot be read names the setting."""
     try:
         with open(path, "rb") as fh:
             return fh.read()
     except OSError as exc:
-        raise ValueError(f"SHIFTBOSS_{setting.upper()}: cannot read {path}: {exc.strerror}") from None
+        raise InvalidArgument(f"SHIFTBOSS_{setting.upper()}: cannot read {path}: {exc.strerror}", field=setting) from None
 
 
 def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
@@ -60,9 +62,9 @@ def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
         return None
     client_key = client_chain = None
     if settings.tls_client_cert_file:
-        client_chain = _read(settings.tls_client_cert_file, "tls_client_cert_file")
-        client_key = _read(settings.tls_client_key_file, "tls_client_key_file")
-    return grpc.ssl_channel_credentials(_read(settings.tls_ca_file, "tls_ca_file"), client_key, client_chain)
+        client_chain = read_pem(settings.tls_client_cert_file, "tls_client_cert_file")
+        client_key = read_pem(settings.tls_client_key_file, "tls_client_key_file")
+    return grpc.ssl_channel_credentials(read_pem(settings.tls_ca_file, "tls_ca_file"), client_key, client_chain)
 
 
 def call_metadata(settings: Settings, api_key: str | None = None) -> tuple[tuple[str, str], ...]:

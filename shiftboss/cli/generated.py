@@ -170,16 +170,16 @@ def fail(exc: ShiftbossError) -> None:
 def stream_lines(command: Command, request: Any, fmt: str, client_factory: Any) -> Any:
     """A server stream: one line (or one JSON object) per message, as they arrive; the last one."""
     last = None
-    with client_factory() as client:
-        try:
+    try:
+        with client_factory() as client:
             for last in client._stream(command.service.name, command.method.name, request):
                 data = message_to_dict(last)
                 if fmt == "json":
                     print(json.dumps(data), flush=True)
                 else:
                     print(command.options.line.format(**data), flush=True)
-        except ShiftbossError as exc:
-            fail(exc)
+    except ShiftbossError as exc:
+        fail(exc)
     return last
 
 
@@ -210,11 +210,11 @@ def make_command(command: Command, name: str, client_factory: Any) -> click.Comm
         if command.method.server_streaming:
             stream_lines(command, request, fmt, client_factory)
             return
-        with client_factory() as client:
-            try:
+        try:
+            with client_factory() as client:
                 reply = client._invoke(command.service.name, command.method.name, request)
-            except ShiftbossError as exc:
-                fail(exc)
+        except ShiftbossError as exc:  # also a TLS file that cannot be read
+            fail(exc)
         show(command, request, reply, fmt, file)
         if watch_until_done:
             watch(command, reply, fmt, client_factory)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from shiftboss.errors import ShiftbossError
 from shiftboss.settings import load_settings
 
 
@@ -64,6 +65,8 @@ def start(host: str | None, port: int | None, services: tuple[str, ...], auth: b
         _serve(run())
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    except ShiftbossError as exc:  # a TLS file that cannot be read
+        raise click.ClickException(exc.message) from None
     finally:
         if telemetry is not None:
             telemetry.shutdown()
@@ -88,7 +91,6 @@ def create_admin_key(name: str, expires_in: float | None) -> None:
 
     Only someone who holds the server's storage can do this. The key is the last line printed.
     """
-    from shiftboss.errors import ShiftbossError
     from shiftboss.services.keys.service import create_admin_key as create
 
     try:

@@ -83,3 +83,10 @@ def test_exposed_address_is_refused_without_auth_or_tls_unless_insecure(tmp_path
         assert any("WARNING: --insecure" in line for line in server.lines)
     finally:
         server.stop()
+
+
+def test_an_unreadable_ca_bundle_is_named_by_the_cli(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "home", SHIFTBOSS_TLS_CA_FILE=str(tmp_path / "missing.pem"))
+    done = shiftboss(env, "work-pool", "ls")
+    assert done.returncode == 1
+    assert "SHIFTBOSS_TLS_CA_FILE: cannot read" in done.stderr and "Traceback" not in done.stderr

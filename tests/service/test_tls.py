@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from shiftboss.client import AsyncClient
-from shiftboss.errors import Unavailable
+from shiftboss.errors import InvalidArgument, Unavailable
 from shiftboss.services.mesh import Mesh
 from shiftboss.settings import Settings
 from shiftboss.stream import WorkerStream
@@ -65,6 +65,6 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate(settings: Setti
 
 async def test_unreadable_certificate_names_the_setting(settings: Settings, tmp_path: Path) -> None:
     mesh = Mesh(settings.replace(port=0, tls_cert_file=str(tmp_path / "missing.pem"), tls_key_file=str(tmp_path / "missing.key")))
-    with pytest.raises(OSError, match="SHIFTBOSS_TLS_KEY_FILE: cannot read"):
+    with pytest.raises(InvalidArgument, match="SHIFTBOSS_TLS_KEY_FILE: cannot read"):
         await mesh.start()
     await mesh.stop(0)
