@@ -102,13 +102,13 @@ class MessageBudget:
         self.tokens = self.capacity
         self.stamp = time.monotonic()
 
-    def take(self) -> bool:
+    def take(self, count: int = 1) -> bool:
         if self.rate <= 0:  # no limit
             return True
         now = time.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens < 1:
+        if self.tokens < count:
             return False
-        self.tokens -= 1
+        self.tokens -= count
         return True

@@ -6,8 +6,9 @@ google.protobuf.Struct keeps every number as a double; JSON users wrote `30`, no
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
@@ -15,7 +16,7 @@ from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import ListValue, Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
-__all__ = ["to_struct", "from_struct", "from_value", "to_timestamp", "from_timestamp", "message_to_dict"]
+__all__ = ["to_struct", "from_struct", "from_value", "to_timestamp", "from_timestamp", "message_to_dict", "gather"]
 
 
 def _integral(value: Any) -> Any:
@@ -87,3 +88,29 @@ def message_to_dict(message: Message) -> dict[str, Any]:
 
 def _is_well_known(field: FieldDescriptor) -> bool:
     return field.message_type.full_name.startswith("google.protobuf.")
+
+
+M = TypeVar("M", bound=Message)
+#: A batch holds at most this many bytes (or its first message alone, when that is larger)
+#: and this many messages: far under any message size limit.
+BATCH_BYTES = 64 * 1024
+BATCH_MESSAGES = 256
+
+
+def gather(first: M, queue: asyncio.Queue[M | None]) -> list[M]:
+    """`first` and the messages queued behind it, to be sent as one: a stream write costs
+    about as much as the work a message asks for, so under load both sides of the stream
+    send what they have queued together. A message that would overflow the batch, and the
+    end marker (None), stay queued for the next write."""
+    messages = [first]
+    size = first.ByteSize()
+    waiting = queue._queue  # type: ignore[attr-defined]  # the queue's deque: peeked, not taken
+    while waiting and len(messages) < BATCH_MESSAGES:
+        message = waiting[0]
+        if message is None:
+            break
+        size += message.ByteSize()
+        if size > BATCH_BYTES:
+            break
+        messages.append(queue.get_nowait())
+    return messages

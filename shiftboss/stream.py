@@ -8,13 +8,14 @@ its shortcuts).
 from __future__ import annotations
 
 import asyncio
+import collections
 from datetime import datetime, timezone
 from typing import Any
 
 import grpc
 from grpc import aio
 
-from shiftboss._wire import to_timestamp
+from shiftboss._wire import gather, to_timestamp
 from shiftboss.client import AsyncClient, _translate
 from shiftboss.v1 import scheduler_pb2
 
@@ -28,17 +29,24 @@ class WorkerStream:
         self.client = client
         self.hello = hello
         self.welcome: scheduler_pb2.Welcome | None = None
+        self.hello.batches = True
         self._outgoing: asyncio.Queue[scheduler_pb2.WorkerMessage | None] = asyncio.Queue()
+        #: The rest of a batch the scheduler sent, handed out one by one.
+        self._received: collections.deque[scheduler_pb2.SchedulerMessage] = collections.deque()
         self._call: Any = None
         self._reading: asyncio.Future[Any] | None = None
 
     async def _requests(self) -> Any:
         yield Worker(hello=self.hello)
+        outgoing = self._outgoing
         while True:
-            message = await self._outgoing.get()
+            message = await outgoing.get()
             if message is None:
                 return
-            yield message
+            if outgoing.empty():
+                yield message
+            else:
+                yield Worker(batch=scheduler_pb2.WorkerBatch(messages=gather(message, outgoing)))
 
     async def open(self) -> scheduler_pb2.Welcome:
         """Connect and wait for Welcome; a refused Hello raises its shiftboss error."""
@@ -53,7 +61,9 @@ class WorkerStream:
         """The next message from the scheduler; None when the stream ended.
 
         A timeout leaves the read pending rather than cancelling it (which would cancel
-        the whole call); the next receive picks it up."""
+        the whole call); the next receive picks it up. A batch comes out message by message."""
+        if self._received:
+            return self._received.popleft()
         if self._reading is None or (self._reading.done() and self._reading.cancelled()):
             self._reading = asyncio.ensure_future(self._call.read())
         try:
@@ -65,6 +75,9 @@ class WorkerStream:
             raise _translate(exc, self.client.address) from None
         if message is aio.EOF:
             return None
+        if message.WhichOneof("kind") == "batch":
+            self._received.extend(message.batch.messages)
+            return self._received.popleft() if self._received else await self.receive(timeout)
         return message
 
     def send(self, message: scheduler_pb2.WorkerMessage) -> None:

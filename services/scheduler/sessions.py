@@ -21,6 +21,8 @@ class WorkerSession:
     limit: int  # 0: no cap of its own
     prefetch: float
     once: bool = False
+    #: It reads SchedulerBatch (Hello.batches).
+    batches: bool = False
     outbox: asyncio.Queue[scheduler_pb2.SchedulerMessage | None] = field(default_factory=asyncio.Queue)
     #: Run keys (core seq) it holds: PENDING, RUNNING or CANCELLING on it.
     held: set[int] = field(default_factory=set)

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from shiftboss._wire import from_timestamp, to_timestamp
+from shiftboss._wire import from_timestamp, gather, to_timestamp
 from shiftboss.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, ResourceExhausted, ShiftbossError
 from shiftboss.services.auth import on_revoked, require_pool, worker_key_name
 from shiftboss.services.limits import MessageBudget
@@ -64,8 +64,11 @@ class StreamHandler:
                 await self.dispatcher.admit_now(runtime, only=session)
                 session.draining = True
                 session.send(Message(drain=scheduler_pb2.Drain(reason="run-once: these are the runs due now")))
+            outbox = session.outbox
             while True:
-                message = await session.outbox.get()
+                message = await outbox.get()
+                if message is not None and session.batches and not outbox.empty():
+                    message = Message(batch=scheduler_pb2.SchedulerBatch(messages=gather(message, outbox)))
                 if message is None:
                     if session.failure is not None:
                         # Set, not raised: an abort after messages went out loses its status.
@@ -112,6 +115,7 @@ class StreamHandler:
             limit=hello.limit,
             prefetch=hello.prefetch_seconds,
             once=hello.once,
+            batches=hello.batches,
         )
         # Outcomes of runs that ended while the stream was down, recorded before anything is
         # dispatched, so a run that finished is never sent out again.
@@ -205,13 +209,15 @@ class StreamHandler:
         budget = MessageBudget(rate)
         try:
             async for message in requests:
-                if not budget.take():
+                inner = message.batch.messages if message.WhichOneof("kind") == "batch" else (message,)
+                if not budget.take(len(inner)):  # a batch counts as the messages it holds
                     session.failure = ResourceExhausted(
                         f"worker {session.key} sent more than {rate:g} messages per second "
                         "(SHIFTBOSS_STREAM_MESSAGES_PER_SECOND); the stream is closed"
                     )
                     return
-                await self.handle(session, message)
+                for one in inner:
+                    await self.handle(session, one)
         except asyncio.CancelledError:
             raise
         except ShiftbossError as exc:  # a bad message ends this session only, with its status
@@ -237,6 +243,10 @@ class StreamHandler:
                 await self.store_logs(session, message.logs)
             except ShiftbossError as exc:
                 log.info("logs of worker %s dropped: %s", session.key, exc.message)
+        elif kind == "batch":
+            raise InvalidArgument("batch: a batch holds single messages, not another batch", field="batch")
+        elif kind == "hello":
+            raise InvalidArgument("hello: the stream already began with Hello; send it once", field="hello")
 
     async def store_logs(self, session: WorkerSession, batch: scheduler_pb2.LogBatch) -> None:
         """Keep the lines of runs this worker ran; lines naming any other run are dropped."""
@@ -311,3 +321,4 @@ class StreamHandler:
             request = pools_pb2.MarkPolledRequest(pool=pool, names=sorted(names or []))
             with contextlib.suppress(NotFound):
                 await service.call(service.pools.MarkPolled, request)
+

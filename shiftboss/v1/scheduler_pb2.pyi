@@ -321,7 +321,7 @@ class NextRunsRequest(_message.Message):
     def __init__(self, pool: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., prefetch_seconds: _Optional[float] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("name", "pool", "queues", "type", "limit", "prefetch_seconds", "base_job_template", "holding", "once", "finished")
+    __slots__ = ("name", "pool", "queues", "type", "limit", "prefetch_seconds", "base_job_template", "holding", "once", "finished", "batches")
     class HoldingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -339,6 +339,7 @@ class Hello(_message.Message):
     HOLDING_FIELD_NUMBER: _ClassVar[int]
     ONCE_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
     name: str
     pool: str
     queues: _containers.RepeatedScalarFieldContainer[str]
@@ -349,7 +350,8 @@ class Hello(_message.Message):
     holding: _containers.ScalarMap[str, int]
     once: bool
     finished: _containers.RepeatedCompositeFieldContainer[Finished]
-    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., type: _Optional[str] = ..., limit: _Optional[int] = ..., prefetch_seconds: _Optional[float] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., holding: _Optional[_Mapping[str, int]] = ..., once: _Optional[bool] = ..., finished: _Optional[_Iterable[_Union[Finished, _Mapping]]] = ...) -> None: ...
+    batches: bool
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., type: _Optional[str] = ..., limit: _Optional[int] = ..., prefetch_seconds: _Optional[float] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., holding: _Optional[_Mapping[str, int]] = ..., once: _Optional[bool] = ..., finished: _Optional[_Iterable[_Union[Finished, _Mapping]]] = ..., batches: _Optional[bool] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("run", "lease")
@@ -439,8 +441,14 @@ class Heartbeat(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class WorkerBatch(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[WorkerMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[WorkerMessage, _Mapping]]] = ...) -> None: ...
+
 class WorkerMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "ack", "started", "finished", "credits", "logs")
+    __slots__ = ("hello", "heartbeat", "ack", "started", "finished", "credits", "logs", "batch")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
@@ -448,6 +456,7 @@ class WorkerMessage(_message.Message):
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     CREDITS_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     ack: Ack
@@ -455,7 +464,8 @@ class WorkerMessage(_message.Message):
     finished: Finished
     credits: Credits
     logs: LogBatch
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ..., credits: _Optional[_Union[Credits, _Mapping]] = ..., logs: _Optional[_Union[LogBatch, _Mapping]] = ...) -> None: ...
+    batch: WorkerBatch
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ..., credits: _Optional[_Union[Credits, _Mapping]] = ..., logs: _Optional[_Union[LogBatch, _Mapping]] = ..., batch: _Optional[_Union[WorkerBatch, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("worker_id", "heartbeat_seconds", "queues", "pool_type")
@@ -525,21 +535,29 @@ class Refused(_message.Message):
     lease: int
     def __init__(self, run: _Optional[str] = ..., reason: _Optional[str] = ..., lease: _Optional[int] = ...) -> None: ...
 
+class SchedulerBatch(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[SchedulerMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[SchedulerMessage, _Mapping]]] = ...) -> None: ...
+
 class SchedulerMessage(_message.Message):
-    __slots__ = ("welcome", "dispatch", "cancel", "drain", "refused", "settled")
+    __slots__ = ("welcome", "dispatch", "cancel", "drain", "refused", "settled", "batch")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     DISPATCH_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
     SETTLED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     dispatch: Dispatch
     cancel: Cancel
     drain: Drain
     refused: Refused
     settled: Settled
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., dispatch: _Optional[_Union[Dispatch, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., refused: _Optional[_Union[Refused, _Mapping]] = ..., settled: _Optional[_Union[Settled, _Mapping]] = ...) -> None: ...
+    batch: SchedulerBatch
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., dispatch: _Optional[_Union[Dispatch, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., refused: _Optional[_Union[Refused, _Mapping]] = ..., settled: _Optional[_Union[Settled, _Mapping]] = ..., batch: _Optional[_Union[SchedulerBatch, _Mapping]] = ...) -> None: ...
 
 class LogsRequest(_message.Message):
     __slots__ = ("id", "follow")
