@@ -20,7 +20,9 @@ _HISTORY = StateChangeRow.__table__
 _INSERT_HISTORY = insert(_HISTORY)
 #: Every column of a new run but its key, which the database assigns.
 _INSERTED = [column.key for column in _RUNS.columns if column.key != "seq"]
-_INSERT_RUNS = insert(_RUNS).returning(_RUNS.c.seq, sort_by_parameter_order=True)
+#: Keys come back matched by id, not in order: asking for the parameters' order makes
+#: SQLAlchemy insert one row per statement on SQLite (its RETURNING order is not guaranteed).
+_INSERT_RUNS = insert(_RUNS).returning(_RUNS.c.id, _RUNS.c.seq)
 
 _ADJECTIVES = ("amber", "brisk", "calm", "dapper", "eager", "fuzzy", "gentle", "hasty", "icy", "jolly", "keen", "lucky", "mellow", "nimble", "olive", "proud", "quiet", "rapid", "sunny", "tidy")
 _NOUNS = ("badger", "condor", "dingo", "egret", "falcon", "gecko", "heron", "ibis", "jackal", "koala", "lemur", "marten", "newt", "otter", "panda", "quail", "raven", "stoat", "tapir", "walrus")
@@ -166,9 +168,9 @@ async def insert_many(db: Any, runs: list[FlowRunDraft]) -> None:
     if not runs:
         return
     values = [{key: getattr(run, key) for key in _INSERTED} for run in runs]
-    keys = (await db.execute(_INSERT_RUNS, values)).scalars().all()
-    for run, key in zip(runs, keys, strict=True):
-        run.seq = key
+    keys = {run_id: key for run_id, key in await db.execute(_INSERT_RUNS, values)}
+    for run in runs:
+        run.seq = keys[run.id]
     await add_history(db, [{"run_seq": r.seq, "state": r.state, "at": r.created, "message": r.message} for r in runs])
 
 
