@@ -22,7 +22,7 @@ import grpc
 from grpc import aio
 
 from shiftboss.errors import PermissionDenied, ShiftbossError, Unauthenticated, Unavailable
-from shiftboss.services.interceptors import rewrap
+from shiftboss.services.interceptors import WrapCache, rewrap
 from shiftboss.v1 import common_pb2, heartbeats_pb2, keys_pb2, keys_pb2_grpc, pools_pb2, scheduler_pb2, templates_pb2
 
 __all__ = ["AuthInterceptor", "Authenticator", "MESH_HEADER", "method_access", "on_revoked", "require_pool", "worker_key_name"]
@@ -183,6 +183,7 @@ class AuthInterceptor(aio.ServerInterceptor):
 
     def __init__(self, authenticator: Authenticator) -> None:
         self.authenticator = authenticator
+        self._wrapped = WrapCache()
 
     async def intercept_service(
         self,
@@ -193,12 +194,15 @@ class AuthInterceptor(aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(_OPEN_PREFIXES):
             return handler
-        metadata = tuple(handler_call_details.invocation_metadata or ())
+        return self._wrapped.get(method, handler, lambda handler: self._build(method, handler))
+
+    def _build(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """The handler guarded for `method`; each call's key is read from its own context."""
         authenticator = self.authenticator
 
         def unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             async def guarded(request: Any, context: aio.ServicerContext) -> Any:
-                token = _identity.set(await authenticator.check(method, metadata))
+                token = _identity.set(await authenticator.check(method, context.invocation_metadata() or ()))
                 try:
                     return await behavior(request, context)
                 finally:
@@ -208,6 +212,7 @@ class AuthInterceptor(aio.ServerInterceptor):
 
         def stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
             async def guarded(request: Any, context: aio.ServicerContext) -> Any:
+                metadata = context.invocation_metadata() or ()
                 identity = await authenticator.check(method, metadata)
                 token = _identity.set(identity)
                 enders: list[Callable[[Unauthenticated], None]] = []

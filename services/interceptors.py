@@ -104,8 +104,33 @@ def rewrap(
     return handler
 
 
+class WrapCache:
+    """Each method's wrapped handler, built once: gRPC hands an interceptor the same inner
+    handler for a method on every call, so wrapping it again per call (closures, a new
+    handler) is work thrown away. A different inner handler replaces the entry, so the
+    cache holds one entry per method whatever the interceptors around it do."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def get(
+        self, method: str, handler: grpc.RpcMethodHandler, build: Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]
+    ) -> grpc.RpcMethodHandler:
+        entry = self._entries.get(method)
+        if entry is not None and entry[0] is handler:
+            return entry[1]
+        wrapped = build(handler)
+        self._entries[method] = (handler, wrapped)
+        return wrapped
+
+
 class ErrorInterceptor(aio.ServerInterceptor):
     """Turn a raised ShiftbossError into its status code and message; never UNKNOWN."""
+
+    def __init__(self) -> None:
+        self._wrapped = WrapCache()
 
     async def intercept_service(
         self,
@@ -115,11 +140,15 @@ class ErrorInterceptor(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        streaming = handler.request_streaming
-        type_name = handler_call_details.method.rsplit("/", 1)[-1] + " request"
-        return rewrap(
-            handler,
-            lambda behavior: _wrap_unary(behavior, streaming),
-            lambda behavior: _wrap_stream(behavior, streaming),
-            tolerant(handler.request_deserializer, type_name),
-        )
+        method = handler_call_details.method
+
+        def build(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+            streaming = handler.request_streaming
+            return rewrap(
+                handler,
+                lambda behavior: _wrap_unary(behavior, streaming),
+                lambda behavior: _wrap_stream(behavior, streaming),
+                tolerant(handler.request_deserializer, method.rsplit("/", 1)[-1] + " request"),
+            )
+
+        return self._wrapped.get(method, handler, build)

@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 from grpc import aio
 
 from shiftboss.errors import InvalidArgument
-from shiftboss.services.interceptors import rewrap
+from shiftboss.services.interceptors import WrapCache, rewrap
 
 __all__ = ["DocumentLimitInterceptor", "MessageBudget", "refuse"]
 
@@ -56,6 +56,7 @@ class DocumentLimitInterceptor(aio.ServerInterceptor):
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self._wrapped = WrapCache()
 
     async def intercept_service(
         self,
@@ -65,6 +66,9 @@ class DocumentLimitInterceptor(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_streaming:
             return handler
+        return self._wrapped.get(handler_call_details.method, handler, self._build)
+
+    def _build(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         limit = self.limit
 
         def check(request: Any) -> None:
