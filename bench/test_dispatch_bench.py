@@ -5,7 +5,7 @@ is the load: the SDK creating runs and four no-op workers, stream clients that
 acknowledge, start and finish each run at once. Latency is one run at a time, from
 CreateFlowRun returning to the worker holding its Dispatch; throughput is runs created
 32 at a time until each is COMPLETED, as the server answers every Finished with Settled
-once it is committed.
+once it is committed (the median of three bursts, with the slowest and fastest shown).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ BACKENDS = ["sqlite", "postgres"]
 RUNS = 2_000
 #: Runs already waiting (due tomorrow) in the loaded scenario.
 QUEUED = 10_000
+#: Throughput is the median of this many bursts of RUNS: the machine is shared, and one
+#: burst of two seconds can land on a busy moment.
+BURSTS = 3
 
 
 class Tally:
@@ -172,23 +175,27 @@ async def scenario(backend: str, tmp: Path, runs: int, queued: int) -> dict[str,
             workers = [NoopWorker(client, f"w{i}", "bench", tally) for i in range(4)]
             for w in workers:
                 await w.start()
-            started = time.perf_counter()
             sem = asyncio.Semaphore(32)
 
             async def create() -> None:
                 async with sem:
                     await client.create_flow_run("burst")
 
-            await asyncio.gather(*(create() for _ in range(runs)))
-            await tally.wait_for(runs)
-            throughput = runs / (time.perf_counter() - started)
+            rates = []
+            for burst in range(1, BURSTS + 1):
+                started = time.perf_counter()
+                await asyncio.gather(*(create() for _ in range(runs)))
+                await tally.wait_for(burst * runs)
+                rates.append(runs / (time.perf_counter() - started))
             for w in workers:
                 await w.stop()
         latencies.sort()
         return {
             "p50_ms": statistics.median(latencies),
             "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
-            "runs_per_second": throughput,
+            "runs_per_second": statistics.median(rates),
+            "runs_per_second_min": min(rates),
+            "runs_per_second_max": max(rates),
         }
     finally:
         server.stop()
@@ -202,7 +209,8 @@ def test_dispatch_latency_and_throughput(benchmark, report, backend: str, tmp_pa
     loaded = benchmark.pedantic(lambda: asyncio.run(scenario(backend, tmp_path / "loaded", RUNS, QUEUED)), rounds=1, iterations=1)
     report(
         f"{backend}, {RUNS:,} runs: created->dispatched p50 {empty['p50_ms']:.2f} ms p99 {empty['p99_ms']:.2f} ms; "
-        f"created->COMPLETED {empty['runs_per_second']:.0f} runs/s with 4 workers | with {QUEUED:,} queued: "
+        f"created->COMPLETED {empty['runs_per_second']:.0f} runs/s with 4 workers "
+        f"({empty['runs_per_second_min']:.0f}-{empty['runs_per_second_max']:.0f}) | with {QUEUED:,} queued: "
         f"p50 {loaded['p50_ms']:.2f} ms p99 {loaded['p99_ms']:.2f} ms, {loaded['runs_per_second']:.0f} runs/s "
         f"(x{empty['runs_per_second'] / loaded['runs_per_second']:.2f} slower)",
         **{f"empty_{k}": v for k, v in empty.items()},
