@@ -112,14 +112,20 @@ class RunInserter(BatchWriter[NewRun]):
         await item.done
 
     async def write(self, batch: list[NewRun]) -> None:
+        """Without the pools' locks, unlike every other state change: a new run holds no slot,
+        so its insert may commit while an admission pass or a batch of outcomes of the same
+        pool is in its own transaction (on PostgreSQL they overlap; SQLite's one writer
+        orders them anyway). Nothing else moves the run before it reaches the core, but for
+        a cancel that found it committed first (a deleted deployment): then the core holds a
+        run that is no longer SCHEDULED, which the admission pass's lease, guarded by the
+        state, refuses and the core forgets."""
         service = self.service
-        async with service.locks_for(item.run.pool for item in batch):
-            async with service.db.connection() as db:
-                current = await deployments.stamps(db, {item.made_from.id for item in batch})
-                fresh = [item for item in batch if current.get(item.made_from.id) == item.made_from.updated]
-                await run_store.insert_many(db, [item.run for item in fresh])
-            for item in fresh:
-                service.dispatcher.apply(run_store.Transition(item.run, "", states.SCHEDULED))
+        async with service.db.connection() as db:
+            current = await deployments.stamps(db, {item.made_from.id for item in batch})
+            fresh = [item for item in batch if current.get(item.made_from.id) == item.made_from.updated]
+            await run_store.insert_many(db, [item.run for item in fresh])
+        for item in fresh:
+            service.dispatcher.apply(run_store.Transition(item.run, "", states.SCHEDULED))
         if len(fresh) < len(batch):
             written = {id(item) for item in fresh}
             for item in batch:
