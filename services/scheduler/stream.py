@@ -321,4 +321,3 @@ class StreamHandler:
             request = pools_pb2.MarkPolledRequest(pool=pool, names=sorted(names or []))
             with contextlib.suppress(NotFound):
                 await service.call(service.pools.MarkPolled, request)
-
