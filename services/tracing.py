@@ -12,6 +12,11 @@ UNAVAILABLE, DATA_LOSS), as the semantic conventions say.
 
 It goes before the error interceptor: the domain error has become its status code (an
 `abort`) by the time the span sees it, so the span records the code the caller got.
+
+Every call pays for its span, so the span is made through shiftboss._spans, which skips
+the parts of the SDK's general path that decide nothing here, and the caller's traceparent
+is read from the metadata gRPC hands the interceptors (the servicer context builds it
+again when asked).
 """
 
 from __future__ import annotations
@@ -25,14 +30,17 @@ import grpc
 from grpc import aio
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from shiftboss.telemetry import Telemetry, context_from_traceparent, is_traced
+from shiftboss._spans import Spans
+from shiftboss.telemetry import Telemetry, is_traced, span_context_from_traceparent
 
 __all__ = ["TracingInterceptor", "server_interceptors"]
 
 CODE = "rpc.grpc.status_code"
+_EMPTY = Context()
 #: Codes that make a server span an error; the others are the caller's doing.
 SERVER_FAULTS = frozenset(
     {
@@ -67,27 +75,28 @@ def _status_of(context: Any, exc: BaseException) -> grpc.StatusCode:
 class TracingInterceptor(aio.ServerInterceptor):
     def __init__(self, tracer: Any) -> None:
         self.tracer = tracer
+        self.spans = Spans(tracer)
         propagators = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "")
         self._w3c_only = propagators in ("tracecontext,baggage", "baggage,tracecontext", "tracecontext")
         #: Attributes of each method, split once.
         self._attributes: dict[str, dict[str, Any]] = {}
 
-    def _start(self, method: str, context: Any) -> tuple[Any, object]:
+    def _start(self, method: str, metadata: Any) -> tuple[Any, object]:
         """The call's span, made current; (span, token to detach)."""
         attributes = self._attributes.get(method)
         if attributes is None:
             service, _, name = method.lstrip("/").partition("/")
             # The status code is OK until a failure says otherwise: no second write on success.
             attributes = self._attributes[method] = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name, CODE: 0}
-        metadata = context.invocation_metadata()
-        parent = self._parent(metadata) if metadata else None
-        span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
-        return span, otel_context.attach(trace.set_span_in_context(span, parent))
+        carried, parent = self._parent(metadata) if metadata else (_EMPTY, None)
+        span = self.spans.start(method, parent, attributes, kind=SpanKind.SERVER)
+        return span, otel_context.attach(trace.set_span_in_context(span, carried))
 
-    def _parent(self, metadata: Any) -> Any:
-        """The caller's context. With the default propagators (W3C trace context and
-        baggage), a call that carries a traceparent and nothing else is read directly:
-        this runs for every call, and the general path costs several times more."""
+    def _parent(self, metadata: Any) -> tuple[Any, Any]:
+        """(the caller's context, the caller's span in it or None). With the default
+        propagators (W3C trace context and baggage), a call that carries a traceparent and
+        nothing else is read directly: this runs for every call, and the general path costs
+        several times more."""
         if self._w3c_only:
             traceparent = None
             for key, value in metadata:
@@ -97,11 +106,13 @@ class TracingInterceptor(aio.ServerInterceptor):
                     break
             else:
                 if traceparent is None:
-                    return None
-                parent = context_from_traceparent(traceparent)
-                if parent:  # empty when it could not be read: the propagator decides then
-                    return parent
-        return extract(dict(metadata))
+                    return _EMPTY, None
+                parent = span_context_from_traceparent(traceparent)
+                if parent is not None:  # None when it could not be read: the propagator decides then
+                    return _EMPTY, parent
+        carried = extract(dict(metadata))
+        parent = trace.get_current_span(carried).get_span_context()
+        return carried, parent if parent.is_valid else None
 
     @staticmethod
     def _failed(span: Any, context: Any, exc: BaseException) -> None:
@@ -112,9 +123,9 @@ class TracingInterceptor(aio.ServerInterceptor):
                 span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{code.name}: {context.details() or exc}"))
 
-    def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    def _unary(self, method: str, metadata: Any, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def traced(request: Any, context: Any) -> Any:
-            span, token = self._start(method, context)
+            span, token = self._start(method, metadata)
             try:
                 reply = await behavior(request, context)
             except BaseException as exc:
@@ -128,9 +139,9 @@ class TracingInterceptor(aio.ServerInterceptor):
 
         return traced
 
-    def _stream(self, method: str, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    def _stream(self, method: str, metadata: Any, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
         async def traced(request: Any, context: Any) -> AsyncIterator[Any]:
-            span, token = self._start(method, context)
+            span, token = self._start(method, metadata)
             try:
                 async for reply in behavior(request, context):
                     yield reply
@@ -152,13 +163,16 @@ class TracingInterceptor(aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not is_traced(method):
             return handler
+        # The call's metadata as gRPC handed it to the interceptors, rather than asked of the
+        # servicer context, which builds it again.
+        metadata = handler_call_details.invocation_metadata
         args = (handler.request_deserializer, handler.response_serializer)
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(self._unary(method, handler.unary_unary), *args)
+            return grpc.unary_unary_rpc_method_handler(self._unary(method, metadata, handler.unary_unary), *args)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(self._unary(method, handler.stream_unary), *args)
+            return grpc.stream_unary_rpc_method_handler(self._unary(method, metadata, handler.stream_unary), *args)
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(self._stream(method, handler.unary_stream), *args)
+            return grpc.unary_stream_rpc_method_handler(self._stream(method, metadata, handler.unary_stream), *args)
         if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(self._stream(method, handler.stream_stream), *args)
+            return grpc.stream_stream_rpc_method_handler(self._stream(method, metadata, handler.stream_stream), *args)
         return handler

@@ -33,6 +33,7 @@ __all__ = [
     "use",
     "current_traceparent",
     "context_from_traceparent",
+    "span_context_from_traceparent",
     "traced_aio_channel",
     "client_interceptors",
     "is_traced",
@@ -202,22 +203,28 @@ def _trace_api() -> tuple[Any, Any]:
     return trace, Context
 
 
-def context_from_traceparent(traceparent: str) -> Any:
-    """A context whose current span is the remote one `traceparent` names; an empty context
-    (so a new span is a root) when it is empty or malformed.
+def span_context_from_traceparent(traceparent: str) -> Any:
+    """The remote span `traceparent` names (a SpanContext); None when it is empty or malformed.
 
-    Parsed here rather than by the propagator: this runs for every dispatched run."""
-    trace, Context = _trace_api()
-
+    Parsed here rather than by the propagator: this runs for every call and every dispatched run."""
     parts = traceparent.split("-")
     if len(parts) != 4 or parts[0] != "00" or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) != 2:
-        return Context()
+        return None
     try:
         trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
     except ValueError:
-        return Context()
+        return None
+    trace, _ = _trace_api()
     span_context = trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(flags))
-    if not span_context.is_valid:
+    return span_context if span_context.is_valid else None
+
+
+def context_from_traceparent(traceparent: str) -> Any:
+    """A context whose current span is the remote one `traceparent` names; an empty context
+    (so a new span is a root) when it is empty or malformed."""
+    trace, Context = _trace_api()
+    span_context = span_context_from_traceparent(traceparent)
+    if span_context is None:
         return Context()
     return trace.set_span_in_context(trace.NonRecordingSpan(span_context), Context())
 
