@@ -18,6 +18,9 @@ Metrics (attributes `shiftboss.pool`, `shiftboss.queue`):
   shiftboss.dispatch.since_created   histogram, s   created -> dispatched
   shiftboss.dispatch.since_due       histogram, s   scheduled start -> dispatched (0 when prefetched)
   shiftboss.runs.finished            counter  runs that reached a final state, by `shiftboss.state`
+
+The counter is observable: a run that ends is one increment in a dict, which the metric
+reader copies when it collects, rather than the SDK's work for an `add`.
 """
 
 from __future__ import annotations
@@ -77,8 +80,10 @@ class SchedulerTelemetry:
             description="Time from a run's scheduled start to its dispatch (0 for a run dispatched ahead, in a worker's prefetch)",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
         )
-        self.finished = meter.create_counter(
-            "shiftboss.runs.finished", unit="{run}", description="Runs that reached a final state, by state"
+        #: Runs that reached each final state, by (pool, queue, state), for the counter below.
+        self.finished: dict[tuple[str, str, str], int] = {}
+        meter.create_observable_counter(
+            "shiftboss.runs.finished", [self._finished], unit="{run}", description="Runs that reached a final state, by state"
         )
         #: Metric attributes of each (pool, queue), made once.
         self._where: dict[tuple[str, str], dict[str, str]] = {}
@@ -156,13 +161,16 @@ class SchedulerTelemetry:
 
     def changed(self, change: run_store.Transition) -> None:
         if change.after in states.TERMINAL and change.before not in states.TERMINAL:
-            run = change.run
-            try:
-                self.finished.add(1, {POOL: run.pool, QUEUE: run.queue, STATE: change.after})
-            except Exception:  # telemetry must never undo a recorded state change
-                log.exception("counting the end of flow run %s failed", run.id)
+            key = (change.run.pool, change.run.queue, change.after)
+            self.finished[key] = self.finished.get(key, 0) + 1
 
-    # ---------------------------------------------------------------- gauges
+    # ---------------------------------------------------------------- metric callbacks
+
+    def _finished(self, options: CallbackOptions) -> Iterable[Observation]:
+        # A copy taken in one step: the loop adds keys, but a dict is copied under the GIL
+        # without running Python code, so never half-way through a change.
+        counts = self.finished.copy()
+        return [Observation(n, {POOL: pool, QUEUE: queue, STATE: state}) for (pool, queue, state), n in counts.items()]
 
     def _occupancy(self) -> Occupancy:
         pools, queues = [], []
