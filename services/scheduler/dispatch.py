@@ -58,7 +58,8 @@ class Dispatcher:
         self.sessions: dict[str, WorkerSession] = {}
         #: Every committed state change and log line of every run, for watchers.
         self.events: Broadcaster[scheduler_pb2.FlowRunEvent] = Broadcaster()
-        #: Telemetry (services/scheduler/telemetry.py), told of dispatches and state changes; None when off.
+        #: Telemetry (services/scheduler/telemetry.py), told of each dispatch, of the end of each
+        #: admission pass that dispatched, and of state changes; None when off.
         self.observer: Any = None
         self._closed = False
 
@@ -283,6 +284,8 @@ class Dispatcher:
                 worker.send(scheduler_pb2.SchedulerMessage(dispatch=message))
                 if self.events.listening:
                     self.events.publish(state_event(run.id, run.state, now, run.message))
+        if self.observer is not None:
+            self.observer.dispatched()  # the pass's spans and latencies, made together
 
     async def close(self) -> None:
         self._closed = True

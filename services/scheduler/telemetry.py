@@ -6,6 +6,13 @@ with the run (`FlowRunRow.traceparent`) and the admission and dispatch spans are
 with it as parent. A run made by a schedule has no caller; its admission span is a root.
 The dispatch span's context travels to the worker in `Dispatch.traceparent`.
 
+Only that context is needed while a run is sent. Its admission and dispatch spans and its
+latencies are made when the admission pass that dispatched it ends (`dispatched`), with
+those of every other run of the pass, before anything sent can be read: a pass sends tens
+of runs in a burst, and the SDK's code for a span or a histogram costs much less run tens
+of times in a row than once between other work. The spans are made through
+shiftboss._spans, which skips the parts of the SDK's general path that decide nothing here.
+
 Exists only when telemetry is on (`observe` returns None otherwise), so the dispatch path
 checks one attribute and does nothing more.
 
@@ -38,7 +45,8 @@ from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
-from shiftboss.telemetry import Telemetry, context_from_traceparent, current_traceparent, traceparent_of
+from shiftboss._spans import Spans
+from shiftboss.telemetry import Telemetry, current_traceparent, span_context_from_traceparent, traceparent_of
 from shiftboss.services.gauges import LoopReading
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
@@ -53,7 +61,22 @@ POOL, QUEUE, STATE = "shiftboss.pool", "shiftboss.queue", "shiftboss.state"
 #: Seconds: from a millisecond push to a run that waited an hour for a slot.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 
+#: How many attributes the admission and dispatch spans carry.
+ADMISSION_ATTRIBUTES, DISPATCH_ATTRIBUTES = 5, 2
+
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _ns(moment: datetime) -> int:
+    return int(moment.timestamp() * 1e9)
+
+
+def _latencies(run: FlowRunRow, admitted: datetime) -> tuple[float, float]:
+    """Seconds from the run's creation, and from its scheduled start, to its admission."""
+    return (
+        (admitted - run_store.as_utc(run.created)).total_seconds(),
+        (admitted - run_store.as_utc(run.scheduled_start)).total_seconds(),
+    )
 
 
 @dataclass(slots=True, frozen=True)
@@ -70,6 +93,7 @@ class SchedulerTelemetry:
     def __init__(self, service: SchedulerService, telemetry: Telemetry) -> None:
         self.service = service
         self.tracer = telemetry.tracer("shiftboss.scheduler")
+        self.spans = Spans(self.tracer)
         meter = telemetry.meter("shiftboss.scheduler")
         self.since_created = meter.create_histogram(
             "shiftboss.dispatch.since_created", unit="s", description="Time from a run's creation to its dispatch to a worker",
@@ -87,6 +111,10 @@ class SchedulerTelemetry:
         )
         #: Metric attributes of each (pool, queue), made once.
         self._where: dict[tuple[str, str], dict[str, str]] = {}
+        #: Runs dispatched in this admission pass so far: (run, admitted, the admission span's
+        #: parent, the admission and dispatch spans, leased, sent), the spans None where
+        #: they are made already.
+        self._pending: list[tuple[Any, ...]] = []
         self.occupancy: LoopReading[Occupancy] = LoopReading(read=self._occupancy, readers=5)  # the five gauges below
         meter.create_observable_gauge(
             "shiftboss.runs.queued", [self._queued], unit="{run}", description="Runs waiting in a work queue"
@@ -115,44 +143,71 @@ class SchedulerTelemetry:
         return "" if slot else current_traceparent()
 
     def dispatching(self, run: FlowRunRow, message: scheduler_pb2.Dispatch, admitted: datetime) -> None:
-        """A leased run about to be pushed: its admission and dispatch spans, its latency,
-        and the dispatch span's context in the message for the worker."""
+        """A leased run about to be pushed: the context of its dispatch span goes in the
+        message for the worker now; its spans and latencies are made by `dispatched`, with
+        those of the rest of the admission pass."""
         try:
-            self._dispatching(run, message, admitted)
+            leased = time.time_ns()
+            spans = self.spans
+            parent = span_context_from_traceparent(run.traceparent) if run.traceparent else None
+            admission = spans.child(parent, ADMISSION_ATTRIBUTES)
+            dispatch = None if admission is None else spans.child(admission, DISPATCH_ATTRIBUTES)
+            if dispatch is None:  # the tracer makes these spans: now, and with no pause between
+                attributes = self._admission(run, *_latencies(run, admitted))
+                admission = spans.finished("admission", parent, attributes, _ns(admitted), leased)
+                dispatch = spans.finished("dispatch", admission, self._dispatch(run), leased, time.time_ns())
+                self._pending.append((run, admitted, None, None, None, 0, 0))
+            else:
+                self._pending.append((run, admitted, parent, admission, dispatch, leased, time.time_ns()))
+            message.traceparent = traceparent_of(dispatch)
         except Exception:  # telemetry must never stop a run from going out
             log.exception("telemetry of the dispatch of flow run %s failed", run.id)
 
-    def _dispatching(self, run: FlowRunRow, message: scheduler_pb2.Dispatch, admitted: datetime) -> None:
-        tracer = self.tracer
-        leased = time.time_ns()
-        waited = (admitted - run_store.as_utc(run.created)).total_seconds()
-        early = (admitted - run_store.as_utc(run.scheduled_start)).total_seconds()
-        admission = tracer.start_span(
-            "admission",
-            context=context_from_traceparent(run.traceparent),
-            start_time=int(admitted.timestamp() * 1e9),
-            attributes={
-                POOL: run.pool,
-                QUEUE: run.queue,
-                "shiftboss.run.id": run.id,
-                "shiftboss.admission.waited_seconds": waited,
-                "shiftboss.admission.due_seconds": early,
-            },
-        )
-        admission.end(leased)
-        dispatch = tracer.start_span(
-            "dispatch",
-            context=trace.set_span_in_context(admission),
-            start_time=leased,
-            attributes={"shiftboss.worker": run.worker, "shiftboss.lease": run.lease},
-        )
-        message.traceparent = traceparent_of(dispatch.get_span_context())
-        dispatch.end()
-        where = self._where.get((run.pool, run.queue))
-        if where is None:
-            where = self._where[(run.pool, run.queue)] = {POOL: run.pool, QUEUE: run.queue}
-        self.since_created.record(max(0.0, waited), where)
-        self.since_due.record(max(0.0, early), where)
+    def dispatched(self) -> None:
+        """The spans and latencies of the runs `dispatching` was told of since last time, made
+        together at the end of an admission pass: a pass sends tens of runs in a burst, and
+        the SDK's code for a span or a histogram costs much less run many times in a row
+        than once between other work."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        try:
+            emit = self.spans.emit
+            latencies = []
+            started = None
+            for run, admitted, parent, admission, dispatch, leased, sent in pending:
+                where = self._where.get((run.pool, run.queue))
+                if where is None:
+                    where = self._where[(run.pool, run.queue)] = {POOL: run.pool, QUEUE: run.queue}
+                waited, early = _latencies(run, admitted)
+                latencies.append((where, waited, early))
+                if dispatch is not None:  # made by `dispatching` otherwise
+                    if started is None or started[0] is not admitted:  # one pass, one admission time
+                        started = (admitted, _ns(admitted))
+                    emit("admission", admission, parent, self._admission(run, waited, early), started[1], leased)
+                    emit("dispatch", dispatch, admission, self._dispatch(run), leased, sent)
+            record = self.since_created.record
+            for where, waited, _ in latencies:
+                record(max(0.0, waited), where)
+            record = self.since_due.record
+            for where, _, early in latencies:
+                record(max(0.0, early), where)
+        except Exception:  # nor from being recorded as sent
+            log.exception("telemetry of the dispatch of %d flow runs failed", len(pending))
+
+    @staticmethod
+    def _admission(run: FlowRunRow, waited: float, early: float) -> dict[str, Any]:
+        return {
+            POOL: run.pool,
+            QUEUE: run.queue,
+            "shiftboss.run.id": run.id,
+            "shiftboss.admission.waited_seconds": waited,
+            "shiftboss.admission.due_seconds": early,
+        }
+
+    @staticmethod
+    def _dispatch(run: FlowRunRow) -> dict[str, Any]:
+        return {"shiftboss.worker": run.worker, "shiftboss.lease": run.lease}
 
     def span(self, name: str) -> tuple[Any, object]:
         """A span of the scheduler's own, made current: (span, token to detach)."""
