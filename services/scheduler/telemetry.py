@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shiftboss.scheduler")
 POOL, QUEUE, STATE = "shiftboss.pool", "shiftboss.queue", "shiftboss.state"
+RUN, WAITED, DUE = "shiftboss.run.id", "shiftboss.admission.waited_seconds", "shiftboss.admission.due_seconds"
+WORKER, LEASE = "shiftboss.worker", "shiftboss.lease"
 #: Seconds: from a millisecond push to a run that waited an hour for a slot.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 
@@ -71,12 +73,16 @@ def _ns(moment: datetime) -> int:
     return int(moment.timestamp() * 1e9)
 
 
-def _latencies(run: FlowRunRow, admitted: datetime) -> tuple[float, float]:
-    """Seconds from the run's creation, and from its scheduled start, to its admission."""
-    return (
-        (admitted - run_store.as_utc(run.created)).total_seconds(),
-        (admitted - run_store.as_utc(run.scheduled_start)).total_seconds(),
-    )
+def _latencies(admitted: datetime, created: datetime, due: datetime) -> tuple[float, float]:
+    """Seconds from a run's creation, and from its scheduled start, to its admission."""
+    if created.tzinfo is None:  # as SQLite hands them back: UTC
+        admitted = admitted.replace(tzinfo=None)
+    return (admitted - created).total_seconds(), (admitted - due).total_seconds()
+
+
+def _admission(pool: str, queue: str, run_id: str, waited: float, early: float) -> dict[str, Any]:
+    """The admission span's attributes."""
+    return {POOL: pool, QUEUE: queue, RUN: run_id, WAITED: waited, DUE: early}
 
 
 @dataclass(slots=True, frozen=True)
@@ -111,9 +117,9 @@ class SchedulerTelemetry:
         )
         #: Metric attributes of each (pool, queue), made once.
         self._where: dict[tuple[str, str], dict[str, str]] = {}
-        #: Runs dispatched in this admission pass so far: (run, admitted, the admission span's
-        #: parent, the admission and dispatch spans, leased, sent), the spans None where
-        #: they are made already.
+        #: Runs dispatched in this admission pass so far: (pool, queue, run id, worker, lease,
+        #: created, scheduled start, admitted, the admission span's parent, the admission and
+        #: dispatch spans, leased, sent), the spans None where they are made already.
         self._pending: list[tuple[Any, ...]] = []
         self.occupancy: LoopReading[Occupancy] = LoopReading(read=self._occupancy, readers=5)  # the five gauges below
         meter.create_observable_gauge(
@@ -149,16 +155,21 @@ class SchedulerTelemetry:
         try:
             leased = time.time_ns()
             spans = self.spans
-            parent = span_context_from_traceparent(run.traceparent) if run.traceparent else None
+            traceparent = run.traceparent
+            parent = span_context_from_traceparent(traceparent) if traceparent else None
             admission = spans.child(parent, ADMISSION_ATTRIBUTES)
             dispatch = None if admission is None else spans.child(admission, DISPATCH_ATTRIBUTES)
+            pool, queue, run_id, worker, lease = run.pool, run.queue, run.id, run.worker, run.lease
+            created, due = run.created, run.scheduled_start
             if dispatch is None:  # the tracer makes these spans: now, and with no pause between
-                attributes = self._admission(run, *_latencies(run, admitted))
+                waited, early = _latencies(admitted, created, due)
+                attributes = _admission(pool, queue, run_id, waited, early)
                 admission = spans.finished("admission", parent, attributes, _ns(admitted), leased)
-                dispatch = spans.finished("dispatch", admission, self._dispatch(run), leased, time.time_ns())
-                self._pending.append((run, admitted, None, None, None, 0, 0))
+                dispatch = spans.finished("dispatch", admission, {WORKER: worker, LEASE: lease}, leased, time.time_ns())
+                self._pending.append((pool, queue, run_id, worker, lease, created, due, admitted, None, None, None, 0, 0))
             else:
-                self._pending.append((run, admitted, parent, admission, dispatch, leased, time.time_ns()))
+                sent = time.time_ns()
+                self._pending.append((pool, queue, run_id, worker, lease, created, due, admitted, parent, admission, dispatch, leased, sent))
             message.traceparent = traceparent_of(dispatch)
         except Exception:  # telemetry must never stop a run from going out
             log.exception("telemetry of the dispatch of flow run %s failed", run.id)
@@ -174,18 +185,18 @@ class SchedulerTelemetry:
         try:
             emit = self.spans.emit
             latencies = []
-            started = None
-            for run, admitted, parent, admission, dispatch, leased, sent in pending:
-                where = self._where.get((run.pool, run.queue))
+            last = started = None
+            for pool, queue, run_id, worker, lease, created, due, admitted, parent, admission, dispatch, leased, sent in pending:
+                if admitted is not last:  # one pass, one admission time
+                    last, started = admitted, _ns(admitted)
+                where = self._where.get((pool, queue))
                 if where is None:
-                    where = self._where[(run.pool, run.queue)] = {POOL: run.pool, QUEUE: run.queue}
-                waited, early = _latencies(run, admitted)
+                    where = self._where[(pool, queue)] = {POOL: pool, QUEUE: queue}
+                waited, early = _latencies(admitted, created, due)
                 latencies.append((where, waited, early))
                 if dispatch is not None:  # made by `dispatching` otherwise
-                    if started is None or started[0] is not admitted:  # one pass, one admission time
-                        started = (admitted, _ns(admitted))
-                    emit("admission", admission, parent, self._admission(run, waited, early), started[1], leased)
-                    emit("dispatch", dispatch, admission, self._dispatch(run), leased, sent)
+                    emit("admission", admission, parent, _admission(pool, queue, run_id, waited, early), started, leased)
+                    emit("dispatch", dispatch, admission, {WORKER: worker, LEASE: lease}, leased, sent)
             record = self.since_created.record
             for where, waited, _ in latencies:
                 record(max(0.0, waited), where)
@@ -194,20 +205,6 @@ class SchedulerTelemetry:
                 record(max(0.0, early), where)
         except Exception:  # nor from being recorded as sent
             log.exception("telemetry of the dispatch of %d flow runs failed", len(pending))
-
-    @staticmethod
-    def _admission(run: FlowRunRow, waited: float, early: float) -> dict[str, Any]:
-        return {
-            POOL: run.pool,
-            QUEUE: run.queue,
-            "shiftboss.run.id": run.id,
-            "shiftboss.admission.waited_seconds": waited,
-            "shiftboss.admission.due_seconds": early,
-        }
-
-    @staticmethod
-    def _dispatch(run: FlowRunRow) -> dict[str, Any]:
-        return {"shiftboss.worker": run.worker, "shiftboss.lease": run.lease}
 
     def span(self, name: str) -> tuple[Any, object]:
         """A span of the scheduler's own, made current: (span, token to detach)."""
