@@ -192,7 +192,7 @@ def current_traceparent() -> str:
 def traceparent_of(span_context: Any) -> str:
     if not span_context.is_valid:
         return ""
-    return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{int(span_context.trace_flags):02x}"
+    return "00-%032x-%016x-%02x" % (span_context.trace_id, span_context.span_id, span_context.trace_flags)
 
 
 @functools.cache
@@ -207,11 +207,13 @@ def span_context_from_traceparent(traceparent: str) -> Any:
     """The remote span `traceparent` names (a SpanContext); None when it is empty or malformed.
 
     Parsed here rather than by the propagator: this runs for every call and every dispatched run."""
-    parts = traceparent.split("-")
-    if len(parts) != 4 or parts[0] != "00" or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) != 2:
+    # 00-<32 hex: trace id>-<16 hex: span id>-<2 hex: flags>
+    if len(traceparent) != 55 or traceparent[2] != "-" or traceparent[35] != "-" or traceparent[52] != "-":
+        return None
+    if not traceparent.startswith("00"):
         return None
     try:
-        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+        trace_id, span_id, flags = int(traceparent[3:35], 16), int(traceparent[36:52], 16), int(traceparent[53:], 16)
     except ValueError:
         return None
     trace, _ = _trace_api()
