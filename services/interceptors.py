@@ -15,11 +15,13 @@ from shiftboss.errors import InvalidArgument, ShiftbossError
 log = logging.getLogger("shiftboss.server")
 
 
-async def _abort(context: aio.ServicerContext, exc: ShiftbossError) -> None:
+async def abort(context: aio.ServicerContext, exc: ShiftbossError) -> None:
+    """End the call with the error's status code and message (raises gRPC's AbortError)."""
     await context.abort(grpc.StatusCode[exc.code], exc.message)
 
 
-def _checked(request: Any, streaming: bool) -> Any:
+def checked(request: Any, streaming: bool) -> Any:
+    """The request, or for a client stream the requests, refusing a Malformed one."""
     if streaming:
         return _checked_stream(request)
     if isinstance(request, Malformed):
@@ -37,9 +39,9 @@ async def _checked_stream(requests: Any) -> Any:
 def _wrap_unary(behavior: Callable[..., Awaitable[Any]], streaming: bool) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: aio.ServicerContext) -> Any:
         try:
-            return await behavior(_checked(request, streaming), context)
+            return await behavior(checked(request, streaming), context)
         except ShiftbossError as exc:
-            await _abort(context, exc)
+            await abort(context, exc)
 
     return handler
 
@@ -47,10 +49,10 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], streaming: bool) -> Cal
 def _wrap_stream(behavior: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
     async def handler(request: Any, context: aio.ServicerContext) -> Any:
         try:
-            async for reply in behavior(_checked(request, streaming), context):
+            async for reply in behavior(checked(request, streaming), context):
                 yield reply
         except ShiftbossError as exc:
-            await _abort(context, exc)
+            await abort(context, exc)
 
     return handler
 
@@ -127,7 +129,10 @@ class WrapCache:
 
 
 class ErrorInterceptor(aio.ServerInterceptor):
-    """Turn a raised ShiftbossError into its status code and message; never UNKNOWN."""
+    """Turn a raised ShiftbossError into its status code and message; never UNKNOWN.
+
+    A subclass can wrap each call further in the same step (`wrappers`): the tracing
+    interceptor (services/tracing.py) does, so that a call pays for one wrapper, not two."""
 
     def __init__(self) -> None:
         self._wrapped = WrapCache()
@@ -143,12 +148,14 @@ class ErrorInterceptor(aio.ServerInterceptor):
         method = handler_call_details.method
 
         def build(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-            streaming = handler.request_streaming
-            return rewrap(
-                handler,
-                lambda behavior: _wrap_unary(behavior, streaming),
-                lambda behavior: _wrap_stream(behavior, streaming),
-                tolerant(handler.request_deserializer, method.rsplit("/", 1)[-1] + " request"),
-            )
+            unary, stream = self.wrappers(method, handler.request_streaming)
+            return rewrap(handler, unary, stream, tolerant(handler.request_deserializer, method.rsplit("/", 1)[-1] + " request"))
 
         return self._wrapped.get(method, handler, build)
+
+    def wrappers(
+        self, method: str, streaming: bool
+    ) -> tuple[Callable[[Callable[..., Any]], Callable[..., Any]], Callable[[Callable[..., Any]], Callable[..., Any]]]:
+        """What wraps the behavior of `method` when answered once, and when answered by a
+        stream (built once per method: see WrapCache)."""
+        return (lambda behavior: _wrap_unary(behavior, streaming)), (lambda behavior: _wrap_stream(behavior, streaming))

@@ -170,8 +170,9 @@ class Mesh:
             self.authenticator.forget(key_id)
 
     def _interceptors(self) -> list[aio.ServerInterceptor]:
-        # Tracing first: its span records the status the others end the call with.
-        interceptors: list[aio.ServerInterceptor] = [*server_interceptors(self.telemetry), ErrorInterceptor()]
+        # With telemetry on, the tracing interceptor is the error interceptor too, first: its span
+        # records the status the others end the call with.
+        interceptors: list[aio.ServerInterceptor] = server_interceptors(self.telemetry) or [ErrorInterceptor()]
         if self.authenticator is not None:
             interceptors.append(AuthInterceptor(self.authenticator))
         interceptors.append(DocumentLimitInterceptor(self.settings.max_document_bytes))

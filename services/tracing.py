@@ -10,13 +10,15 @@ the call's metadata (with the process's propagators), and an error status only f
 codes that are the server's fault (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL,
 UNAVAILABLE, DATA_LOSS), as the semantic conventions say.
 
-It goes before the error interceptor: the domain error has become its status code (an
-`abort`) by the time the span sees it, so the span records the code the caller got.
+With telemetry on it is the error interceptor too (a subclass of it, in its place, first
+of the server's interceptors), so every call goes through one wrapper rather than two,
+built once per method: the span wraps the call as the others leave it and records the
+code the caller gets, the domain error's own when a ShiftbossError becomes the call's
+status. The wrapper is shared by the method's calls, so each call's traceparent is read
+from its own servicer context.
 
 Every call pays for its span, so the span is made through shiftboss._spans, which skips
-the parts of the SDK's general path that decide nothing here, and the caller's traceparent
-is read from the metadata gRPC hands the interceptors (the servicer context builds it
-again when asked).
+the parts of the SDK's general path that decide nothing here.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from shiftboss._spans import Spans
+from shiftboss.errors import ShiftbossError
+from shiftboss.services.interceptors import ErrorInterceptor, abort, checked
 from shiftboss.telemetry import Telemetry, is_traced, span_context_from_traceparent
 
 __all__ = ["TracingInterceptor", "server_interceptors"]
@@ -55,7 +59,8 @@ SERVER_FAULTS = frozenset(
 
 
 def server_interceptors(telemetry: Telemetry | None) -> list[aio.ServerInterceptor]:
-    """The interceptors that trace a server; none when telemetry is off."""
+    """The interceptors that trace a server, to go first and in place of the error
+    interceptor (they map errors too); none when telemetry is off."""
     return [] if telemetry is None else [TracingInterceptor(telemetry.tracer("shiftboss.rpc"))]
 
 
@@ -72,8 +77,9 @@ def _status_of(context: Any, exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
-class TracingInterceptor(aio.ServerInterceptor):
+class TracingInterceptor(ErrorInterceptor):
     def __init__(self, tracer: Any) -> None:
+        super().__init__()
         self.tracer = tracer
         self.spans = Spans(tracer)
         propagators = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "")
@@ -115,6 +121,14 @@ class TracingInterceptor(aio.ServerInterceptor):
         return carried, parent if parent.is_valid else None
 
     @staticmethod
+    def _refused(span: Any, exc: ShiftbossError) -> None:
+        """The call ends with the domain error's code (see ErrorInterceptor)."""
+        code = grpc.StatusCode[exc.code]
+        span.set_attribute(CODE, code.value[0])
+        if code in SERVER_FAULTS:
+            span.set_status(Status(StatusCode.ERROR, f"{code.name}: {exc.message}"))
+
+    @staticmethod
     def _failed(span: Any, context: Any, exc: BaseException) -> None:
         code = _status_of(context, exc)
         span.set_attribute(CODE, code.value[0])
@@ -123,28 +137,32 @@ class TracingInterceptor(aio.ServerInterceptor):
                 span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{code.name}: {context.details() or exc}"))
 
-    def _unary(self, method: str, metadata: Any, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    def _unary(self, method: str, streaming: bool, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def traced(request: Any, context: Any) -> Any:
-            span, token = self._start(method, metadata)
+            span, token = self._start(method, context.invocation_metadata())
             try:
-                reply = await behavior(request, context)
+                return await behavior(checked(request, streaming), context)
+            except ShiftbossError as exc:
+                self._refused(span, exc)
+                await abort(context, exc)
             except BaseException as exc:
                 self._failed(span, context, exc)
                 raise
-            else:
-                return reply
             finally:
                 otel_context.detach(token)
                 span.end()
 
         return traced
 
-    def _stream(self, method: str, metadata: Any, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    def _stream(self, method: str, streaming: bool, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
         async def traced(request: Any, context: Any) -> AsyncIterator[Any]:
-            span, token = self._start(method, metadata)
+            span, token = self._start(method, context.invocation_metadata())
             try:
-                async for reply in behavior(request, context):
+                async for reply in behavior(checked(request, streaming), context):
                     yield reply
+            except ShiftbossError as exc:
+                self._refused(span, exc)
+                await abort(context, exc)
             except BaseException as exc:
                 self._failed(span, context, exc)
                 raise
@@ -154,25 +172,12 @@ class TracingInterceptor(aio.ServerInterceptor):
 
         return traced
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not is_traced(method):
-            return handler
-        # The call's metadata as gRPC handed it to the interceptors, rather than asked of the
-        # servicer context, which builds it again.
-        metadata = handler_call_details.invocation_metadata
-        args = (handler.request_deserializer, handler.response_serializer)
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(self._unary(method, metadata, handler.unary_unary), *args)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(self._unary(method, metadata, handler.stream_unary), *args)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(self._stream(method, metadata, handler.unary_stream), *args)
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(self._stream(method, metadata, handler.stream_stream), *args)
-        return handler
+    def wrappers(
+        self, method: str, streaming: bool
+    ) -> tuple[Callable[[Callable[..., Any]], Callable[..., Any]], Callable[[Callable[..., Any]], Callable[..., Any]]]:
+        if not is_traced(method):
+            return super().wrappers(method, streaming)
+        return (
+            lambda behavior: self._unary(method, streaming, behavior),
+            lambda behavior: self._stream(method, streaming, behavior),
+        )

@@ -204,6 +204,23 @@ async def test_rpc_spans_record_the_status_the_caller_got(otel: Otel, traced_mes
     assert sent.status.status_code == StatusCode.ERROR
 
 
+async def test_a_call_refused_before_its_servicer_still_gets_its_span(otel: Otel, settings: Settings) -> None:
+    """The document limit refuses a request before the servicer sees it: the call's span is
+    there all the same, with the code the caller got."""
+    mesh = await start_mesh(settings.replace(max_document_bytes=2048))
+    try:
+        async with AsyncClient(mesh.settings.api_address, timeout=10) as client:
+            await client.create_work_pool("etl", "process")
+            with pytest.raises(errors.InvalidArgument):
+                await client.create_deployment("big", "etl", "flows/etl.py:run", parameters={"blob": "x" * 4000})
+    finally:
+        await mesh.stop(0)
+        await close_abandoned_connections()
+    served = otel.one("/shiftboss.v1.SchedulerService/CreateDeployment", SpanKind.SERVER)
+    assert served.attributes["rpc.grpc.status_code"] == 3  # INVALID_ARGUMENT
+    assert served.status.status_code == StatusCode.UNSET
+
+
 async def test_metrics_of_queues_slots_dispatch_and_outcomes(otel: Otel, traced_mesh: Mesh) -> None:
     async with AsyncClient(traced_mesh.settings.api_address, timeout=10) as client:
         await client.create_work_pool("etl", "process", concurrency_limit=3)
