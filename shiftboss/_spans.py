@@ -106,7 +106,8 @@ class Spans:
     ) -> trace.Span:
         """A started span, child of `parent` (a root when None or invalid), started now or at
         `start_time` (ns since the epoch). `attributes` hold only str, bool, int and float
-        values; the span keeps its own copy."""
+        values, and must not change until the span has ended: a live span copies them when
+        it ends, or when it is first asked for more."""
         if parent is not None and not parent.is_valid:
             parent = None
         context = self._context(parent, len(attributes))
