@@ -151,6 +151,7 @@ class SchedulerTelemetry:
         )
 
     def close(self) -> None:
+        self.dispatched()  # what a pass that failed half-way left
         self.occupancy.close()
 
     # ---------------------------------------------------------------- runs
