@@ -204,19 +204,8 @@ class BlockingTracing(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIn
         )
         return span, new
 
-    def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        if not self.traced(client_call_details.method):
-            return continuation(client_call_details, request)
-        span, details = self._begin(client_call_details)
-        try:
-            outcome = continuation(details, request)
-        except BaseException:
-            _end(span, grpc.StatusCode.UNKNOWN, "the call could not start")
-            raise
-        outcome.add_done_callback(lambda call: _end(span, call.code(), call.details()))
-        return outcome
-
-    def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+    def _call(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        """A call with one request, its span ended when the call is done."""
         if not self.traced(client_call_details.method):
             return continuation(client_call_details, request)
         span, details = self._begin(client_call_details)
@@ -227,3 +216,9 @@ class BlockingTracing(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIn
             raise
         call.add_done_callback(lambda done: _end(span, done.code(), done.details()))
         return call
+
+    def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return self._call(continuation, client_call_details, request)
+
+    def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return self._call(continuation, client_call_details, request)
