@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shiftboss.errors import NotFound
-from shiftboss.services.scheduler import deployments
+from shiftboss.services.scheduler import deployments, hot
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.batches import BatchWriter
@@ -120,10 +120,10 @@ class RunInserter(BatchWriter[NewRun]):
         run that is no longer SCHEDULED, which the admission pass's lease, guarded by the
         state, refuses and the core forgets."""
         service = self.service
-        async with service.db.connection() as db:
-            current = await deployments.stamps(db, {item.made_from.id for item in batch})
+        async with hot.transaction(service.db) as db:
+            current = await db.stamps({item.made_from.id for item in batch})
             fresh = [item for item in batch if current.get(item.made_from.id) == item.made_from.updated]
-            await run_store.insert_many(db, [item.run for item in fresh])
+            await db.insert_runs([item.run for item in fresh])
         for item in fresh:
             service.dispatcher.apply(run_store.Transition(item.run, "", states.SCHEDULED))
         if len(fresh) < len(batch):

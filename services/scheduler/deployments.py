@@ -6,7 +6,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import raiseload
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -68,20 +68,6 @@ async def get_many(session: AsyncSession, names: set[str]) -> dict[str, Deployme
     """The deployments among these names that exist, by name, without their schedules."""
     query = select(DeploymentRow).where(DeploymentRow.name.in_(sorted(names))).options(raiseload(DeploymentRow.schedules))
     return {row.name: row for row in (await session.execute(query)).scalars()}
-
-
-_DEPLOYMENTS = DeploymentRow.__table__
-_STAMPS = (
-    select(_DEPLOYMENTS.c.id, _DEPLOYMENTS.c.updated)
-    .where(_DEPLOYMENTS.c.id.in_(bindparam("_ids", expanding=True)))
-    .with_for_update(read=True)
-)
-
-
-async def stamps(db: Any, ids: set[str]) -> dict[str, datetime]:
-    """When each of these deployments last changed, by id; on PostgreSQL the rows stay
-    share-locked until the transaction ends, so none changes before it commits."""
-    return {id_: updated for id_, updated in await db.execute(_STAMPS, {"_ids": sorted(ids)})}
 
 
 async def list_all(session: AsyncSession, pool: str = "") -> list[DeploymentRow]:

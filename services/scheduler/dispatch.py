@@ -20,6 +20,7 @@ from typing import Any
 from shiftboss._wire import to_struct, to_timestamp
 from shiftboss.core import PoolState
 from shiftboss.services.broadcast import Broadcaster
+from shiftboss.services.scheduler import hot
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.models import FlowRunRow
@@ -260,9 +261,9 @@ class Dispatcher:
         now = datetime.now(timezone.utc)
         leased: dict[WorkerSession, list[Any]] = {}
         try:
-            async with self.db.connection() as db:
+            async with hot.transaction(self.db) as db:
                 for worker, keys in assigned.items():
-                    leased[worker] = await run_store.lease(db, keys, worker.key, now, self.settings.lease_seconds)
+                    leased[worker] = await db.lease(keys, worker.key, now, self.settings.lease_seconds)
         except Exception:
             # The runs are still SCHEDULED in the database: forget them here and load them again.
             for keys in assigned.values():

@@ -102,7 +102,7 @@ class FlowRunRow(SchedulerBase):
 
 @dataclass(slots=True, eq=False)
 class FlowRunDraft:
-    """A flow run about to be inserted (see runs.insert_many): every column of flow_runs as
+    """A flow run about to be inserted (see hot.insert_runs): every column of flow_runs as
     a plain object, many times cheaper to make than a FlowRunRow on the creation path; the
     insert sets `seq`."""
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from shiftboss._wire import from_timestamp
 from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
+from shiftboss.services.scheduler import hot
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.batches import BatchWriter
@@ -67,10 +68,10 @@ class OutcomeWriter(BatchWriter[Report]):
         service = self.service
         async with service.locks_for(report.session.pool for report in batch):
             changes: list[run_store.Transition] = []
-            async with service.db.connection() as db:
-                runs = await run_store.lock_live(db, {report.body.run for report in batch})
+            async with hot.transaction(service.db) as db:
+                runs = await db.lock_live({report.body.run for report in batch})
                 history: list[dict[str, Any]] = []
-                changed: dict[int, run_store.LiveRun] = {}
+                changed: dict[int, hot.LiveRun] = {}
                 for report in batch:
                     report.error = None
                     try:
@@ -82,8 +83,7 @@ class OutcomeWriter(BatchWriter[Report]):
                     changed[run.seq] = run
                     if done is not None:
                         changes.append(done)
-                await run_store.save_live(db, list(changed.values()))
-                await run_store.add_history(db, history)
+                await db.save_live(list(changed.values()), history)
             for change in changes:
                 service.dispatcher.apply(change)
         if service.events.listening:
@@ -91,7 +91,7 @@ class OutcomeWriter(BatchWriter[Report]):
                 service.events.publish(transition_event(change))
 
     def _apply(
-        self, history: list[dict[str, Any]], runs: dict[str, run_store.LiveRun], report: Report
+        self, history: list[dict[str, Any]], runs: dict[str, hot.LiveRun], report: Report
     ) -> run_store.Transition | None:
         body, session = report.body, report.session
         run = runs.get(body.run)

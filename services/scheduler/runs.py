@@ -5,24 +5,17 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shiftboss.errors import InvalidArgument, NotFound
 from shiftboss.services.scheduler import states
-from shiftboss.services.scheduler.models import FlowRunDraft, FlowRunRow, LogRow, StateChangeRow
+from shiftboss.services.scheduler.models import FlowRunRow, LogRow, StateChangeRow
 
-_RUNS = FlowRunRow.__table__
-_HISTORY = StateChangeRow.__table__
-_INSERT_HISTORY = insert(_HISTORY)
-#: Every column of a new run but its key, which the database assigns.
-_INSERTED = [column.key for column in _RUNS.columns if column.key != "seq"]
-#: Keys come back matched by id, not in order: asking for the parameters' order makes
-#: SQLAlchemy insert one row per statement on SQLite (its RETURNING order is not guaranteed).
-_INSERT_RUNS = insert(_RUNS).returning(_RUNS.c.id, _RUNS.c.seq)
+_INSERT_HISTORY = insert(StateChangeRow.__table__)
 
 _ADJECTIVES = ("amber", "brisk", "calm", "dapper", "eager", "fuzzy", "gentle", "hasty", "icy", "jolly", "keen", "lucky", "mellow", "nimble", "olive", "proud", "quiet", "rapid", "sunny", "tidy")
 _NOUNS = ("badger", "condor", "dingo", "egret", "falcon", "gecko", "heron", "ibis", "jackal", "koala", "lemur", "marten", "newt", "otter", "panda", "quail", "raven", "stoat", "tapir", "walrus")
@@ -79,53 +72,6 @@ async def add_history(db: Any, history: list[dict[str, Any]]) -> None:
         await db.execute(_INSERT_HISTORY, history)
 
 
-@dataclass(slots=True, eq=False)
-class LiveRun:
-    """What a state change reads and writes of a run, loaded without the ORM (see `lock_live`)."""
-
-    seq: int
-    id: str
-    pool: str
-    queue: str
-    scheduled_start: datetime
-    state: str
-    message: str
-    worker: str
-    lease: int
-    lease_expires: datetime | None
-    exit_code: int | None
-    started: datetime | None
-    ended: datetime | None
-
-
-_LIVE = [_RUNS.c[name] for name in LiveRun.__slots__]
-#: The columns a state change may write (see `record` and SchedulerService.transition).
-_CHANGED = ("state", "message", "worker", "lease_expires", "exit_code", "started", "ended")
-_SAVE_LIVE = (
-    update(_RUNS)
-    .where(_RUNS.c.seq == bindparam("_seq"))
-    .values({name: bindparam(f"_{name}") for name in _CHANGED})
-)
-
-
-_LOCK_LIVE = (
-    select(*_LIVE).where(_RUNS.c.id.in_(bindparam("_ids", expanding=True))).order_by(_RUNS.c.seq).with_for_update()
-)
-
-
-async def lock_live(db: Any, run_ids: set[str]) -> dict[str, LiveRun]:
-    """The runs among these ids that exist, by id, locked for the transaction."""
-    if not run_ids:
-        return {}
-    return {row[1]: LiveRun(*row) for row in await db.execute(_LOCK_LIVE, {"_ids": sorted(run_ids)})}
-
-
-async def save_live(db: Any, runs: list[LiveRun]) -> None:
-    """Write back what state changes did to these runs, with one statement for all."""
-    if runs:
-        await db.execute(_SAVE_LIVE, [{"_seq": run.seq, **{f"_{k}": getattr(run, k) for k in _CHANGED}} for run in runs])
-
-
 async def get_many(session: AsyncSession, run_ids: set[str], *, lock: bool = False) -> dict[str, FlowRunRow]:
     """The runs among these ids that exist, by id."""
     if not run_ids:
@@ -160,57 +106,6 @@ async def by_seq(session: AsyncSession, keys: Iterable[int]) -> list[FlowRunRow]
 async def history(session: AsyncSession, run: FlowRunRow) -> list[StateChangeRow]:
     query = select(StateChangeRow).where(StateChangeRow.run_seq == run.seq).order_by(StateChangeRow.id)
     return list((await session.execute(query)).scalars())
-
-
-async def insert_many(db: Any, runs: list[FlowRunDraft]) -> None:
-    """New runs (every column set by the caller) and the first line of their histories: two
-    statements for the whole batch, on a session or a connection. Each run learns its key."""
-    if not runs:
-        return
-    values = [{key: getattr(run, key) for key in _INSERTED} for run in runs]
-    keys = {run_id: key for run_id, key in await db.execute(_INSERT_RUNS, values)}
-    for run in runs:
-        run.seq = keys[run.id]
-    await add_history(db, [{"run_seq": r.seq, "state": r.state, "at": r.created, "message": r.message} for r in runs])
-
-
-#: The columns a Dispatch is built from (see dispatch.dispatch_message), with those the
-#: dispatch's telemetry reads (scheduler/telemetry.py), and the key.
-_DISPATCHED = [_RUNS.c[name] for name in (
-    "seq", "id", "name", "deployment", "pool", "queue", "entrypoint", "parameters", "job_configuration",
-    "scheduled_start", "created", "state", "message", "worker", "lease", "traceparent",
-)]
-_LEASE = (
-    update(_RUNS)
-    .where(_RUNS.c.seq.in_(bindparam("_keys", expanding=True)), _RUNS.c.state == states.SCHEDULED)
-    .values(
-        state=states.PENDING,
-        message=bindparam("_message"),
-        worker=bindparam("_worker"),
-        lease=_RUNS.c.lease + 1,
-        lease_expires=bindparam("_expires"),
-        dispatched=bindparam("_now"),
-    )
-    .returning(*_DISPATCHED)
-)
-
-
-async def lease(db: Any, keys: list[int], worker: str, now: datetime, lease_seconds: float) -> list[Any]:
-    """Release the runs to a worker: PENDING, with a new fencing token and an ack deadline.
-
-    One UPDATE checks and changes them all, so a run that left SCHEDULED meanwhile
-    (cancelled, or taken by another replica) is not released; returns the released runs'
-    rows as they now are (the columns of a Dispatch), in the order of `keys`."""
-    if not keys:
-        return []
-    message = f"released to worker {worker}"
-    expires = now + timedelta(seconds=lease_seconds)
-    rows = (await db.execute(_LEASE, {"_keys": keys, "_message": message, "_worker": worker, "_expires": expires, "_now": now})).all()
-    if not rows:
-        return []
-    await add_history(db, [{"run_seq": r.seq, "state": states.PENDING, "at": now, "message": message} for r in rows])
-    order = {k: i for i, k in enumerate(keys)}
-    return sorted(rows, key=lambda r: order[r.seq])
 
 
 async def held_by(session: AsyncSession, worker: str) -> list[FlowRunRow]:

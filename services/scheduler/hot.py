@@ -1,0 +1,286 @@
+"""The statements of the dispatch path: new runs, leases, and workers' reports, each for a
+whole batch at once (see batches.py). These run thousands of times a second under load, so
+they have two forms with the same meaning:
+
+- SQLAlchemy Core on the engine's connection (SQLite, and any other database);
+- plain SQL on an asyncpg connection (PostgreSQL, see `Database.driver`), where a batch is
+  one statement of arrays and a run's history line is written by the statement that
+  changes the run. SQLAlchemy's asyncpg adapter spends more of the scheduler's CPU around
+  a statement than asyncpg spends on it.
+
+`transaction(db)` opens the one that fits the database. Every method keeps its
+transaction: the caller's changes commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError
+
+from shiftboss.services.db import Database
+from shiftboss.services.scheduler import states
+from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, StateChangeRow
+from shiftboss.services.scheduler.runs import add_history
+
+_RUNS = FlowRunRow.__table__
+_HISTORY = StateChangeRow.__table__
+_DEPLOYMENTS = DeploymentRow.__table__
+
+
+@dataclass(slots=True, eq=False)
+class LiveRun:
+    """What a state change reads and writes of a run, loaded without the ORM (see `lock_live`)."""
+
+    seq: int
+    id: str
+    pool: str
+    queue: str
+    scheduled_start: datetime
+    state: str
+    message: str
+    worker: str
+    lease: int
+    lease_expires: datetime | None
+    exit_code: int | None
+    started: datetime | None
+    ended: datetime | None
+
+
+#: The columns a state change may write (see runs.record and SchedulerService.transition).
+CHANGED = ("state", "message", "worker", "lease_expires", "exit_code", "started", "ended")
+#: Every column of a new run but its key, which the database assigns.
+INSERTED = [column.key for column in _RUNS.columns if column.key != "seq"]
+#: The columns a Dispatch is built from (see dispatch.dispatch_message), with those the
+#: dispatch's telemetry reads (scheduler/telemetry.py), and the key.
+DISPATCHED = (
+    "seq", "id", "name", "deployment", "pool", "queue", "entrypoint", "parameters", "job_configuration",
+    "scheduled_start", "created", "state", "message", "worker", "lease", "traceparent",
+)
+#: A leased run as the lease returns it, on either database.
+Leased = collections.namedtuple("Leased", DISPATCHED)  # type: ignore[misc]
+
+
+def _order(rows: list[Any], keys: list[int]) -> list[Any]:
+    order = {k: i for i, k in enumerate(keys)}
+    return sorted(rows, key=lambda r: order[r.seq])
+
+
+class CoreStatements:
+    """On a SQLAlchemy connection (SQLite)."""
+
+    _LOCK_LIVE = (
+        select(*[_RUNS.c[name] for name in LiveRun.__slots__])
+        .where(_RUNS.c.id.in_(bindparam("_ids", expanding=True)))
+        .order_by(_RUNS.c.seq)
+        .with_for_update()
+    )
+    _SAVE_LIVE = update(_RUNS).where(_RUNS.c.seq == bindparam("_seq")).values({n: bindparam(f"_{n}") for n in CHANGED})
+    #: Keys come back matched by id, not in order: asking for the parameters' order makes
+    #: SQLAlchemy insert one row per statement on SQLite (its RETURNING order is not guaranteed).
+    _INSERT_RUNS = insert(_RUNS).returning(_RUNS.c.id, _RUNS.c.seq)
+    _LEASE = (
+        update(_RUNS)
+        .where(_RUNS.c.seq.in_(bindparam("_keys", expanding=True)), _RUNS.c.state == states.SCHEDULED)
+        .values(
+            state=states.PENDING,
+            message=bindparam("_message"),
+            worker=bindparam("_worker"),
+            lease=_RUNS.c.lease + 1,
+            lease_expires=bindparam("_expires"),
+            dispatched=bindparam("_now"),
+        )
+        .returning(*[_RUNS.c[name] for name in DISPATCHED])
+    )
+    _STAMPS = (
+        select(_DEPLOYMENTS.c.id, _DEPLOYMENTS.c.updated)
+        .where(_DEPLOYMENTS.c.id.in_(bindparam("_ids", expanding=True)))
+        .with_for_update(read=True)
+    )
+
+    def __init__(self, connection: Any) -> None:
+        self.db = connection
+
+    async def lock_live(self, run_ids: set[str]) -> dict[str, LiveRun]:
+        """The runs among these ids that exist, by id, locked for the transaction."""
+        if not run_ids:
+            return {}
+        return {row[1]: LiveRun(*row) for row in await self.db.execute(self._LOCK_LIVE, {"_ids": sorted(run_ids)})}
+
+    async def save_live(self, runs: list[LiveRun], history: list[dict[str, Any]]) -> None:
+        """Write back what state changes did to these runs, and their lines of history."""
+        if runs:
+            await self.db.execute(self._SAVE_LIVE, [{"_seq": r.seq, **{f"_{k}": getattr(r, k) for k in CHANGED}} for r in runs])
+        await add_history(self.db, history)
+
+    async def insert_runs(self, runs: list[FlowRunDraft]) -> None:
+        """New runs (every column set by the caller) and the first line of their histories.
+        Each run learns its key."""
+        if not runs:
+            return
+        values = [{key: getattr(run, key) for key in INSERTED} for run in runs]
+        keys = {run_id: key for run_id, key in await self.db.execute(self._INSERT_RUNS, values)}
+        for run in runs:
+            run.seq = keys[run.id]
+        await add_history(self.db, [{"run_seq": r.seq, "state": r.state, "at": r.created, "message": r.message} for r in runs])
+
+    async def lease(self, keys: list[int], worker: str, now: datetime, lease_seconds: float) -> list[Any]:
+        """Release the runs to a worker: PENDING, with a new fencing token and an ack deadline.
+
+        One UPDATE checks and changes them all, so a run that left SCHEDULED meanwhile
+        (cancelled, or taken by another replica) is not released; returns the released runs
+        (the columns of a Dispatch, as `Leased`), in the order of `keys`."""
+        if not keys:
+            return []
+        message = f"released to worker {worker}"
+        expires = now + timedelta(seconds=lease_seconds)
+        params = {"_keys": keys, "_message": message, "_worker": worker, "_expires": expires, "_now": now}
+        rows = [Leased(*row) for row in await self.db.execute(self._LEASE, params)]
+        if not rows:
+            return []
+        await add_history(self.db, [{"run_seq": r.seq, "state": states.PENDING, "at": now, "message": message} for r in rows])
+        return _order(rows, keys)
+
+    async def stamps(self, ids: set[str]) -> dict[str, datetime]:
+        """When each of these deployments last changed, by id (share-locked where the
+        database can, so none changes before the transaction commits)."""
+        return {id_: updated for id_, updated in await self.db.execute(self._STAMPS, {"_ids": sorted(ids)})}
+
+
+def _columns(names: Any) -> str:
+    return ", ".join(names)
+
+
+#: JSON columns of a run, sent as text and cast.
+_JSON = {column.key for column in _RUNS.columns if isinstance(column.type, JSON)}
+#: Each column's type as PostgreSQL names it, for the arrays a batch is sent as; without a
+#: length, as a cast to VARCHAR(n) would cut a longer value short rather than refuse it.
+_PG_TYPES = {
+    c.key: "TEXT" if c.key in _JSON else re.sub(r"\(\d+\)", "", c.type.compile(dialect=postgresql.dialect()))
+    for c in _RUNS.columns
+}
+
+
+def _unnest(names: Any, first: int = 1) -> str:
+    return ", ".join(f"${i}::{_PG_TYPES[n]}[]" for i, n in enumerate(names, first))
+
+
+def _history_insert(source: str) -> str:
+    return f"INSERT INTO {_HISTORY.name} (run_seq, state, at, message) {source}"
+
+
+class PgStatements:
+    """On an asyncpg connection (PostgreSQL): the same statements, a batch as arrays."""
+
+    _LOCK_LIVE = (
+        f"SELECT {_columns(LiveRun.__slots__)} FROM {_RUNS.name} WHERE id = ANY($1::VARCHAR[]) ORDER BY seq FOR UPDATE"
+    )
+    _SAVE_LIVE = (
+        f"WITH saved AS (UPDATE {_RUNS.name} AS r SET {_columns(f'{n} = v.{n}' for n in CHANGED)} "
+        f"FROM unnest({_unnest(('seq', *CHANGED))}) AS v(seq, {_columns(CHANGED)}) WHERE r.seq = v.seq) "
+        + _history_insert(
+            "SELECT run_seq, state, at, message FROM unnest($9::INTEGER[], $10::VARCHAR[], $11::TIMESTAMPTZ[], $12::TEXT[]) "
+            "WITH ORDINALITY AS h(run_seq, state, at, message, n) ORDER BY n"
+        )
+    )
+    _ADD_HISTORY = _history_insert(
+        "SELECT run_seq, state, at, message FROM unnest($1::INTEGER[], $2::VARCHAR[], $3::TIMESTAMPTZ[], $4::TEXT[]) "
+        "WITH ORDINALITY AS h(run_seq, state, at, message, n) ORDER BY n"
+    )
+    _INSERT_RUNS = (
+        f"WITH new AS (INSERT INTO {_RUNS.name} ({_columns(INSERTED)}) "
+        f"SELECT {_columns(f'{n}::JSON' if n in _JSON else n for n in INSERTED)} "
+        f"FROM unnest({_unnest(INSERTED)}) WITH ORDINALITY AS v({_columns(INSERTED)}, n) ORDER BY n "
+        "RETURNING seq, id, state, created, message), "
+        f"h AS ({_history_insert('SELECT seq, state, created, message FROM new ORDER BY seq')}) "
+        "SELECT id, seq FROM new"
+    )
+    _LEASE = (
+        f"WITH leased AS (UPDATE {_RUNS.name} SET state = '{states.PENDING}', message = $2, worker = $3, "
+        "lease = lease + 1, lease_expires = $4, dispatched = $5 "
+        f"WHERE seq = ANY($1::INTEGER[]) AND state = '{states.SCHEDULED}' RETURNING {_columns(DISPATCHED)}), "
+        f"h AS ({_history_insert(f'SELECT seq, {chr(39)}{states.PENDING}{chr(39)}, $5::TIMESTAMPTZ, $2::TEXT FROM leased ORDER BY seq')}) "
+        f"SELECT {_columns(DISPATCHED)} FROM leased"
+    )
+    _STAMPS = f"SELECT id, updated FROM {_DEPLOYMENTS.name} WHERE id = ANY($1::VARCHAR[]) FOR SHARE"
+
+    def __init__(self, connection: Any) -> None:
+        self.db = connection
+
+    async def lock_live(self, run_ids: set[str]) -> dict[str, LiveRun]:
+        if not run_ids:
+            return {}
+        return {row[1]: LiveRun(*row) for row in await self.db.fetch(self._LOCK_LIVE, sorted(run_ids))}
+
+    async def save_live(self, runs: list[LiveRun], history: list[dict[str, Any]]) -> None:
+        if not runs:
+            await self._add_history(history)
+            return
+        columns = [[r.seq for r in runs], *([getattr(r, k) for r in runs] for k in CHANGED)]
+        await self.db.execute(self._SAVE_LIVE, *columns, *_history_columns(history))
+
+    async def _add_history(self, history: list[dict[str, Any]]) -> None:
+        if history:
+            await self.db.execute(self._ADD_HISTORY, *_history_columns(history))
+
+    async def insert_runs(self, runs: list[FlowRunDraft]) -> None:
+        if not runs:
+            return
+        columns = [[getattr(run, key) for run in runs] for key in INSERTED]
+        for index, key in enumerate(INSERTED):
+            if key in _JSON:
+                columns[index] = [json.dumps(value) for value in columns[index]]
+        try:
+            keys = dict(await self.db.fetch(self._INSERT_RUNS, *columns))
+        except Exception as exc:
+            raise _integrity(exc, self._INSERT_RUNS) from exc
+        for run in runs:
+            run.seq = keys[run.id]
+
+    async def lease(self, keys: list[int], worker: str, now: datetime, lease_seconds: float) -> list[Any]:
+        if not keys:
+            return []
+        message = f"released to worker {worker}"
+        expires = now + timedelta(seconds=lease_seconds)
+        rows = [Leased(*row) for row in await self.db.fetch(self._LEASE, keys, message, worker, expires, now)]
+        return _order(rows, keys)
+
+    async def stamps(self, ids: set[str]) -> dict[str, datetime]:
+        return dict(await self.db.fetch(self._STAMPS, sorted(ids)))
+
+
+def _history_columns(history: list[dict[str, Any]]) -> list[list[Any]]:
+    return [[line[k] for line in history] for k in ("run_seq", "state", "at", "message")]
+
+
+def _integrity(exc: Exception, statement: str) -> Exception:
+    """asyncpg's unique and foreign-key violations as SQLAlchemy raises them on the other
+    path, so callers catch one kind (a schedule's slot taken by another replica)."""
+    import asyncpg
+
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return IntegrityError(statement, None, exc)
+    return exc
+
+
+Statements = CoreStatements | PgStatements
+
+
+@contextlib.asynccontextmanager
+async def transaction(db: Database) -> AsyncIterator[Statements]:
+    """The dispatch path's statements in one transaction on this database."""
+    if db.is_sqlite:
+        async with db.connection() as connection:
+            yield CoreStatements(connection)
+    else:
+        async with db.driver() as connection:
+            yield PgStatements(connection)

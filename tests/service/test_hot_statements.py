@@ -1,0 +1,123 @@
+"""The dispatch path's statements (services/scheduler/hot.py) on a real database: SQLAlchemy
+Core on SQLite, plain SQL on asyncpg on PostgreSQL. Both must leave the same rows and
+return the same things, and neither may write half a batch."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from shiftboss.services.db import Database, open_database, release_database
+from shiftboss.services.scheduler import hot, runs, states
+from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, StateChangeRow, new_id
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = open_database(db_url)
+    await database.upgrade("scheduler")
+    try:
+        yield database
+    finally:
+        await release_database(database)
+
+
+def draft(**changes: object) -> FlowRunDraft:
+    fields = dict(
+        id=new_id(), name="calm-otter", deployment_id=None, deployment="d", pool="p", queue="default",
+        entrypoint="flows/x.py:x", parameters={"n": 1, "nested": {"ok": [True, None]}}, job_variables={},
+        job_configuration={"command": "python -m x"}, scheduled_start=T0, state=states.SCHEDULED, created=T0,
+        message="created",
+    )
+    fields.update(changes)
+    return FlowRunDraft(**fields)  # type: ignore[arg-type]
+
+
+async def history(db: Database, seq: int) -> list[tuple[str, str]]:
+    async with db.reading() as session:
+        rows = await session.execute(
+            select(StateChangeRow.state, StateChangeRow.message).where(StateChangeRow.run_seq == seq).order_by(StateChangeRow.id)
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+async def test_a_run_from_insert_to_finish(db: Database) -> None:
+    first, second = draft(), draft(slot="hourly@12")
+    async with hot.transaction(db) as statements:
+        await statements.insert_runs([first, second])
+    assert first.seq and second.seq and first.seq != second.seq
+
+    async with hot.transaction(db) as statements:
+        leased = await statements.lease([second.seq, first.seq], "pool/w1", T0, 30)
+    assert [run.id for run in leased] == [second.id, first.id]  # in the order asked for
+    run = leased[1]
+    assert (run.state, run.worker, run.lease, run.message) == (states.PENDING, "pool/w1", 1, "released to worker pool/w1")
+    assert run.parameters == {"n": 1, "nested": {"ok": [True, None]}}
+    assert run.job_configuration == {"command": "python -m x"}
+    assert runs.as_utc(run.scheduled_start) == T0 and runs.as_utc(run.created) == T0  # SQLite keeps no zone
+
+    # Started and finished in one batch: both lines of history, in that order.
+    async with hot.transaction(db) as statements:
+        live = await statements.lock_live({first.id, "no-such-run"})
+        assert set(live) == {first.id}
+        changed, lines = live[first.id], []
+        runs.record(lines, changed, states.RUNNING, T0 + timedelta(seconds=1), "started")
+        changed.started = T0 + timedelta(seconds=1)
+        runs.record(lines, changed, states.COMPLETED, T0 + timedelta(seconds=2), "done")
+        changed.exit_code = 0
+        await statements.save_live([changed], lines)
+
+    async with db.reading() as session:
+        row = (await session.execute(select(FlowRunRow).where(FlowRunRow.id == first.id))).scalar_one()
+    assert (row.state, row.exit_code, row.lease, row.worker) == (states.COMPLETED, 0, 1, "pool/w1")
+    assert runs.as_utc(row.ended) == T0 + timedelta(seconds=2)
+    assert await history(db, first.seq) == [
+        ("SCHEDULED", "created"), ("PENDING", "released to worker pool/w1"), ("RUNNING", "started"), ("COMPLETED", "done"),
+    ]
+
+
+async def test_a_lease_passes_over_a_run_that_left_scheduled(db: Database) -> None:
+    waiting, cancelled = draft(), draft(state=states.CANCELLED)
+    async with hot.transaction(db) as statements:
+        await statements.insert_runs([waiting, cancelled])
+        leased = await statements.lease([cancelled.seq, waiting.seq], "pool/w1", T0, 30)
+    assert [run.id for run in leased] == [waiting.id]
+    assert await history(db, cancelled.seq) == [("CANCELLED", "created")]
+
+
+async def test_a_taken_slot_refuses_the_whole_batch(db: Database) -> None:
+    async with hot.transaction(db) as statements:
+        await statements.insert_runs([draft(slot="daily@0")])
+    fresh = draft()
+    with pytest.raises(IntegrityError):
+        async with hot.transaction(db) as statements:
+            await statements.insert_runs([fresh, draft(slot="daily@0")])
+    async with db.reading() as session:
+        assert (await session.execute(select(FlowRunRow.id).where(FlowRunRow.id == fresh.id))).first() is None
+        assert len((await session.execute(select(StateChangeRow.id))).all()) == 1
+
+
+async def test_a_value_too_long_is_refused_or_kept_whole_never_cut(db: Database) -> None:
+    long = draft(name="x" * 300)
+    try:
+        async with hot.transaction(db) as statements:
+            await statements.insert_runs([long])
+    except Exception:
+        assert not db.is_sqlite  # PostgreSQL refuses it; SQLite keeps any length
+        return
+    async with db.reading() as session:
+        assert (await session.execute(select(FlowRunRow.name).where(FlowRunRow.id == long.id))).scalar_one() == "x" * 300
+
+
+async def test_deployment_stamps(db: Database) -> None:
+    async with db.transaction() as session:
+        session.add(DeploymentRow(id="d1", name="one", entrypoint="f.py:f", pool="p", queue="default", updated=T0))
+    async with hot.transaction(db) as statements:
+        stamps = await statements.stamps({"d1", "gone"})
+    assert {key: runs.as_utc(value) for key, value in stamps.items()} == {"d1": T0}
