@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import JSON, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
@@ -178,6 +179,15 @@ def _history_insert(source: str) -> str:
     return f"INSERT INTO {_HISTORY.name} (run_seq, state, at, message) {source}"
 
 
+def _history_from_arrays(first: int) -> str:
+    """Lines of history sent as four arrays from parameter `first` on, kept in their order."""
+    a, b, c, d = range(first, first + 4)
+    return _history_insert(
+        f"SELECT run_seq, state, at, message FROM unnest(${a}::INTEGER[], ${b}::VARCHAR[], ${c}::TIMESTAMPTZ[], ${d}::TEXT[]) "
+        "WITH ORDINALITY AS h(run_seq, state, at, message, n) ORDER BY n"
+    )
+
+
 class PgStatements:
     """On an asyncpg connection (PostgreSQL): the same statements, a batch as arrays."""
 
@@ -187,15 +197,9 @@ class PgStatements:
     _SAVE_LIVE = (
         f"WITH saved AS (UPDATE {_RUNS.name} AS r SET {_columns(f'{n} = v.{n}' for n in CHANGED)} "
         f"FROM unnest({_unnest(('seq', *CHANGED))}) AS v(seq, {_columns(CHANGED)}) WHERE r.seq = v.seq) "
-        + _history_insert(
-            "SELECT run_seq, state, at, message FROM unnest($9::INTEGER[], $10::VARCHAR[], $11::TIMESTAMPTZ[], $12::TEXT[]) "
-            "WITH ORDINALITY AS h(run_seq, state, at, message, n) ORDER BY n"
-        )
+        + _history_from_arrays(9)
     )
-    _ADD_HISTORY = _history_insert(
-        "SELECT run_seq, state, at, message FROM unnest($1::INTEGER[], $2::VARCHAR[], $3::TIMESTAMPTZ[], $4::TEXT[]) "
-        "WITH ORDINALITY AS h(run_seq, state, at, message, n) ORDER BY n"
-    )
+    _ADD_HISTORY = _history_from_arrays(1)
     _INSERT_RUNS = (
         f"WITH new AS (INSERT INTO {_RUNS.name} ({_columns(INSERTED)}) "
         f"SELECT {_columns(f'{n}::JSON' if n in _JSON else n for n in INSERTED)} "
@@ -208,7 +212,7 @@ class PgStatements:
         f"WITH leased AS (UPDATE {_RUNS.name} SET state = '{states.PENDING}', message = $2, worker = $3, "
         "lease = lease + 1, lease_expires = $4, dispatched = $5 "
         f"WHERE seq = ANY($1::INTEGER[]) AND state = '{states.SCHEDULED}' RETURNING {_columns(DISPATCHED)}), "
-        f"h AS ({_history_insert(f'SELECT seq, {chr(39)}{states.PENDING}{chr(39)}, $5::TIMESTAMPTZ, $2::TEXT FROM leased ORDER BY seq')}) "
+        f"h AS ({_history_insert('SELECT seq, state, $5::TIMESTAMPTZ, $2::TEXT FROM leased ORDER BY seq')}) "
         f"SELECT {_columns(DISPATCHED)} FROM leased"
     )
     _STAMPS = f"SELECT id, updated FROM {_DEPLOYMENTS.name} WHERE id = ANY($1::VARCHAR[]) FOR SHARE"
@@ -241,8 +245,10 @@ class PgStatements:
                 columns[index] = [json.dumps(value) for value in columns[index]]
         try:
             keys = dict(await self.db.fetch(self._INSERT_RUNS, *columns))
-        except Exception as exc:
-            raise _integrity(exc, self._INSERT_RUNS) from exc
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            # As SQLAlchemy raises it on the other path, so callers catch one kind (a
+            # schedule's slot taken by another replica).
+            raise IntegrityError(self._INSERT_RUNS, None, exc) from exc
         for run in runs:
             run.seq = keys[run.id]
 
@@ -260,16 +266,6 @@ class PgStatements:
 
 def _history_columns(history: list[dict[str, Any]]) -> list[list[Any]]:
     return [[line[k] for line in history] for k in ("run_seq", "state", "at", "message")]
-
-
-def _integrity(exc: Exception, statement: str) -> Exception:
-    """asyncpg's unique and foreign-key violations as SQLAlchemy raises them on the other
-    path, so callers catch one kind (a schedule's slot taken by another replica)."""
-    import asyncpg
-
-    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-        return IntegrityError(statement, None, exc)
-    return exc
 
 
 Statements = CoreStatements | PgStatements
