@@ -220,14 +220,16 @@ async def test_unacked_lease_expires_back_to_scheduled(client: AsyncClient, pool
 async def test_killed_worker_runs_are_reclaimed_and_redispatched_once(client: AsyncClient, pool: str) -> None:
     started = await client.create_flow_run("hello")
     waiting = await client.create_flow_run("hello")
-    victim = WorkerStream(client, scheduler_pb2.Hello(name="victim", pool=pool, limit=2))
-    await victim.open()  # and it never beats again
-    d1, d2 = await next_dispatch(victim), await next_dispatch(victim)
-    victim.ack(d1)
-    victim.ack(d2)
-    victim.started(started.id if d1.run == started.id else waiting.id, d1.lease if d1.run == started.id else d2.lease)
-    await wait_state(client, started.id, "RUNNING")
-    victim.abort()
+    # The victim beats while it lives (three missed beats are under a second here, less
+    # than a slow database may take to show the run RUNNING), then dies at once: its
+    # stream drops and it never beats again.
+    async with worker(client, "victim", pool, limit=2) as victim:
+        d1, d2 = await next_dispatch(victim), await next_dispatch(victim)
+        victim.ack(d1)
+        victim.ack(d2)
+        victim.started(started.id if d1.run == started.id else waiting.id, d1.lease if d1.run == started.id else d2.lease)
+        await wait_state(client, started.id, "RUNNING")
+        victim.abort()
     await wait_state(client, started.id, "CRASHED", timeout=10)
     await wait_state(client, waiting.id, "SCHEDULED", timeout=10)
     async with worker(client, "rescuer", pool) as rescuer:
