@@ -46,6 +46,7 @@ from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
+from shiftboss._histograms import Histograms
 from shiftboss._spans import Spans
 from shiftboss.telemetry import Telemetry, current_traceparent, span_context_from_traceparent, traceparent_of
 from shiftboss.services.gauges import LoopReading
@@ -113,14 +114,15 @@ class SchedulerTelemetry:
         self.tracer = telemetry.tracer("shiftboss.scheduler")
         self.spans = Spans(self.tracer)
         meter = telemetry.meter("shiftboss.scheduler")
-        self.since_created = meter.create_histogram(
-            "shiftboss.dispatch.since_created", unit="s", description="Time from a run's creation to its dispatch to a worker",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        latency = functools.partial(meter.create_histogram, unit="s", explicit_bucket_boundaries_advisory=LATENCY_BUCKETS)
+        self.since_created = Histograms(
+            latency("shiftboss.dispatch.since_created", description="Time from a run's creation to its dispatch to a worker")
         )
-        self.since_due = meter.create_histogram(
-            "shiftboss.dispatch.since_due", unit="s",
-            description="Time from a run's scheduled start to its dispatch (0 for a run dispatched ahead, in a worker's prefetch)",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        self.since_due = Histograms(
+            latency(
+                "shiftboss.dispatch.since_due",
+                description="Time from a run's scheduled start to its dispatch (0 for a run dispatched ahead, in a worker's prefetch)",
+            )
         )
         #: Runs that reached each final state, by (pool, queue, state), for the counter below.
         self.finished: dict[tuple[str, str, str], int] = {}
@@ -200,20 +202,17 @@ class SchedulerTelemetry:
             for pool, queue, run_id, worker, lease, created, due, admitted, parent, admission, dispatch, leased, sent in pending:
                 if admitted is not last:  # one pass, one admission time
                     last, started = admitted, _ns(admitted)
-                where = self._where.get((pool, queue))
+                key = (pool, queue)
+                where = self._where.get(key)
                 if where is None:
-                    where = self._where[(pool, queue)] = {POOL: pool, QUEUE: queue}
+                    where = self._where[key] = {POOL: pool, QUEUE: queue}
                 waited, early = _latencies(admitted, created, due)
-                latencies.append((where, waited, early))
+                latencies.append((key, where, waited, early))
                 if dispatch is not None:  # made by `dispatching` otherwise
                     emit("admission", admission, parent, _admission(pool, queue, run_id, waited, early), started, leased)
                     emit("dispatch", dispatch, admission, {WORKER: worker, LEASE: lease}, leased, sent)
-            record = self.since_created.record
-            for where, waited, _ in latencies:
-                record(max(0.0, waited), where)
-            record = self.since_due.record
-            for where, _, early in latencies:
-                record(max(0.0, early), where)
+            self.since_created.record_many((key, where, max(0.0, waited)) for key, where, waited, _ in latencies)
+            self.since_due.record_many((key, where, max(0.0, early)) for key, where, _, early in latencies)
         except Exception:  # nor from being recorded as sent
             log.exception("telemetry of the dispatch of %d flow runs failed", len(pending))
 
