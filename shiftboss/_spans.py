@@ -28,6 +28,8 @@ hand over spans whose start and end are known, and `start` gives a live span tha
 its SDK span only if it is asked for more than its context and its end (an attribute, a
 status, an event). Otherwise `start` makes the SDK span at once, with its fields set
 directly, and processors see it start. Anything else goes through `tracer.start_span`.
+When the tracer's only processor is a BatchSpanProcessor, an ended span goes straight to
+its queue, as its `on_end` puts a sampled span there.
 
 tests/unit/test_spans.py holds each way against the tracer's.
 """
@@ -95,6 +97,9 @@ class Spans:
         #: or are ending (processors can be added at any time; the tuple is replaced then).
         self._processors: Any = None
         self._quiet = False
+        #: The queue of the tracer's one batch processor, when it has no other (sampled
+        #: spans only).
+        self._enqueue: Any = None
 
     def start(
         self,
@@ -172,7 +177,6 @@ class Spans:
         tracer = self.tracer
         if (
             not self._short
-            or (parent is not None and not parent.trace_flags.sampled)
             or (self._max_attributes is not None and attributes > self._max_attributes)
             or not tracer._is_enabled()
         ):
@@ -181,8 +185,11 @@ class Spans:
             trace_id = tracer.id_generator.generate_trace_id()
             flags, state = self._root_flags, None
         else:
+            carried = parent.trace_flags  # an int: its bits read directly, as its properties do
+            if not carried & TraceFlags.SAMPLED:
+                return None
             trace_id = parent.trace_id
-            flags = _SAMPLED_RANDOM if parent.trace_flags.random_trace_id else _SAMPLED
+            flags = _SAMPLED_RANDOM if carried & TraceFlags.RANDOM_TRACE_ID else _SAMPLED
             state = parent.trace_state
         return SpanContext(trace_id, tracer.id_generator.generate_span_id(), False, flags, state)
 
@@ -197,6 +204,10 @@ class Spans:
         if processors is not self._processors:
             self._processors = processors
             self._quiet = all(type(p) in _QUIET for p in processors)
+            # One batch processor alone: a sampled span it is handed goes straight to its
+            # queue (what its on_end does after checking the span is sampled).
+            alone = processors[0] if len(processors) == 1 else None
+            self._enqueue = alone._batch_processor.emit if type(alone) is BatchSpanProcessor else None
         return self._quiet
 
     def _sdk_span(
@@ -228,7 +239,11 @@ class Spans:
         status: Status,
     ) -> None:
         tracer = self.tracer
-        tracer.span_processor.on_end(
+        processor = tracer.span_processor
+        # Spans handed over are sampled (see _context): with one batch processor alone, each
+        # goes straight to its queue, unless processors were added or removed since it began.
+        enqueue = self._enqueue if processor._span_processors is self._processors else None
+        (enqueue or processor.on_end)(
             ReadableSpan(
                 name,
                 context,

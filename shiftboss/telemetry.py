@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -203,22 +204,29 @@ def _trace_api() -> tuple[Any, Any]:
     return trace, Context
 
 
+#: A W3C traceparent of version 00, as the propagator reads it.
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
 def span_context_from_traceparent(traceparent: str) -> Any:
     """The remote span `traceparent` names (a SpanContext); None when it is empty or malformed.
 
     Parsed here rather than by the propagator: this runs for every call and every dispatched run."""
-    # 00-<32 hex: trace id>-<16 hex: span id>-<2 hex: flags>
-    if len(traceparent) != 55 or traceparent[2] != "-" or traceparent[35] != "-" or traceparent[52] != "-":
+    match = _TRACEPARENT.fullmatch(traceparent)
+    if match is None:
         return None
-    if not traceparent.startswith("00"):
-        return None
-    try:
-        trace_id, span_id, flags = int(traceparent[3:35], 16), int(traceparent[36:52], 16), int(traceparent[53:], 16)
-    except ValueError:
-        return None
-    trace, _ = _trace_api()
-    span_context = trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(flags))
-    return span_context if span_context.is_valid else None
+    trace_id, span_id, flags = match.groups()
+    span_context, trace_flags = _remote_parts()
+    made = span_context(int(trace_id, 16), int(span_id, 16), True, trace_flags[int(flags, 16)])
+    return made if made.is_valid else None
+
+
+@functools.cache
+def _remote_parts() -> tuple[Any, tuple[Any, ...]]:
+    """SpanContext, and each of the 256 TraceFlags, made once."""
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    return SpanContext, tuple(TraceFlags(flags) for flags in range(256))
 
 
 def context_from_traceparent(traceparent: str) -> Any:

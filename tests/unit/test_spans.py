@@ -11,7 +11,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace import Span as SdkSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, DEFAULT_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
@@ -35,13 +35,13 @@ class Starts(SpanProcessor):
         self.started.append(span)
 
 
-def provider(watching: bool = False, **kwargs: Any) -> tuple[TracerProvider, InMemorySpanExporter, Starts]:
+def provider(watching: bool = False, batched: bool = False, **kwargs: Any) -> tuple[TracerProvider, InMemorySpanExporter, Starts]:
     exporter = InMemorySpanExporter()
     starts = Starts()
     made = TracerProvider(resource=Resource.create({"service.name": "tests"}), **kwargs)
     if watching:
         made.add_span_processor(starts)
-    made.add_span_processor(SimpleSpanProcessor(exporter))
+    made.add_span_processor((BatchSpanProcessor if batched else SimpleSpanProcessor)(exporter))
     return made, exporter, starts
 
 
@@ -145,6 +145,37 @@ def test_a_local_parent_is_a_span_of_the_same_tracer(watching: bool) -> None:
         assert ended[name].parent.span_id == outer.get_span_context().span_id
         assert ended[name].context.trace_id == outer.get_span_context().trace_id
     assert ended["finished"].context == finished
+
+
+@pytest.mark.parametrize("way", ["start", "finished"])
+def test_a_batch_processor_alone_is_handed_the_span_the_tracer_makes(way: str) -> None:
+    made, exporter, _ = provider(batched=True)
+    tracer = made.get_tracer("tests", "1.0")
+    spans = Spans(tracer)
+    if way == "start":
+        spans.start("work", REMOTE, ATTRIBUTES, kind=SpanKind.SERVER, start_time=1_000).end(2_000)
+    else:
+        spans.finished("work", REMOTE, ATTRIBUTES, 1_000, 2_000, kind=SpanKind.SERVER)
+    assert spans._enqueue is not None  # straight to its queue
+    tracer.start_span("work", context=parented(REMOTE), kind=SpanKind.SERVER, attributes=ATTRIBUTES, start_time=1_000).end(2_000)
+    made.force_flush()
+    short, sdk = exporter.get_finished_spans()
+    same(short, sdk, same_trace=True)
+
+
+def test_a_processor_added_while_spans_are_open_sees_them_end() -> None:
+    made, exporter, _ = provider(batched=True)
+    spans = Spans(made.get_tracer("tests"))
+    context = spans.child(REMOTE, 1)
+    assert context is not None
+    live = spans.start("live", REMOTE, {})
+    late = InMemorySpanExporter()
+    made.add_span_processor(SimpleSpanProcessor(late))
+    spans.emit("handed", context, REMOTE, {"n": 1}, 5, 9)
+    live.end()
+    made.force_flush()
+    assert sorted(s.name for s in late.get_finished_spans()) == ["handed", "live"]
+    assert sorted(s.name for s in exporter.get_finished_spans()) == ["handed", "live"]
 
 
 def test_a_handed_over_span_is_the_one_whose_context_was_given() -> None:

@@ -92,11 +92,25 @@ def test_traceparent_round_trip() -> None:
     child = tracer.start_span("child", context=telemetry.context_from_traceparent(text))
     assert child.parent.span_id == context.span_id
     child.end()
+    unsampled = telemetry.span_context_from_traceparent(text[:-2] + "00")
+    assert not unsampled.trace_flags.sampled and unsampled.trace_id == context.trace_id
 
 
 @pytest.mark.parametrize(
     "broken",
-    ["", "garbage", "00-xyz-abc-01", "00-00000000000000000000000000000000-0000000000000000-01", "01-" + "a" * 32 + "-" + "b" * 16 + "-01"],
+    [
+        "",
+        "garbage",
+        "00-xyz-abc-01",
+        "00-00000000000000000000000000000000-0000000000000000-01",
+        "01-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        # what int(..., 16) would take but the W3C format does not
+        "00-+" + "a" * 31 + "-" + "b" * 16 + "-01",
+        "00-" + "a" * 32 + "-0x" + "b" * 14 + "-01",
+        "00-" + "a" * 16 + "_" + "a" * 15 + "-" + "b" * 16 + "-01",
+        "00-" + "A" * 32 + "-" + "b" * 16 + "-01",
+        "00-" + "a" * 32 + "-" + "b" * 16 + "-01\n",
+    ],
 )
 def test_a_missing_or_broken_traceparent_starts_a_new_trace(broken: str) -> None:
     assert not get_current_span(telemetry.context_from_traceparent(broken)).get_span_context().is_valid
