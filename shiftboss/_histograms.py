@@ -31,7 +31,9 @@ tests/unit/test_histograms.py holds the short way against `record`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections import namedtuple
 from collections.abc import Hashable, Iterable, Mapping
 from time import time_ns
 from typing import Any
@@ -45,6 +47,9 @@ from opentelemetry.sdk.metrics._internal.measurement import Measurement
 
 __all__ = ["Histograms"]
 
+#: A Measurement as the series reads it, made as a tuple: a frozen dataclass sets each
+#: field through object.__setattr__ and cleans its attributes after (here there are none).
+_Measured = namedtuple("_Measured", [field.name for field in dataclasses.fields(Measurement)])  # type: ignore[misc]
 #: Exemplar filters whose answer depends on the context alone.
 _BY_CONTEXT = (AlwaysOffExemplarFilter, TraceBasedExemplarFilter)
 
@@ -84,7 +89,7 @@ class Histograms:
                 if series is None:
                     self._find(key, attributes, storages)
                 continue
-            measurement = Measurement(value, now, instrument, context)
+            measurement = _Measured(value, now, instrument, context, None)
             for aggregation in series:
                 aggregation.aggregate(measurement, False)
 

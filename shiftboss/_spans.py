@@ -47,6 +47,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import ReadableSpan, sampling
+from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics, noop
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -93,6 +94,8 @@ class Spans:
         if self._short:
             self._root_flags = _SAMPLED_RANDOM if tracer.id_generator.is_trace_id_random() else _SAMPLED
             self._max_attributes = tracer._span_limits.max_span_attributes
+        #: Whether the SDK counts the spans it makes (its own metrics; off unless asked for).
+        self._counts_spans = type(getattr(tracer, "_tracer_metrics", None)) is not NoOpTracerMetrics
         #: The span processors last looked at, and whether each does nothing when spans start
         #: or are ending (processors can be added at any time; the tuple is replaced then).
         self._processors: Any = None
@@ -120,7 +123,7 @@ class Spans:
         if context is None:
             carried = _EMPTY if parent is None else trace.set_span_in_context(trace.NonRecordingSpan(parent), _EMPTY)
             return tracer.start_span(name, context=carried, kind=kind, attributes=attributes, start_time=start_time)
-        record_end_metrics = tracer._tracer_metrics.start_span(parent, _RECORD_AND_SAMPLE)
+        record_end_metrics = tracer._tracer_metrics.start_span(parent, _RECORD_AND_SAMPLE) if self._counts_spans else noop
         if self._quiet_processors():
             started = time_ns() if start_time is None else start_time
             return _Live(self, name, context, parent, kind, attributes, started, record_end_metrics)
@@ -165,7 +168,8 @@ class Spans:
     ) -> None:
         """Hand the span `context` (from `child(parent, ...)`), from `start_time` to
         `end_time`, to the span processors. The span keeps `attributes` as they are."""
-        self.tracer._tracer_metrics.start_span(parent, _RECORD_AND_SAMPLE)()  # started, and ended
+        if self._counts_spans:
+            self.tracer._tracer_metrics.start_span(parent, _RECORD_AND_SAMPLE)()  # started, and ended
         self._hand_over(name, context, parent, attributes, start_time, end_time, kind, _UNSET)
 
     # ---------------------------------------------------------------- the ways

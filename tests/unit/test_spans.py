@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace import Span as SdkSpan
@@ -283,3 +285,24 @@ def test_an_invalid_parent_makes_a_root() -> None:
     for way, watching in WAYS:
         short, sdk, _ = both(trace.INVALID_SPAN_CONTEXT, way, watching)
         assert short.parent is None and sdk.parent is None
+
+
+@pytest.mark.parametrize("way", ["start", "finished"])
+def test_the_sdk_counts_the_spans_made_the_short_way_when_asked(way: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    reader = InMemoryMetricReader()
+    made, _, _ = provider(meter_provider=MeterProvider(metric_readers=[reader]))
+    spans = Spans(made.get_tracer("tests"))
+    for _ in range(2):
+        if way == "start":
+            spans.start("work", REMOTE, {}).end()
+        else:
+            spans.finished("work", REMOTE, {}, 1, 2)
+    spans.start("open", REMOTE, {})
+    counted = {
+        m.name: sum(p.value for p in m.data.data_points)
+        for r in reader.get_metrics_data().resource_metrics
+        for sm in r.scope_metrics
+        for m in sm.metrics
+    }
+    assert counted == {"otel.sdk.span.started": 3, "otel.sdk.span.live": 1}
