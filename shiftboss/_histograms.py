@@ -21,6 +21,9 @@ the short way only where the outcome is the same:
   is not reset by a delta collection while values are added, and the series of these
   attributes is an explicit-bucket histogram that exists already.
 
+The values of a pass for one series are then added as `aggregate` adds each, in their
+order, with the series' lock taken once for them all.
+
 The series is found the general way the first time (one `record`), then kept while the
 provider's readers are the same: a reader added or removed sends values the general way
 again, and a series past the cardinality limit always goes that way.
@@ -31,9 +34,8 @@ tests/unit/test_histograms.py holds the short way against `record`.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections import namedtuple
+from bisect import bisect_left
 from collections.abc import Hashable, Iterable, Mapping
 from time import time_ns
 from typing import Any
@@ -43,13 +45,9 @@ from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_att
 from opentelemetry.sdk.metrics._internal.aggregation import _ExplicitBucketHistogramAggregation
 from opentelemetry.sdk.metrics._internal.exemplar import AlwaysOffExemplarFilter, TraceBasedExemplarFilter
 from opentelemetry.sdk.metrics._internal.instrument import _Histogram
-from opentelemetry.sdk.metrics._internal.measurement import Measurement
 
 __all__ = ["Histograms"]
 
-#: A Measurement as the series reads it, made as a tuple: a frozen dataclass sets each
-#: field through object.__setattr__ and cleans its attributes after (here there are none).
-_Measured = namedtuple("_Measured", [field.name for field in dataclasses.fields(Measurement)])  # type: ignore[misc]
 #: Exemplar filters whose answer depends on the context alone.
 _BY_CONTEXT = (AlwaysOffExemplarFilter, TraceBasedExemplarFilter)
 
@@ -81,17 +79,25 @@ class Histograms:
                 record(value, attributes)
             return
         storages = consumer._reader_storages
-        instrument = self.instrument
+        #: The values of this pass for each series found, in their order.
+        found: dict[Hashable, tuple[list[Any], list[float]]] = {}
         for key, attributes, value in values:
-            series = self._current(key, storages)
-            if series is None or not 0.0 <= value < math.inf:
-                record(value, attributes)
+            group = found.get(key)
+            if group is None:
+                series = self._current(key, storages)
                 if series is None:
+                    record(value, attributes)
                     self._find(key, attributes, storages)
-                continue
-            measurement = _Measured(value, now, instrument, context, None)
-            for aggregation in series:
-                aggregation.aggregate(measurement, False)
+                    continue
+                group = found[key] = (series, [])
+            if 0.0 <= value < math.inf:
+                group[1].append(value)
+            else:
+                record(value, attributes)  # refused there, with its warning
+        for series, added in found.values():
+            if added:
+                for aggregation in series:
+                    _add(aggregation, added)
 
     def _current(self, key: Hashable, storages: Any) -> list[Any] | None:
         """The series of `key` in every reader, if found while these readers were the
@@ -119,3 +125,22 @@ class Histograms:
                 return
             found.append(aggregation)
         self._series[key] = (storages, found)
+
+
+def _add(aggregation: _ExplicitBucketHistogramAggregation, values: list[float]) -> None:
+    """What `aggregation.aggregate` does for each value (none offered as an exemplar), with
+    its lock taken once: each value counted in its bucket and added to the sum, in order,
+    and the least and greatest kept."""
+    boundaries = aggregation._boundaries
+    with aggregation._lock:
+        counts = aggregation._value
+        if counts is None:
+            counts = aggregation._value = aggregation._get_empty_bucket_counts()
+        total = aggregation._sum
+        for value in values:
+            total += value
+            counts[bisect_left(boundaries, value)] += 1
+        aggregation._sum = total
+        if aggregation._record_min_max:
+            aggregation._min = min(aggregation._min, min(values))
+            aggregation._max = max(aggregation._max, max(values))

@@ -29,7 +29,9 @@ its SDK span only if it is asked for more than its context and its end (an attri
 status, an event). Otherwise `start` makes the SDK span at once, with its fields set
 directly, and processors see it start. Anything else goes through `tracer.start_span`.
 When the tracer's only processor is a BatchSpanProcessor, an ended span goes straight to
-its queue, as its `on_end` puts a sampled span there.
+its queue, as its `on_end` puts a sampled span there. A SpanContext is a tuple (trace id,
+span id, is remote, flags, trace state, is valid): contexts are built as that tuple
+(`span_context`) and read by position.
 
 tests/unit/test_spans.py holds each way against the tracer's.
 """
@@ -51,8 +53,9 @@ from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics, noop
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import _SPAN_ID_MAX_VALUE, _TRACE_ID_MAX_VALUE, DEFAULT_TRACE_STATE
 
-__all__ = ["Spans"]
+__all__ = ["Spans", "span_context", "traceparent"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,23 @@ def _records_every_sampled_child(sampler: Any) -> bool:
         and sampler._remote_parent_sampled is always
         and sampler._local_parent_sampled is always
     )
+
+
+_new = tuple.__new__
+
+
+def span_context(trace_id: int, span_id: int, is_remote: bool, flags: TraceFlags) -> SpanContext:
+    """SpanContext(trace_id, span_id, is_remote, flags): the tuple its `__new__` builds (the
+    four, the default trace state, and whether the ids are valid), built directly: a
+    context is made for every span and every trace context read, and the general
+    constructor's defaults cost several times more."""
+    valid = 0 < trace_id <= _TRACE_ID_MAX_VALUE and 0 < span_id <= _SPAN_ID_MAX_VALUE
+    return _new(SpanContext, (trace_id, span_id, is_remote, flags, DEFAULT_TRACE_STATE, valid))
+
+
+def traceparent(span_context: SpanContext) -> str:
+    """The W3C traceparent of a valid span context, read from the tuple it is."""
+    return "00-%032x-%016x-%02x" % (span_context[0], span_context[1], span_context[3])
 
 
 class Spans:
@@ -187,15 +207,17 @@ class Spans:
             return None
         if parent is None:
             trace_id = tracer.id_generator.generate_trace_id()
-            flags, state = self._root_flags, None
+            flags, state = self._root_flags, DEFAULT_TRACE_STATE
         else:
-            carried = parent.trace_flags  # an int: its bits read directly, as its properties do
+            # The parent's fields read from the tuple it is (trace id, span id, is remote,
+            # flags, state, is valid); its flags are an int, their bits read directly.
+            trace_id, _, _, carried, state, _ = parent
             if not carried & TraceFlags.SAMPLED:
                 return None
-            trace_id = parent.trace_id
             flags = _SAMPLED_RANDOM if carried & TraceFlags.RANDOM_TRACE_ID else _SAMPLED
-            state = parent.trace_state
-        return SpanContext(trace_id, tracer.id_generator.generate_span_id(), False, flags, state)
+        span_id = tracer.id_generator.generate_span_id()
+        valid = 0 < trace_id <= _TRACE_ID_MAX_VALUE and 0 < span_id <= _SPAN_ID_MAX_VALUE
+        return _new(SpanContext, (trace_id, span_id, False, flags, state, valid))
 
     def _quiet_processors(self) -> bool:
         """Whether the tracer's span processors all do nothing when spans start or are ending."""
@@ -248,18 +270,20 @@ class Spans:
         # goes straight to its queue, unless processors were added or removed since it began.
         enqueue = self._enqueue if processor._span_processors is self._processors else None
         (enqueue or processor.on_end)(
-            ReadableSpan(
+            ReadableSpan(  # (in the order of its parameters: passed by keyword they cost more)
                 name,
                 context,
                 parent,
                 tracer.resource,
                 attributes,
-                kind=kind,
-                instrumentation_info=tracer.instrumentation_info,
-                status=status,
-                start_time=start_time,
-                end_time=end_time,
-                instrumentation_scope=tracer._instrumentation_scope,
+                (),  # events
+                (),  # links
+                kind,
+                tracer.instrumentation_info,
+                status,
+                start_time,
+                end_time,
+                tracer._instrumentation_scope,
             )
         )
 

@@ -193,7 +193,7 @@ def current_traceparent() -> str:
 def traceparent_of(span_context: Any) -> str:
     if not span_context.is_valid:
         return ""
-    return "00-%032x-%016x-%02x" % (span_context.trace_id, span_context.span_id, span_context.trace_flags)
+    return _remote_parts()[2](span_context)
 
 
 @functools.cache
@@ -216,17 +216,20 @@ def span_context_from_traceparent(traceparent: str) -> Any:
     if match is None:
         return None
     trace_id, span_id, flags = match.groups()
-    span_context, trace_flags = _remote_parts()
+    span_context, trace_flags, _ = _remote_parts()
     made = span_context(int(trace_id, 16), int(span_id, 16), True, trace_flags[int(flags, 16)])
     return made if made.is_valid else None
 
 
 @functools.cache
-def _remote_parts() -> tuple[Any, tuple[Any, ...]]:
-    """SpanContext, and each of the 256 TraceFlags, made once."""
-    from opentelemetry.trace import SpanContext, TraceFlags
+def _remote_parts() -> tuple[Any, tuple[Any, ...], Any]:
+    """(how a SpanContext is made, each of the 256 TraceFlags made once, how a traceparent
+    is written), from shiftboss._spans, imported once telemetry is used."""
+    from opentelemetry.trace import TraceFlags
 
-    return SpanContext, tuple(TraceFlags(flags) for flags in range(256))
+    from shiftboss._spans import span_context, traceparent
+
+    return span_context, tuple(TraceFlags(flags) for flags in range(256)), traceparent
 
 
 def context_from_traceparent(traceparent: str) -> Any:

@@ -47,8 +47,8 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
 from shiftboss._histograms import Histograms
-from shiftboss._spans import Spans
-from shiftboss.telemetry import Telemetry, current_traceparent, span_context_from_traceparent, traceparent_of
+from shiftboss._spans import Spans, span_context
+from shiftboss.telemetry import Telemetry, span_context_from_traceparent, traceparent_of
 from shiftboss.services.gauges import LoopReading
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
@@ -64,6 +64,8 @@ WORKER, LEASE = "shiftboss.worker", "shiftboss.lease"
 #: Seconds: from a millisecond push to a run that waited an hour for a slot.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 
+#: How many callers' contexts are kept for runs not yet dispatched (see caller_traceparent).
+CALLERS = 10_000
 #: How many attributes the admission and dispatch spans carry.
 ADMISSION_ATTRIBUTES, DISPATCH_ATTRIBUTES = 5, 2
 
@@ -129,6 +131,9 @@ class SchedulerTelemetry:
         meter.create_observable_counter(
             "shiftboss.runs.finished", [self._finished], unit="{run}", description="Runs that reached a final state, by state"
         )
+        #: The callers' contexts of runs created here and not yet dispatched, by their
+        #: traceparent, oldest first (at most CALLERS).
+        self._callers: dict[str, Any] = {}
         #: Metric attributes of each (pool, queue), made once.
         self._where: dict[tuple[str, str], dict[str, str]] = {}
         #: Runs dispatched in this admission pass so far: (pool, queue, run id, worker, lease,
@@ -158,10 +163,24 @@ class SchedulerTelemetry:
 
     # ---------------------------------------------------------------- runs
 
-    @staticmethod
-    def caller_traceparent(slot: str | None) -> str:
-        """The context a new run keeps: its caller's; none for a run a schedule made."""
-        return "" if slot else current_traceparent()
+    def caller_traceparent(self, slot: str | None) -> str:
+        """The context a new run keeps: its caller's; none for a run a schedule made.
+
+        Kept here too, by its text, for the run's admission span: most runs are dispatched
+        by this process soon after, and a context looked up costs a tenth of one read back
+        from its text (which is what a run created before a restart, or long before,
+        gets)."""
+        if slot:
+            return ""
+        caller = trace.get_current_span().get_span_context()
+        if not caller.is_valid:
+            return ""
+        text = traceparent_of(caller)
+        callers = self._callers
+        callers[text] = span_context(caller.trace_id, caller.span_id, True, caller.trace_flags)  # as read back
+        if len(callers) > CALLERS:
+            del callers[next(iter(callers))]  # the oldest
+        return text
 
     def dispatching(self, run: Any, message: scheduler_pb2.Dispatch, admitted: datetime) -> None:
         """A leased run about to be pushed: the context of its dispatch span goes in the
@@ -171,7 +190,7 @@ class SchedulerTelemetry:
             leased = time.time_ns()
             spans = self.spans
             pool, queue, run_id, worker, lease, created, due, traceparent = _fields(run)
-            parent = span_context_from_traceparent(traceparent) if traceparent else None
+            parent = self._callers.pop(traceparent, None) or (span_context_from_traceparent(traceparent) if traceparent else None)
             admission = spans.child(parent, ADMISSION_ATTRIBUTES)
             dispatch = None if admission is None else spans.child(admission, DISPATCH_ATTRIBUTES)
             if dispatch is None:  # the tracer makes these spans: now, and with no pause between

@@ -131,7 +131,7 @@ async def test_a_run_is_one_trace_from_the_caller_to_its_dispatch(otel: Otel, tr
     assert served.parent.span_id == sent.context.span_id
     assert render.parent.span_id == served.context.span_id
     assert rendered.parent.span_id == render.context.span_id
-    assert admission.parent.span_id == served.context.span_id
+    assert admission.parent.span_id == served.context.span_id and admission.parent.is_remote
     assert dispatched.parent.span_id == admission.context.span_id
     assert dispatch.traceparent == traceparent(dispatched)
 
@@ -173,7 +173,7 @@ async def test_admission_continues_the_creating_request_after_a_restart(otel: Ot
     assert dispatch.run == run.id
     admission = otel.one("admission")
     assert admission.context.trace_id == served.context.trace_id
-    assert admission.parent.span_id == served.context.span_id
+    assert admission.parent.span_id == served.context.span_id and admission.parent.is_remote
 
 
 async def test_a_run_made_by_a_schedule_is_a_trace_of_its_own(otel: Otel, traced_mesh: Mesh) -> None:

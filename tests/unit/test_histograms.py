@@ -24,7 +24,13 @@ ETL = ("etl", "default")
 ML = ("ml", "gpu")
 WHERE = {ETL: {"shiftboss.pool": "etl", "shiftboss.queue": "default"}, ML: {"shiftboss.pool": "ml", "shiftboss.queue": "gpu"}}
 #: Passes of (series, value): a series seen for the first time, then again, then another.
-PASSES = [[(ETL, 0.0005), (ETL, 0.02)], [(ETL, 0.2), (ML, 5.0), (ETL, 0.0)], [(ML, 0.003), (ETL, 0.05)]]
+PASSES = [
+    [(ETL, 0.0005), (ETL, 0.02)],
+    [(ETL, 0.2), (ML, 5.0), (ETL, 0.0)],
+    [(ML, 0.003), (ETL, 0.05)],
+    # a sum whose value depends on the order it is added in
+    [(ETL, v) for v in (0.1, 0.2, 0.3, 1e-16, 0.7, 0.11, 0.13)] + [(ML, 0.25)],
+]
 SAMPLED = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
 
 

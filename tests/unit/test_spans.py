@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, DEFAULT_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 
-from shiftboss._spans import Spans
+from shiftboss._spans import Spans, span_context, traceparent
 
 ATTRIBUTES = {"shiftboss.pool": "etl", "shiftboss.lease": 3, "shiftboss.waited": 0.25, "shiftboss.once": True}
 REMOTE = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
@@ -306,3 +306,19 @@ def test_the_sdk_counts_the_spans_made_the_short_way_when_asked(way: str, monkey
         for m in sm.metrics
     }
     assert counted == {"otel.sdk.span.started": 3, "otel.sdk.span.live": 1}
+
+
+@pytest.mark.parametrize("ids", [(0x1234, 0x5678), (0, 0x5678), (0x1234, 0), (2**128, 1), (1, 2**64), (2**128 - 1, 2**64 - 1)])
+@pytest.mark.parametrize("remote", [True, False])
+def test_a_span_context_made_directly_is_the_one_its_constructor_makes(ids: tuple[int, int], remote: bool) -> None:
+    flags = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+    made, general = span_context(*ids, remote, flags), SpanContext(*ids, is_remote=remote, trace_flags=flags)
+    assert type(made) is SpanContext and made == general
+    assert (made.is_valid, made.is_remote, made.trace_flags, made.trace_state) == (
+        general.is_valid,
+        general.is_remote,
+        general.trace_flags,
+        general.trace_state,
+    )
+    if made.is_valid:
+        assert traceparent(made) == f"00-{ids[0]:032x}-{ids[1]:016x}-03"
