@@ -4,8 +4,8 @@ creates runs 32 at a time once told to go.
 
     python -m bench._load ADDRESS RUNS TRACED   (TRACED: 1 traces the client as an application would)
 
-Prints `ready` once warm, reads a line, then creates RUNS runs and prints `done SECONDS`
-when the scheduler has recorded every one COMPLETED.
+Runs a warm-up burst of WARM runs and prints `ready`, reads a line, then creates RUNS runs
+and prints `done SECONDS` when the scheduler has recorded every one COMPLETED.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from shiftboss.client import AsyncClient
 
 WORKERS = 4
 CONCURRENCY = 32
+WARM = 4 * CONCURRENCY
 
 
 async def load(address: str, runs: int) -> None:
@@ -28,19 +29,22 @@ async def load(address: str, runs: int) -> None:
         workers = [NoopWorker(client, f"w{i}", "bench", tally) for i in range(WORKERS)]
         for worker in workers:
             await worker.start()
-        await client.create_flow_run("burst")  # warm: the first run pays for lazy setup
-        await tally.wait_for(1)
-        print("ready", flush=True)
-        await asyncio.to_thread(sys.stdin.readline)
         sem = asyncio.Semaphore(CONCURRENCY)
 
         async def create() -> None:
             async with sem:
                 await client.create_flow_run("burst")
 
+        # Warm: a burst as wide as the measured one, so that lazy setup (the server's
+        # database connections as many as a burst holds, their prepared statements) is paid
+        # before, as on a server that has been running.
+        await asyncio.gather(*(create() for _ in range(WARM)))
+        await tally.wait_for(WARM)
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
         started = time.perf_counter()
         await asyncio.gather(*(create() for _ in range(runs)))
-        await tally.wait_for(runs + 1)
+        await tally.wait_for(runs + WARM)
         print(f"done {time.perf_counter() - started}", flush=True)
         for worker in workers:
             await worker.stop()

@@ -1,6 +1,9 @@
 """What tracing and metrics cost on the hot path: created -> COMPLETED through the real
 mesh with no-op stream workers (as in bench/test_dispatch_bench.py), telemetry off and
-on, in alternating rounds so that both see the same machine.
+on, in alternating rounds so that both see the same machine. Each round's load first runs a
+warm-up burst as wide as the measured one, so that the server's database connections and
+their prepared statements are made before it is measured, as on a server that has been
+running.
 
 On means what `shiftboss server start` installs with an OTLP endpoint: the SDK's
 TracerProvider with a BatchSpanProcessor (its exporter drops the spans, so no network
@@ -31,9 +34,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from bench.test_dispatch_bench import mesh_on
 from shiftboss import telemetry
 from shiftboss.client import AsyncClient
+from bench._load import WARM
 from tests.conftest import drop_postgres_database
 
-ROUNDS = 7
+ROUNDS = 9
 RUNS = 400
 TARGET = 1.10
 GUARD = 1.30
@@ -124,7 +128,7 @@ def test_tracing_costs_less_than_ten_percent(benchmark, report, backend: str, tm
     report(
         f"{backend}: created->COMPLETED, {RUNS} runs x {ROUNDS} rounds, 4 no-op workers, medians: "
         f"off {rate_off:.0f} runs/s, {cpu_off:.2f} ms server CPU/run; on {rate_on:.0f} runs/s, {cpu_on:.2f} ms "
-        f"server CPU/run ({spans / (ROUNDS * (RUNS + 1)):.1f} server spans/run) | CPU on/off {cpu_on / cpu_off:.3f}, "
+        f"server CPU/run ({spans / (ROUNDS * (RUNS + WARM)):.1f} server spans/run) | CPU on/off {cpu_on / cpu_off:.3f}, "
         f"throughput on/off {rate_on / rate_off:.3f}; target CPU on/off < {TARGET}: "
         f"{'met' if cpu_on / cpu_off < TARGET else 'not met'} | rounds, ms server CPU/run: "
         f"off {' '.join(f'{c:.2f}' for _, c in off)}; on {' '.join(f'{c:.2f}' for _, c in on)}",
