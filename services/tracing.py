@@ -39,7 +39,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from shiftboss._spans import Spans
 from shiftboss.errors import ShiftbossError
 from shiftboss.services.interceptors import ErrorInterceptor, abort, checked
-from shiftboss.telemetry import Telemetry, is_traced, span_context_from_traceparent
+from shiftboss._spans import read_traceparent
+from shiftboss.telemetry import Telemetry, is_traced
 
 __all__ = ["TracingInterceptor", "server_interceptors"]
 
@@ -113,7 +114,7 @@ class TracingInterceptor(ErrorInterceptor):
             else:
                 if traceparent is None:
                     return _EMPTY, None
-                parent = span_context_from_traceparent(traceparent)
+                parent = read_traceparent(traceparent)
                 if parent is not None:  # None when it could not be read: the propagator decides then
                     return _EMPTY, parent
         carried = extract(dict(metadata))

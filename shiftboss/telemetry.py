@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -193,7 +192,7 @@ def current_traceparent() -> str:
 def traceparent_of(span_context: Any) -> str:
     if not span_context.is_valid:
         return ""
-    return _remote_parts()[2](span_context)
+    return _remote_parts()[1](span_context)
 
 
 @functools.cache
@@ -204,32 +203,18 @@ def _trace_api() -> tuple[Any, Any]:
     return trace, Context
 
 
-#: A W3C traceparent of version 00, as the propagator reads it.
-_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
-
-
 def span_context_from_traceparent(traceparent: str) -> Any:
-    """The remote span `traceparent` names (a SpanContext); None when it is empty or malformed.
-
-    Parsed here rather than by the propagator: this runs for every call and every dispatched run."""
-    match = _TRACEPARENT.fullmatch(traceparent)
-    if match is None:
-        return None
-    trace_id, span_id, flags = match.groups()
-    span_context, trace_flags, _ = _remote_parts()
-    made = span_context(int(trace_id, 16), int(span_id, 16), True, trace_flags[int(flags, 16)])
-    return made if made.is_valid else None
+    """The remote span `traceparent` names (a SpanContext); None when it is empty or malformed."""
+    return _remote_parts()[0](traceparent)
 
 
 @functools.cache
-def _remote_parts() -> tuple[Any, tuple[Any, ...], Any]:
-    """(how a SpanContext is made, each of the 256 TraceFlags made once, how a traceparent
-    is written), from shiftboss._spans, imported once telemetry is used."""
-    from opentelemetry.trace import TraceFlags
+def _remote_parts() -> tuple[Any, Any]:
+    """(how a traceparent is read, how one is written), from shiftboss._spans, imported
+    once telemetry is used."""
+    from shiftboss._spans import read_traceparent, traceparent
 
-    from shiftboss._spans import span_context, traceparent
-
-    return span_context, tuple(TraceFlags(flags) for flags in range(256)), traceparent
+    return read_traceparent, traceparent
 
 
 def context_from_traceparent(traceparent: str) -> Any:

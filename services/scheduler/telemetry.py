@@ -47,8 +47,8 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
 from shiftboss._histograms import Histograms
-from shiftboss._spans import Spans, span_context
-from shiftboss.telemetry import Telemetry, span_context_from_traceparent, traceparent_of
+from shiftboss._spans import Spans, read_traceparent, span_context
+from shiftboss.telemetry import Telemetry, traceparent_of
 from shiftboss.services.gauges import LoopReading
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
@@ -190,7 +190,7 @@ class SchedulerTelemetry:
             leased = time.time_ns()
             spans = self.spans
             pool, queue, run_id, worker, lease, created, due, traceparent = _fields(run)
-            parent = self._callers.pop(traceparent, None) or (span_context_from_traceparent(traceparent) if traceparent else None)
+            parent = self._callers.pop(traceparent, None) or (read_traceparent(traceparent) if traceparent else None)
             admission = spans.child(parent, ADMISSION_ATTRIBUTES)
             dispatch = None if admission is None else spans.child(admission, DISPATCH_ATTRIBUTES)
             if dispatch is None:  # the tracer makes these spans: now, and with no pause between

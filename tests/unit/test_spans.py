@@ -322,3 +322,4 @@ def test_a_span_context_made_directly_is_the_one_its_constructor_makes(ids: tupl
     )
     if made.is_valid:
         assert traceparent(made) == f"00-{ids[0]:032x}-{ids[1]:016x}-03"
+
