@@ -10,20 +10,30 @@ TracerProvider with a BatchSpanProcessor (its exporter drops the spans, so no ne
 time is measured), a MeterProvider, the RPC spans, and the scheduler's spans and metrics,
 with every span sampled; the load's SDK client is traced too, so calls arrive with a
 trace context as a traced application's would. The server runs in this process and the
-load in another (bench/_load.py), so the CPU measured is the server's. The target: less
-than 10% more server CPU per run, on SQLite and on PostgreSQL (where the same cost of
-tracing is a larger share of a run, which costs the server less there).
+load in another (bench/_load.py), so what is measured is the server's. The target: with
+tracing on, the server does less than 10% more work per run, on SQLite and on PostgreSQL
+(where the same cost of tracing is a larger share of a run, which costs the server less).
+
+CPU time on a shared 2-core machine swings from round to round by more than the 10% it is
+held to (the load and PostgreSQL run on the same two cores), so the same rounds are also
+counted in instructions under callgrind, which hardly swing: that test holds the target;
+the CPU-time test reports, and guards against a gross regression.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import re
+import shutil
+import subprocess
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -61,12 +71,15 @@ def traced() -> tuple[telemetry.Telemetry, DroppingExporter]:
     return telemetry.Telemetry(tracer_provider, meter_provider, owned=True), exporter
 
 
-async def throughput(backend: str, tmp: Path, runs: int, traced_client: bool) -> tuple[float, float]:
+async def throughput(
+    backend: str, tmp: Path, runs: int, traced_client: bool, burst: Callable[[], AbstractContextManager[Any]] = nullcontext
+) -> tuple[float, float]:
     """Runs per second from the first CreateFlowRun to the last run's COMPLETED recorded,
     and the server's CPU time per run meanwhile (all its threads), in milliseconds.
 
     The load (SDK client and no-op workers) runs in a process of its own (bench/_load.py),
-    so the CPU measured is the server's alone."""
+    so the CPU measured is the server's alone. `burst` is entered for the measured burst
+    alone (bench/_instructions.py counts instructions in it)."""
     mesh, database = await mesh_on(backend, tmp)
     try:
         async with AsyncClient(f"127.0.0.1:{mesh.port}", timeout=60) as client:
@@ -78,16 +91,17 @@ async def throughput(backend: str, tmp: Path, runs: int, traced_client: bool) ->
         )
         assert load.stdin is not None and load.stdout is not None
         try:
-            assert (await asyncio.wait_for(load.stdout.readline(), 60)).strip() == b"ready"
+            assert (await asyncio.wait_for(load.stdout.readline(), 300)).strip() == b"ready"
             # A full collection of the heap built so far lands in one round and not another;
             # set it aside so both modes only collect what the burst makes.
             gc.collect()
             gc.freeze()
-            cpu = time.process_time()
-            load.stdin.write(b"go\n")
-            await load.stdin.drain()
-            done = (await asyncio.wait_for(load.stdout.readline(), 300)).split()
-            cpu = time.process_time() - cpu
+            with burst():
+                cpu = time.process_time()
+                load.stdin.write(b"go\n")
+                await load.stdin.drain()
+                done = (await asyncio.wait_for(load.stdout.readline(), 900)).split()
+                cpu = time.process_time() - cpu
             gc.unfreeze()
             assert done[:1] == [b"done"], done
             elapsed = float(done[1])
@@ -142,3 +156,43 @@ def test_tracing_costs_less_than_ten_percent(benchmark, report, backend: str, tm
     # the assertion guards against a regression (a span per stream message, per heartbeat)
     # rather than against noise, and the line above says where the run stands.
     assert cpu_on / cpu_off < GUARD, f"tracing costs {cpu_on / cpu_off - 1:.0%} more server CPU per run"
+
+
+#: Runs per round counted under callgrind, which runs the server some fifty times slower.
+COUNTED_RUNS = 300
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind (callgrind) is not installed")
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_tracing_costs_less_than_ten_percent_in_instructions(benchmark, report, backend: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same rounds counted in the server's user-space instructions during the burst
+    (bench/_instructions.py), which swing much less than CPU time on a shared machine: no
+    other process's work, cache or scheduling enters them. They leave out the kernel's
+    time. Both modes run side by side, so that each sees the other's load."""
+    counts: dict[str, int] = {}
+
+    def both() -> None:
+        rounds = {
+            mode: subprocess.Popen(
+                [
+                    "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={tmp_path / mode}.out",
+                    sys.executable, "-m", "bench._instructions", backend, mode, str(COUNTED_RUNS),
+                ],
+                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            for mode in ("off", "on")
+        }
+        for mode, process in rounds.items():
+            _, err = process.communicate(timeout=1200)
+            assert process.returncode == 0, err[-3000:]
+            counts[mode] = int(re.search(r"Collected : (\d+)", err).group(1))  # type: ignore[union-attr]
+
+    benchmark.pedantic(both, rounds=1, iterations=1)
+    off, on = counts["off"] / COUNTED_RUNS, counts["on"] / COUNTED_RUNS
+    report(
+        f"{backend}: created->COMPLETED, {COUNTED_RUNS} runs, server instructions/run (callgrind): off {off / 1e6:.2f} M, "
+        f"on {on / 1e6:.2f} M | on/off {on / off:.3f}; target < {TARGET}: {'met' if on / off < TARGET else 'not met'}",
+        off_instructions_per_run=off,
+        on_instructions_per_run=on,
+    )
+    assert on / off < TARGET, f"tracing costs {on / off - 1:.0%} more instructions per run"
