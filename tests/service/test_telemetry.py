@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from shiftboss import errors, telemetry
 from shiftboss.client import AsyncClient
 from shiftboss.services.mesh import Mesh
+from shiftboss.services.scheduler import telemetry as scheduler_telemetry
 from shiftboss.settings import Settings
 from shiftboss.stream import WorkerStream
 from shiftboss.v1 import scheduler_pb2
@@ -174,6 +175,31 @@ async def test_admission_continues_the_creating_request_after_a_restart(otel: Ot
     admission = otel.one("admission")
     assert admission.context.trace_id == served.context.trace_id
     assert admission.parent.span_id == served.context.span_id and admission.parent.is_remote
+
+
+async def test_runs_past_the_kept_contexts_still_continue_their_callers(
+    otel: Otel, traced_mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler keeps the callers' contexts of at most CALLERS waiting runs; the runs
+    whose context it dropped read it back from the text stored with them."""
+    monkeypatch.setattr(scheduler_telemetry, "CALLERS", 2)
+    async with AsyncClient(traced_mesh.settings.api_address, timeout=10) as client:
+        await client.create_work_pool("etl", "process")
+        await client.create_deployment("nightly", "etl", "flows/etl.py:run")
+        callers, runs = [], []
+        for _ in range(5):  # no worker yet: they wait
+            with otel.tracer.start_as_current_span("caller") as caller:
+                runs.append(await client.create_flow_run("nightly"))
+            callers.append(caller.get_span_context())
+        worker = WorkerStream(client, scheduler_pb2.Hello(name="w1", pool="etl", limit=5))
+        await worker.open()
+        dispatched = {(await next_message(worker, "dispatch")).run for _ in runs}
+        await worker.close()
+    assert dispatched == {run.id for run in runs}
+    for caller in callers:
+        served = otel.one(CREATE, SpanKind.SERVER, caller.trace_id)
+        admission = otel.one("admission", trace_id=caller.trace_id)
+        assert admission.parent.span_id == served.context.span_id and admission.parent.is_remote
 
 
 async def test_a_run_made_by_a_schedule_is_a_trace_of_its_own(otel: Otel, traced_mesh: Mesh) -> None:
