@@ -36,10 +36,9 @@ from opentelemetry.context import Context
 from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from shiftboss._spans import Spans
+from shiftboss._spans import Spans, read_traceparent
 from shiftboss.errors import ShiftbossError
 from shiftboss.services.interceptors import ErrorInterceptor, abort, checked
-from shiftboss._spans import read_traceparent
 from shiftboss.telemetry import Telemetry, is_traced
 
 __all__ = ["TracingInterceptor", "server_interceptors"]

@@ -79,7 +79,7 @@ class Histograms:
                 record(value, attributes)
             return
         storages = consumer._reader_storages
-        #: The values of this pass for each series found, in their order.
+        # The values of this pass for each series found, in their order.
         found: dict[Hashable, tuple[list[Any], list[float]]] = {}
         for key, attributes, value in values:
             group = found.get(key)
