@@ -130,10 +130,25 @@ class Database:
         for the few statements a busy scheduler runs thousands of times a second. SQLAlchemy's
         adapter around asyncpg costs more Python per statement than the statement itself;
         here a statement is one call. JSON columns read and write as Python objects."""
+        import asyncpg
+
         pool = self._driver_pool or await self._open_driver_pool()
-        async with pool.acquire() as connection:
-            async with connection.transaction():
-                yield connection
+        try:
+            async with pool.acquire() as connection:
+                async with connection.transaction():
+                    yield connection
+        except (
+            asyncpg.PostgresConnectionError,
+            asyncpg.OperatorInterventionError,
+            asyncpg.InterfaceError,
+            asyncpg.exceptions.InternalClientError,  # what a dropped idle connection may raise at BEGIN
+            OSError,
+        ):
+            # The server closed this connection (a restart, an administrator): the pool's
+            # idle ones went with it. Have them all made again on their next use, so the
+            # writes retried next do not meet one dead connection after another.
+            await pool.expire_connections()
+            raise
 
     async def _open_driver_pool(self) -> Any:
         import asyncpg

@@ -4,14 +4,17 @@ return the same things, and neither may write half a batch."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
+import asyncpg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from shiftboss.services.db import Database, open_database, release_database
+from tests.conftest import POSTGRES_DSN
 from shiftboss.services.scheduler import hot, runs, states
 from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, StateChangeRow, new_id
 
@@ -121,3 +124,37 @@ async def test_deployment_stamps(db: Database) -> None:
     async with hot.transaction(db) as statements:
         stamps = await statements.stamps({"d1", "gone"})
     assert {key: runs.as_utc(value) for key, value in stamps.items()} == {"d1": T0}
+
+
+async def test_connections_the_server_dropped_are_made_again(db: Database) -> None:
+    """As after a PostgreSQL restart: the server ends every connection of the scheduler's
+    pool while they sit idle. At most one transaction fails on that; the next works."""
+    if db.is_sqlite:
+        pytest.skip("SQLite has no server to drop connections")
+    holding, inside = 8, asyncio.Event()
+    pids: list[int] = []
+
+    async def hold() -> None:
+        async with db.driver() as connection:
+            pids.append(await connection.fetchval("SELECT pg_backend_pid()"))
+            if len(pids) == holding:
+                inside.set()
+            await inside.wait()  # all open at once, so the pool holds as many
+
+    await asyncio.wait_for(asyncio.gather(*(hold() for _ in range(holding))), 10)
+    admin = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        assert await admin.fetchval("SELECT count(*) FROM unnest($1::INTEGER[]) AS p WHERE pg_terminate_backend(p)", pids) == holding
+    finally:
+        await admin.close()
+    failures = 0
+    for _ in range(holding):
+        try:
+            async with hot.transaction(db) as statements:
+                await statements.insert_runs([draft()])
+            break
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError, OSError):
+            failures += 1
+    assert failures <= 1
+    async with db.driver() as connection:
+        assert await connection.fetchval("SELECT count(*) FROM flow_runs") == 1
