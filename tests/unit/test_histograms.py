@@ -60,6 +60,15 @@ def points(reader: InMemoryMetricReader) -> list[tuple[Any, ...]]:
     return sorted(found)
 
 
+def record_pass(short: bool, histograms: Histograms, values: list[tuple[tuple[str, str], float]]) -> None:
+    """One pass of (series, value), the short way or through `record` one by one."""
+    if short:
+        histograms.record_many((key, WHERE[key], value) for key, value in values)
+    else:
+        for key, value in values:
+            histograms.instrument.record(value, WHERE[key])
+
+
 def recorded(
     short: bool,
     passes: list[list[tuple[tuple[str, str], float]]] = PASSES,
@@ -77,15 +86,10 @@ def recorded(
         for _ in range(provider.pop("readers", 1))
     ]
     made = MeterProvider(metric_readers=readers, **provider)
-    histogram = made.get_meter("tests").create_histogram("latency", unit="s", explicit_bucket_boundaries_advisory=BUCKETS)
-    histograms = Histograms(histogram)
+    histograms = Histograms(made.get_meter("tests").create_histogram("latency", unit="s", explicit_bucket_boundaries_advisory=BUCKETS))
     seen: list[list[tuple[Any, ...]]] = []
     for values in passes:
-        if short:
-            histograms.record_many((key, WHERE[key], value) for key, value in values)
-        else:
-            for key, value in values:
-                histogram.record(value, WHERE[key])
+        record_pass(short, histograms, values)
         if collect_between:
             seen.extend(points(r) for r in readers)
     seen.extend(points(r) for r in readers)
@@ -118,22 +122,13 @@ def test_a_reader_added_or_removed_between_passes_sees_what_record_gives_it() ->
     def run(short: bool) -> list[list[tuple[Any, ...]]]:
         first, later = InMemoryMetricReader(), InMemoryMetricReader()
         made = MeterProvider(metric_readers=[first])
-        histogram = made.get_meter("tests").create_histogram("latency", explicit_bucket_boundaries_advisory=BUCKETS)
-        histograms = Histograms(histogram)
-
-        def record(values: list[tuple[tuple[str, str], float]]) -> None:
-            if short:
-                histograms.record_many((key, WHERE[key], value) for key, value in values)
-            else:
-                for key, value in values:
-                    histogram.record(value, WHERE[key])
-
-        record(PASSES[0])
+        histograms = Histograms(made.get_meter("tests").create_histogram("latency", explicit_bucket_boundaries_advisory=BUCKETS))
+        record_pass(short, histograms, PASSES[0])
         made.add_metric_reader(later)
-        record(PASSES[1])
+        record_pass(short, histograms, PASSES[1])
         seen = [points(first)]
         made.remove_metric_reader(first)
-        record(PASSES[2])
+        record_pass(short, histograms, PASSES[2])
         seen += [points(first), points(later)]
         made.shutdown()
         return seen
