@@ -1,9 +1,9 @@
-"""One round of bench/test_telemetry_bench.py, telemetry off or on, run under callgrind by
+"""One round of bench/test_telemetry_bench.py, telemetry off or on at a sampling ratio, run under callgrind by
 its instruction-count test: the server's user-space instructions are counted during the
 measured burst alone (callgrind starts with counting off; `callgrind_control` turns it on
 and off around the burst).
 
-    valgrind --tool=callgrind --instr-atstart=no python -m bench._instructions BACKEND off|on RUNS
+    valgrind --tool=callgrind --instr-atstart=no python -m bench._instructions BACKEND off|RATIO RUNS SINK
 
 Prints the round's runs per second and CPU per run (both slowed by callgrind, so not
 figures of their own); the instruction count is callgrind's `Collected` line.
@@ -38,11 +38,12 @@ def counted() -> Iterator[None]:
 
 
 def main() -> None:
-    backend, mode, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    backend, mode, runs, sink = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     tmp = Path(tempfile.mkdtemp(prefix="shiftboss-instructions-"))
-    installed = traced()[0] if mode == "on" else None
+    ratio = None if mode == "off" else float(mode)
+    installed = None if ratio is None else traced(ratio, sink)
     with telemetry.use(installed):
-        print(*asyncio.run(throughput(backend, tmp, runs, traced_client=installed is not None, burst=counted)))
+        print(*asyncio.run(throughput(backend, tmp, runs, ratio, burst=counted)))
     if installed is not None:
         installed.shutdown()
 

@@ -2,7 +2,7 @@
 measures the server's CPU alone: four no-op stream workers, and an SDK client that
 creates runs 32 at a time once told to go.
 
-    python -m bench._load ADDRESS RUNS TRACED   (TRACED: 1 traces the client as an application would)
+    python -m bench._load ADDRESS RUNS RATIO   (RATIO: off, or the ratio the client samples at, as an application would)
 
 Runs a warm-up burst of WARM runs and prints `ready`, reads a line, then creates RUNS runs
 and prints `done SECONDS` when the scheduler has recorded every one COMPLETED.
@@ -51,12 +51,12 @@ async def load(address: str, runs: int) -> None:
 
 
 def main() -> None:
-    address, runs, traced = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+    address, runs, ratio = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     installed = None
-    if traced:
-        from bench.test_telemetry_bench import traced as make
+    if ratio != "off":
+        from bench.test_telemetry_bench import traced_client
 
-        installed, _ = make()
+        installed = traced_client(float(ratio))
     with telemetry.use(installed):
         asyncio.run(load(address, runs))
     if installed is not None:

@@ -3,12 +3,15 @@
 Written here rather than taken from opentelemetry-instrumentation-grpc's
 `aio_server_interceptor`, which gives the same spans but builds more per call (the peer
 address parsed and split into three attributes, the metadata copied twice, the servicer
-context wrapped in a proxy): on the dispatch bench that was a third of what tracing cost.
-The spans are the same shape: named by the full method, kind SERVER, rpc.system,
-rpc.service, rpc.method and rpc.grpc.status_code, a parent taken from the W3C context in
-the call's metadata (with the process's propagators), and an error status only for the
-codes that are the server's fault (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL,
-UNAVAILABLE, DATA_LOSS), as the semantic conventions say.
+context wrapped in a proxy). The spans are the same shape: named by the full method, kind
+SERVER, rpc.system, rpc.service, rpc.method and rpc.grpc.status_code, a parent taken from
+the W3C context in the call's metadata (with the process's propagators), and an error
+status only for the codes that are the server's fault (UNKNOWN, DEADLINE_EXCEEDED,
+UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS), as the semantic conventions say.
+
+Spans are made through the tracer's public API, so the sampler decides: with a
+parent-based ratio sampler, a call whose caller did not sample it, or that the ratio
+leaves out, gets a non-recording span, and nothing more is computed for it.
 
 With telemetry on it is the error interceptor too (a subclass of it, in its place, first
 of the server's interceptors), so every call goes through one wrapper rather than two,
@@ -16,9 +19,6 @@ built once per method: the span wraps the call as the others leave it and record
 code the caller gets, the domain error's own when a ShiftbossError becomes the call's
 status. The wrapper is shared by the method's calls, so each call's traceparent is read
 from its own servicer context.
-
-Every call pays for its span, so the span is made through shiftboss._spans, which skips
-the parts of the SDK's general path that decide nothing here.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from shiftboss._spans import Spans, read_traceparent
+from shiftboss._traceparent import read_traceparent
 from shiftboss.errors import ShiftbossError
 from shiftboss.services.interceptors import ErrorInterceptor, abort, checked
 from shiftboss.telemetry import Telemetry, is_traced
@@ -81,7 +81,6 @@ class TracingInterceptor(ErrorInterceptor):
     def __init__(self, tracer: Any) -> None:
         super().__init__()
         self.tracer = tracer
-        self.spans = Spans(tracer)
         propagators = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "")
         self._w3c_only = propagators in ("tracecontext,baggage", "baggage,tracecontext", "tracecontext")
         #: Attributes of each method, split once.
@@ -94,15 +93,14 @@ class TracingInterceptor(ErrorInterceptor):
             service, _, name = method.lstrip("/").partition("/")
             # The status code is OK until a failure says otherwise: no second write on success.
             attributes = self._attributes[method] = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name, CODE: 0}
-        carried, parent = self._parent(metadata) if metadata else (_EMPTY, None)
-        span = self.spans.start(method, parent, attributes, kind=SpanKind.SERVER)
+        carried = self._parent(metadata) if metadata else _EMPTY
+        span = self.tracer.start_span(method, context=carried, kind=SpanKind.SERVER, attributes=attributes)
         return span, otel_context.attach(trace.set_span_in_context(span, carried))
 
-    def _parent(self, metadata: Any) -> tuple[Any, Any]:
-        """(the caller's context, the caller's span in it or None). With the default
-        propagators (W3C trace context and baggage), a call that carries a traceparent and
-        nothing else is read directly: this runs for every call, and the general path costs
-        several times more."""
+    def _parent(self, metadata: Any) -> Any:
+        """The caller's context. With the default propagators (W3C trace context and
+        baggage), a call that carries a traceparent and nothing else is read directly: this
+        runs for every call, and the propagators' general path costs several times more."""
         if self._w3c_only:
             traceparent = None
             for key, value in metadata:
@@ -112,17 +110,17 @@ class TracingInterceptor(ErrorInterceptor):
                     break
             else:
                 if traceparent is None:
-                    return _EMPTY, None
+                    return _EMPTY
                 parent = read_traceparent(traceparent)
                 if parent is not None:  # None when it could not be read: the propagator decides then
-                    return _EMPTY, parent
-        carried = extract(dict(metadata))
-        parent = trace.get_current_span(carried).get_span_context()
-        return carried, parent if parent.is_valid else None
+                    return trace.set_span_in_context(trace.NonRecordingSpan(parent), _EMPTY)
+        return extract(dict(metadata))
 
     @staticmethod
     def _refused(span: Any, exc: ShiftbossError) -> None:
         """The call ends with the domain error's code (see ErrorInterceptor)."""
+        if not span.is_recording():
+            return
         code = grpc.StatusCode[exc.code]
         span.set_attribute(CODE, code.value[0])
         if code in SERVER_FAULTS:
@@ -130,6 +128,8 @@ class TracingInterceptor(ErrorInterceptor):
 
     @staticmethod
     def _failed(span: Any, context: Any, exc: BaseException) -> None:
+        if not span.is_recording():
+            return
         code = _status_of(context, exc)
         span.set_attribute(CODE, code.value[0])
         if code in SERVER_FAULTS:

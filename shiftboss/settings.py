@@ -102,6 +102,9 @@ class Settings:
     #: Telemetry: spans and metrics go over OTLP when the standard OTEL_EXPORTER_OTLP_*
     #: variables name an endpoint; this prints them on stderr as well (or alone).
     telemetry_console: bool = False
+    #: Share of traces the server and workers sample, 0 to 1, parent-based (a call whose
+    #: caller sampled it is sampled); empty: OTEL_TRACES_SAMPLER decides (default: all).
+    telemetry_sample_ratio: str = ""
     #: `text`, or `json`: one JSON object a line, with the current trace_id and span_id.
     log_format: str = "text"
 

@@ -17,18 +17,23 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
 from shiftboss.settings import Settings
 
+log = logging.getLogger("shiftboss.telemetry")
+
 __all__ = [
     "Telemetry",
     "configure",
+    "sampler",
     "active",
     "use",
     "current_traceparent",
@@ -115,17 +120,21 @@ def configure(settings: Settings, service_name: str, environ: dict[str, str] | N
     if not otlp and not settings.telemetry_console:
         return None
 
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+    except ImportError:
+        log.warning("telemetry is configured but the OpenTelemetry SDK is not installed: pip install 'shiftboss[telemetry]'")
+        return None
     from opentelemetry import metrics, trace
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
     resource = Resource.create(
         {"service.name": env.get("OTEL_SERVICE_NAME") or service_name, "service.version": _version()}
     )
-    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider = TracerProvider(resource=resource, sampler=sampler(settings, env))
     readers = []
     if otlp:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -145,6 +154,25 @@ def configure(settings: Settings, service_name: str, environ: dict[str, str] | N
     return _installed
 
 
+def sampler(settings: Settings, environ: Mapping[str, str]) -> Any:
+    """The sampler `telemetry_sample_ratio` asks for: parent-based, so a call whose caller
+    sampled it is sampled and one whose caller did not is not, and a root sampled at that
+    ratio. None (the SDK reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG) when the
+    setting is empty or OTEL_TRACES_SAMPLER is set: the standard variable wins."""
+    raw = settings.telemetry_sample_ratio.strip()
+    if not raw or environ.get("OTEL_TRACES_SAMPLER"):
+        return None
+    try:
+        ratio = float(raw)
+    except ValueError:
+        ratio = math.nan
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"setting SHIFTBOSS_TELEMETRY_SAMPLE_RATIO: {raw!r} is not a number from 0 to 1")
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    return ParentBased(TraceIdRatioBased(ratio))
+
+
 def active() -> Telemetry | None:
     """The telemetry in force: what `configure` (or `use`) installed, else the application's
     global providers when it set real ones, else None."""
@@ -159,8 +187,8 @@ def active() -> Telemetry | None:
     from opentelemetry import metrics
 
     meter_provider = metrics.get_meter_provider()
-    if isinstance(meter_provider, metrics.NoOpMeterProvider) or type(meter_provider).__name__ == "_ProxyMeterProvider":
-        meter_provider = None
+    if isinstance(meter_provider, metrics.NoOpMeterProvider):
+        meter_provider = None  # (the API's default stands in for a provider set later, and forwards to it)
     return Telemetry(provider, meter_provider)
 
 
@@ -210,9 +238,9 @@ def span_context_from_traceparent(traceparent: str) -> Any:
 
 @functools.cache
 def _remote_parts() -> tuple[Any, Any]:
-    """(how a traceparent is read, how one is written), from shiftboss._spans, imported
-    once telemetry is used."""
-    from shiftboss._spans import read_traceparent, traceparent
+    """(how a traceparent is read, how one is written), from shiftboss._traceparent,
+    imported once telemetry is used."""
+    from shiftboss._traceparent import read_traceparent, traceparent
 
     return read_traceparent, traceparent
 

@@ -1,20 +1,22 @@
 """The scheduler's spans and metrics beyond the RPC interceptors.
 
 A run is admitted and dispatched after CreateFlowRun has returned, so those steps cannot
-sit under the request's server span by nesting: the request's trace context is stored
-with the run (`FlowRunRow.traceparent`) and the admission and dispatch spans are started
-with it as parent. A run made by a schedule has no caller; its admission span is a root.
-The dispatch span's context travels to the worker in `Dispatch.traceparent`.
+sit under the request's server span by nesting. The request's trace context is stored
+with the run (`FlowRunRow.traceparent`) and sent to the worker in `Dispatch.traceparent`,
+so the worker's span of the run, and the flow's own spans, continue the caller's trace:
+one trace from the call that made the run to the flow that ran it, across restarts too.
 
-Only that context is needed while a run is sent. Its admission and dispatch spans and its
-latencies are made when the admission pass that dispatched it ends (`dispatched`), with
-those of every other run of the pass, before anything sent can be read: a pass sends tens
-of runs in a burst, and the SDK's code for a span or a histogram costs much less run tens
-of times in a row than once between other work. The spans are made through
-shiftboss._spans, which skips the parts of the SDK's general path that decide nothing here.
+An admission pass is one span, `admission`, with a link to each run it dispatched (the
+run's stored context, with its id, queue, worker, lease and wait as the link's
+attributes): a span per pass, not per run, since a pass sends tens of runs in a burst.
+The pass has no caller, so its span is a root, sampled as the tracer's sampler says
+(OTEL_TRACES_SAMPLER, or `SHIFTBOSS_TELEMETRY_SAMPLE_RATIO`); its links and attributes are
+made only when it is recording. A run a schedule made has no caller either: its
+`Dispatch.traceparent` is the pass's span.
 
-Exists only when telemetry is on (`observe` returns None otherwise), so the dispatch path
-checks one attribute and does nothing more.
+Everything goes through OpenTelemetry's public API. Exists only when telemetry is on
+(`observe` returns None otherwise), so the dispatch path checks one attribute and does
+nothing more.
 
 Metrics (attributes `shiftboss.pool`, `shiftboss.queue`):
   shiftboss.runs.queued              gauge   runs waiting in a queue (SCHEDULED, in the core)
@@ -34,7 +36,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import operator
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -46,12 +47,11 @@ from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
-from shiftboss._histograms import Histograms
-from shiftboss._spans import Spans, read_traceparent, span_context
-from shiftboss.telemetry import Telemetry, traceparent_of
+from shiftboss._traceparent import read_traceparent, traceparent
 from shiftboss.services.gauges import LoopReading
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
+from shiftboss.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from shiftboss.services.scheduler.service import SchedulerService
@@ -60,28 +60,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("shiftboss.scheduler")
 POOL, QUEUE, STATE = "shiftboss.pool", "shiftboss.queue", "shiftboss.state"
 RUN, WAITED, DUE = "shiftboss.run.id", "shiftboss.admission.waited_seconds", "shiftboss.admission.due_seconds"
-WORKER, LEASE = "shiftboss.worker", "shiftboss.lease"
+WORKER, LEASE, RUNS = "shiftboss.worker", "shiftboss.lease", "shiftboss.admission.runs"
 #: Seconds: from a millisecond push to a run that waited an hour for a slot.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 
-#: How many callers' contexts are kept for runs not yet dispatched (see caller_traceparent).
-CALLERS = 10_000
-#: How many attributes the admission and dispatch spans carry.
-ADMISSION_ATTRIBUTES, DISPATCH_ATTRIBUTES = 5, 2
-
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-#: What the dispatch's telemetry reads of a run.
-_FIELDS = ("pool", "queue", "id", "worker", "lease", "created", "scheduled_start", "traceparent")
-_read_row, _read_object = operator.itemgetter(*_FIELDS), operator.attrgetter(*_FIELDS)
-
-
-def _fields(run: Any) -> tuple[Any, ...]:
-    """The run's `_FIELDS`. A leased run is a SQLAlchemy Row (runs.lease), whose mapping
-    reads ten times faster than its attributes."""
-    mapping = getattr(run, "_mapping", None)
-    return _read_object(run) if mapping is None else _read_row(mapping)
 
 
 def _ns(moment: datetime) -> int:
@@ -93,11 +76,6 @@ def _latencies(admitted: datetime, created: datetime, due: datetime) -> tuple[fl
     if created.tzinfo is None:  # as SQLite hands them back: UTC
         admitted = admitted.replace(tzinfo=None)
     return (admitted - created).total_seconds(), (admitted - due).total_seconds()
-
-
-def _admission(pool: str, queue: str, run_id: str, waited: float, early: float) -> dict[str, Any]:
-    """The admission span's attributes."""
-    return {POOL: pool, QUEUE: queue, RUN: run_id, WAITED: waited, DUE: early}
 
 
 @dataclass(slots=True, frozen=True)
@@ -114,31 +92,26 @@ class SchedulerTelemetry:
     def __init__(self, service: SchedulerService, telemetry: Telemetry) -> None:
         self.service = service
         self.tracer = telemetry.tracer("shiftboss.scheduler")
-        self.spans = Spans(self.tracer)
         meter = telemetry.meter("shiftboss.scheduler")
         latency = functools.partial(meter.create_histogram, unit="s", explicit_bucket_boundaries_advisory=LATENCY_BUCKETS)
-        self.since_created = Histograms(
-            latency("shiftboss.dispatch.since_created", description="Time from a run's creation to its dispatch to a worker")
+        self.since_created = latency(
+            "shiftboss.dispatch.since_created", description="Time from a run's creation to its dispatch to a worker"
         )
-        self.since_due = Histograms(
-            latency(
-                "shiftboss.dispatch.since_due",
-                description="Time from a run's scheduled start to its dispatch (0 for a run dispatched ahead, in a worker's prefetch)",
-            )
+        self.since_due = latency(
+            "shiftboss.dispatch.since_due",
+            description="Time from a run's scheduled start to its dispatch (0 for a run dispatched ahead, in a worker's prefetch)",
         )
         #: Runs that reached each final state, by (pool, queue, state), for the counter below.
         self.finished: dict[tuple[str, str, str], int] = {}
         meter.create_observable_counter(
             "shiftboss.runs.finished", [self._finished], unit="{run}", description="Runs that reached a final state, by state"
         )
-        #: The callers' contexts of runs created here and not yet dispatched, by their
-        #: traceparent, oldest first (at most CALLERS).
-        self._callers: dict[str, Any] = {}
         #: Metric attributes of each (pool, queue), made once.
         self._where: dict[tuple[str, str], dict[str, str]] = {}
-        #: Runs dispatched in this admission pass so far: (pool, queue, run id, worker, lease,
-        #: created, scheduled start, admitted, the admission span's parent, the admission and
-        #: dispatch spans, leased, sent), the spans None where they are made already.
+        #: The span of the admission pass under way, made at its first dispatch.
+        self._pass: Any = None
+        #: Runs dispatched in this admission pass so far: (pool, queue, run id, worker,
+        #: lease, created, scheduled start, admitted, the run's stored context).
         self._pending: list[tuple[Any, ...]] = []
         self.occupancy: LoopReading[Occupancy] = LoopReading(read=self._occupancy, readers=5)  # the five gauges below
         meter.create_observable_gauge(
@@ -163,77 +136,58 @@ class SchedulerTelemetry:
 
     # ---------------------------------------------------------------- runs
 
-    def caller_traceparent(self, slot: str | None) -> str:
-        """The context a new run keeps: its caller's; none for a run a schedule made.
-
-        Kept here too, by its text, for the run's admission span: most runs are dispatched
-        by this process soon after, and a context looked up costs a tenth of one read back
-        from its text (which is what a run created before a restart, or long before,
-        gets)."""
+    @staticmethod
+    def caller_traceparent(slot: str | None) -> str:
+        """The context a new run keeps: its caller's; none for a run a schedule made."""
         if slot:
             return ""
         caller = trace.get_current_span().get_span_context()
-        if not caller.is_valid:
-            return ""
-        text = traceparent_of(caller)
-        callers = self._callers
-        callers[text] = span_context(caller.trace_id, caller.span_id, True, caller.trace_flags)  # as read back
-        if len(callers) > CALLERS:
-            del callers[next(iter(callers))]  # the oldest
-        return text
+        return traceparent(caller) if caller.is_valid else ""
 
     def dispatching(self, run: Any, message: scheduler_pb2.Dispatch, admitted: datetime) -> None:
-        """A leased run about to be pushed: the context of its dispatch span goes in the
-        message for the worker now; its spans and latencies are made by `dispatched`, with
-        those of the rest of the admission pass."""
+        """A leased run about to be pushed. Its message keeps its caller's context; a run
+        with none (a schedule made it) is sent as part of the pass's span. The pass's span
+        and the run's latencies are made by `dispatched`, at the end of the pass."""
         try:
-            leased = time.time_ns()
-            spans = self.spans
-            pool, queue, run_id, worker, lease, created, due, traceparent = _fields(run)
-            parent = self._callers.pop(traceparent, None) or (read_traceparent(traceparent) if traceparent else None)
-            admission = spans.child(parent, ADMISSION_ATTRIBUTES)
-            dispatch = None if admission is None else spans.child(admission, DISPATCH_ATTRIBUTES)
-            if dispatch is None:  # the tracer makes these spans: now, and with no pause between
-                waited, early = _latencies(admitted, created, due)
-                attributes = _admission(pool, queue, run_id, waited, early)
-                admission = spans.finished("admission", parent, attributes, _ns(admitted), leased)
-                dispatch = spans.finished("dispatch", admission, {WORKER: worker, LEASE: lease}, leased, time.time_ns())
-                self._pending.append((pool, queue, run_id, worker, lease, created, due, admitted, None, None, None, 0, 0))
-            else:
-                sent = time.time_ns()
-                self._pending.append((pool, queue, run_id, worker, lease, created, due, admitted, parent, admission, dispatch, leased, sent))
-            message.traceparent = traceparent_of(dispatch)
+            if self._pass is None:
+                self._pass = self.tracer.start_span("admission", start_time=_ns(admitted))
+            stored = run.traceparent
+            if not stored:
+                context = self._pass.get_span_context()
+                if context.is_valid:
+                    message.traceparent = traceparent(context)
+            self._pending.append((run.pool, run.queue, run.id, run.worker, run.lease, run.created, run.scheduled_start, admitted, stored))
         except Exception:  # telemetry must never stop a run from going out
             log.exception("telemetry of the dispatch of flow run %s failed", run.id)
 
     def dispatched(self) -> None:
-        """The spans and latencies of the runs `dispatching` was told of since last time, made
-        together at the end of an admission pass: a pass sends tens of runs in a burst, and
-        the SDK's code for a span or a histogram costs much less run many times in a row
-        than once between other work."""
+        """End the pass's span, with a link to each run it sent, and record the runs'
+        latencies."""
         pending, self._pending = self._pending, []
+        span, self._pass = self._pass, None
         if not pending:
             return
         try:
-            emit = self.spans.emit
-            latencies = []
-            last = started = None
-            for pool, queue, run_id, worker, lease, created, due, admitted, parent, admission, dispatch, leased, sent in pending:
-                if admitted is not last:  # one pass, one admission time
-                    last, started = admitted, _ns(admitted)
+            recording = span is not None and span.is_recording()
+            for pool, queue, run_id, worker, lease, created, due, admitted, stored in pending:
                 key = (pool, queue)
                 where = self._where.get(key)
                 if where is None:
                     where = self._where[key] = {POOL: pool, QUEUE: queue}
                 waited, early = _latencies(admitted, created, due)
-                latencies.append((key, where, waited, early))
-                if dispatch is not None:  # made by `dispatching` otherwise
-                    emit("admission", admission, parent, _admission(pool, queue, run_id, waited, early), started, leased)
-                    emit("dispatch", dispatch, admission, {WORKER: worker, LEASE: lease}, leased, sent)
-            self.since_created.record_many((key, where, max(0.0, waited)) for key, where, waited, _ in latencies)
-            self.since_due.record_many((key, where, max(0.0, early)) for key, where, _, early in latencies)
+                self.since_created.record(max(0.0, waited), where)
+                self.since_due.record(max(0.0, early), where)
+                if recording:
+                    caller = read_traceparent(stored) if stored else None
+                    if caller is not None:
+                        span.add_link(caller, {RUN: run_id, QUEUE: queue, WORKER: worker, LEASE: lease, WAITED: waited, DUE: early})
+            if recording:
+                span.set_attributes({POOL: pending[0][0], RUNS: len(pending)})
         except Exception:  # nor from being recorded as sent
             log.exception("telemetry of the dispatch of %d flow runs failed", len(pending))
+        finally:
+            if span is not None:
+                span.end()
 
     def span(self, name: str) -> tuple[Any, object]:
         """A span of the scheduler's own, made current: (span, token to detach)."""

@@ -29,6 +29,8 @@ class Span:
     parent_id: str
     kind: int
     attributes: dict[str, Any]
+    #: (trace id, span id, attributes) of each link
+    links: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
 
 def _value(any_value: Any) -> Any:
@@ -60,6 +62,7 @@ class Collector:
                 Span(
                     _service(rs.resource), s.name, s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(), s.kind,
                     {a.key: _value(a.value) for a in s.attributes},
+                    [(link.trace_id.hex(), link.span_id.hex(), {a.key: _value(a.value) for a in link.attributes}) for link in s.links],
                 )
                 for rs in request.resource_spans
                 for ss in rs.scope_spans

@@ -21,7 +21,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 from shiftboss import errors, telemetry
 from shiftboss.client import AsyncClient
 from shiftboss.services.mesh import Mesh
-from shiftboss.services.scheduler import telemetry as scheduler_telemetry
 from shiftboss.settings import Settings
 from shiftboss.stream import WorkerStream
 from shiftboss.v1 import scheduler_pb2
@@ -109,7 +108,19 @@ def traceparent(span: ReadableSpan) -> str:
     return f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-{int(span.context.trace_flags):02x}"
 
 
-async def test_a_run_is_one_trace_from_the_caller_to_its_dispatch(otel: Otel, traced_mesh: Mesh) -> None:
+def linking(otel: Otel, served: ReadableSpan) -> tuple[ReadableSpan, Any]:
+    """The one admission span with a link to `served` (a CreateFlowRun's server span), and that link."""
+    found = [
+        (span, link)
+        for span in otel.finished("admission")
+        for link in span.links
+        if link.context.span_id == served.context.span_id and link.context.trace_id == served.context.trace_id
+    ]
+    assert len(found) == 1, f"{len(found)} admission spans link to the run's creation"
+    return found[0]
+
+
+async def test_a_run_is_one_trace_from_the_caller_to_the_worker(otel: Otel, traced_mesh: Mesh) -> None:
     async with AsyncClient(traced_mesh.settings.api_address, timeout=10) as client:
         await client.create_work_pool("etl", "process")
         await client.create_deployment("nightly", "etl", "flows/etl.py:run")
@@ -126,29 +137,30 @@ async def test_a_run_is_one_trace_from_the_caller_to_its_dispatch(otel: Otel, tr
     served = otel.one(CREATE, SpanKind.SERVER, trace_id)
     render = otel.one("render", trace_id=trace_id)
     rendered = otel.one(RENDER, SpanKind.SERVER, trace_id)
-    admission = otel.one("admission", trace_id=trace_id)
-    dispatched = otel.one("dispatch", trace_id=trace_id)
     assert sent.parent.span_id == caller.get_span_context().span_id
     assert served.parent.span_id == sent.context.span_id
     assert render.parent.span_id == served.context.span_id
     assert rendered.parent.span_id == render.context.span_id
-    assert admission.parent.span_id == served.context.span_id and admission.parent.is_remote
-    assert dispatched.parent.span_id == admission.context.span_id
-    assert dispatch.traceparent == traceparent(dispatched)
+    # The worker continues the caller's trace: its run span is a child of the creation.
+    assert dispatch.traceparent == traceparent(served)
 
     assert served.attributes["rpc.service"] == "shiftboss.v1.SchedulerService"
     assert served.attributes["rpc.method"] == "CreateFlowRun"
     assert served.attributes["rpc.grpc.status_code"] == 0
+    admission, link = linking(otel, served)
+    assert admission.parent is None  # a pass has no caller: a root, sampled on its own
     assert admission.attributes["shiftboss.pool"] == "etl"
-    assert admission.attributes["shiftboss.queue"] == "default"
-    assert admission.attributes["shiftboss.run.id"] == run.id
-    assert admission.attributes["shiftboss.admission.waited_seconds"] >= 0
-    assert dispatched.attributes["shiftboss.worker"] == "etl/w1"
+    assert admission.attributes["shiftboss.admission.runs"] == 1
+    assert link.attributes["shiftboss.run.id"] == run.id
+    assert link.attributes["shiftboss.queue"] == "default"
+    assert link.attributes["shiftboss.worker"] == "etl/w1"
+    assert link.attributes["shiftboss.lease"] == dispatch.lease
+    assert link.attributes["shiftboss.admission.waited_seconds"] >= 0
 
 
-async def test_admission_continues_the_creating_request_after_a_restart(otel: Otel, settings: Settings) -> None:
+async def test_a_run_created_before_a_restart_keeps_its_callers_trace(otel: Otel, settings: Settings) -> None:
     """The context is stored with the run, not held in memory: a run created before a
-    restart is admitted afterwards as part of its creator's trace."""
+    restart is dispatched afterwards as part of its creator's trace."""
     mesh = await start_mesh(settings)
     try:
         async with AsyncClient(mesh.settings.api_address, timeout=10) as client:
@@ -172,17 +184,12 @@ async def test_admission_continues_the_creating_request_after_a_restart(otel: Ot
         await mesh.stop(0)
         await close_abandoned_connections()
     assert dispatch.run == run.id
-    admission = otel.one("admission")
-    assert admission.context.trace_id == served.context.trace_id
-    assert admission.parent.span_id == served.context.span_id and admission.parent.is_remote
+    assert dispatch.traceparent == traceparent(served)
+    _, link = linking(otel, served)
+    assert link.attributes["shiftboss.run.id"] == run.id
 
 
-async def test_runs_past_the_kept_contexts_still_continue_their_callers(
-    otel: Otel, traced_mesh: Mesh, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The scheduler keeps the callers' contexts of at most CALLERS waiting runs; the runs
-    whose context it dropped read it back from the text stored with them."""
-    monkeypatch.setattr(scheduler_telemetry, "CALLERS", 2)
+async def test_one_admission_span_for_a_pass_links_every_run_it_sent(otel: Otel, traced_mesh: Mesh) -> None:
     async with AsyncClient(traced_mesh.settings.api_address, timeout=10) as client:
         await client.create_work_pool("etl", "process")
         await client.create_deployment("nightly", "etl", "flows/etl.py:run")
@@ -196,13 +203,16 @@ async def test_runs_past_the_kept_contexts_still_continue_their_callers(
         dispatched = {(await next_message(worker, "dispatch")).run for _ in runs}
         await worker.close()
     assert dispatched == {run.id for run in runs}
-    for caller in callers:
+    (admission,) = otel.finished("admission")  # the worker's arrival admits all five at once
+    assert admission.attributes["shiftboss.admission.runs"] == 5
+    linked = {link.attributes["shiftboss.run.id"]: link.context for link in admission.links}
+    assert set(linked) == dispatched
+    for caller, run in zip(callers, runs):
         served = otel.one(CREATE, SpanKind.SERVER, caller.trace_id)
-        admission = otel.one("admission", trace_id=caller.trace_id)
-        assert admission.parent.span_id == served.context.span_id and admission.parent.is_remote
+        assert linked[run.id].span_id == served.context.span_id
 
 
-async def test_a_run_made_by_a_schedule_is_a_trace_of_its_own(otel: Otel, traced_mesh: Mesh) -> None:
+async def test_a_run_made_by_a_schedule_is_part_of_its_admission_pass(otel: Otel, traced_mesh: Mesh) -> None:
     async with AsyncClient(traced_mesh.settings.api_address, timeout=10) as client:
         await client.create_work_pool("etl", "process")
         # The schedule's first run is an hour ahead: within this worker's prefetch.
@@ -212,10 +222,54 @@ async def test_a_run_made_by_a_schedule_is_a_trace_of_its_own(otel: Otel, traced
         dispatch = await next_message(worker, "dispatch")
         await worker.close()
     admission = otel.one("admission")
-    dispatched = otel.one("dispatch")
     assert admission.parent is None
-    assert dispatched.parent.span_id == admission.context.span_id
-    assert dispatch.traceparent == traceparent(dispatched)
+    assert not admission.links  # no caller to link to
+    assert dispatch.traceparent == traceparent(admission)
+
+
+@pytest.fixture
+def sampled_by_callers_only() -> Iterator[Otel]:
+    """Telemetry as `telemetry_sample_ratio` 0 would install it (parent-based): only what a
+    sampled caller asks for is recorded."""
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)))
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    installed = telemetry.Telemetry(tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    with telemetry.use(installed):
+        yield Otel(installed, spans, InMemoryMetricReader())
+    tracer_provider.shutdown()
+    installed.meter_provider.shutdown()
+
+
+async def test_sampling_follows_the_caller_and_the_ratio(sampled_by_callers_only: Otel, settings: Settings) -> None:
+    otel = sampled_by_callers_only
+    always = TracerProvider().get_tracer("caller")  # an application that samples everything
+    mesh = await start_mesh(settings)
+    try:
+        async with AsyncClient(mesh.settings.api_address, timeout=10) as client:
+            await client.create_work_pool("etl", "process")
+            await client.create_deployment("nightly", "etl", "flows/etl.py:run")
+            worker = WorkerStream(client, scheduler_pb2.Hello(name="w1", pool="etl", limit=2))
+            await worker.open()
+            left_out = await client.create_flow_run("nightly")  # a root at ratio 0: not sampled
+            with always.start_as_current_span("caller") as caller:
+                kept = await client.create_flow_run("nightly")
+            sent = {}
+            for _ in range(2):
+                message = await next_message(worker, "dispatch")
+                sent[message.run] = message
+            await worker.close()
+    finally:
+        await mesh.stop(0)
+        await close_abandoned_connections()
+    served = otel.finished(CREATE, SpanKind.SERVER)
+    assert [s.context.trace_id for s in served] == [caller.get_span_context().trace_id]  # the sampled caller's only
+    assert not otel.finished("admission")  # passes are roots: ratio 0 samples none
+    assert sent[kept.id].traceparent == traceparent(served[0])
+    # Carried, unsampled, so the worker does not sample it either.
+    assert sent[left_out.id].traceparent and not int(sent[left_out.id].traceparent[-2:], 16) & 1
 
 
 async def test_rpc_spans_record_the_status_the_caller_got(otel: Otel, traced_mesh: Mesh) -> None:
@@ -336,10 +390,10 @@ async def test_worker_traces_each_run_and_counts_reconnects(otel: Otel, traced_m
             await asyncio.wait_for(serving, 20)
 
     assert await otel.values("shiftboss.worker.reconnects") == {(("shiftboss.pool", "etl"), ("shiftboss.worker", "w1")): 1}
-    dispatched = otel.one("dispatch")
+    served = otel.one(CREATE, SpanKind.SERVER)
     ran = otel.one("run nightly", SpanKind.CONSUMER)
-    assert ran.parent.span_id == dispatched.context.span_id
-    assert ran.context.trace_id == dispatched.context.trace_id
+    assert ran.parent.span_id == served.context.span_id  # the run's creation, through Dispatch.traceparent
+    assert ran.context.trace_id == served.context.trace_id
     assert ran.attributes["shiftboss.run.id"] == run.id
     assert ran.attributes["shiftboss.state"] == "COMPLETED"
     assert ran.status.status_code == StatusCode.UNSET

@@ -89,3 +89,14 @@ def test_core_imports_no_grpc_at_runtime() -> None:
     code = "import sys, shiftboss.core; bad=[m for m in sys.modules if m.split('.')[0] in ('grpc','sqlalchemy')]; print(bad); sys.exit(1 if bad else 0)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_opentelemetry_is_used_through_its_public_api_only() -> None:
+    """No module, and no name, of OpenTelemetry whose name starts with an underscore: those
+    change or vanish in any release, and silently skew what is exported."""
+    private = []
+    for module, path in modules():
+        for name in imported(path):
+            if name.split(".")[0] == "opentelemetry" and any(part.startswith("_") for part in name.split(".")):
+                private.append(f"{module} -> {name}")
+    assert not private
