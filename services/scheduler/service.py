@@ -236,8 +236,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if not self.dispatcher.knows_queue(deployment.pool, queue):
             raise NotFound(f"work queue {queue!r} not found in work pool {deployment.pool!r}", field="queue")
         created = now_utc()
+        run_id = new_id()
         return FlowRunDraft(
-            id=new_id(),
+            id=run_id,
             name=run_store.run_name(),
             deployment_id=deployment.id,
             deployment=deployment.name,
@@ -251,7 +252,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             state=states.SCHEDULED,
             created=created,
             slot=slot,
-            traceparent=self.observer.caller_traceparent(slot) if self.observer else "",
+            traceparent=self.observer.caller_traceparent(slot, run_id) if self.observer else "",
         )
 
     def to_proto(self, run: FlowRunRow | FlowRunDraft, history: list[Any] | None = None) -> scheduler_pb2.FlowRun:
