@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
 
@@ -415,3 +416,27 @@ async def test_watch_ends_when_a_waiting_run_is_deleted_with_its_deployment(clie
         await anext(events)
     with pytest.raises(errors.NotFound):
         await client.get_flow_run(run.id)
+
+
+async def test_runs_blocked_behind_a_limit_wait_without_admission_passes(mesh: Mesh, client: AsyncClient, pool: str) -> None:
+    """A due run held back by a queue limit waits for the slot to free, not in a loop of
+    admission passes: with a worker that has free slots and 200 runs blocked, the
+    scheduler is idle."""
+    dispatcher = next(s for s in mesh.services if s.name == "scheduler").dispatcher
+    await client.create_work_queue("one", pool, concurrency_limit=1)
+    await client.create_deployment("limited", pool, FLOW, queue="one")
+    async with worker(client, "w1", pool, limit=10) as stream:
+        first = await client.create_flow_run("limited")
+        dispatch = await next_dispatch(stream)
+        assert dispatch.run == first.id
+        stream.ack(dispatch)
+        stream.started(dispatch.run, dispatch.lease)  # it holds the queue's one slot
+        await wait_state(client, first.id, "RUNNING")
+        for _ in range(200):
+            await client.create_flow_run("limited")
+        await nothing_dispatched(stream, within=0.3)  # every later run is made, and held back
+        passes = dispatcher.pools[pool].turn
+        cpu = time.process_time()
+        await asyncio.sleep(1.0)  # the window in which a busy loop would show
+        passes, spent = dispatcher.pools[pool].turn - passes, time.process_time() - cpu
+    assert passes <= 2, f"{passes} admission passes in 1 s ({spent:.2f} s of CPU) while every run waited for a slot"
