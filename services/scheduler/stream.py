@@ -193,14 +193,23 @@ class StreamHandler:
                 session.send(
                     Message(refused=scheduler_pb2.Refused(run=run_id, reason="this worker no longer holds the run", lease=lease))
                 )
-        # Runs the database gives this worker but that it did not claim: not started, so back they go.
+        # Runs the database gives this worker but that it did not claim: not started, so they are
+        # sent again; started, by a process of this worker that is gone (it was restarted under
+        # the same name), so they are settled now rather than left RUNNING for good.
         claimed = set(holding)
         for run in held:
-            if run.id not in claimed and run.state == states.PENDING and run.started is None:
+            if run.id in claimed:
+                continue
+            if run.state == states.PENDING and run.started is None:
                 session.held.add(run.seq)
                 from shiftboss.services.scheduler.dispatch import dispatch_message
 
                 session.send(Message(dispatch=dispatch_message(run)))
+                continue
+            target = states.CANCELLED if run.state == states.CANCELLING else states.CRASHED
+            reason = f"worker {session.name} reconnected without it: the process that ran it is gone"
+            with contextlib.suppress(ShiftbossError):  # changed meanwhile: then it is settled already
+                await self.service.change_state(run.id, target, lease=run.lease, worker=session.key, message=reason)
 
     # ------------------------------------------------------------ reading
 
