@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from shiftboss import telemetry
 from shiftboss.channels import open_aio_channel, read_pem
 from shiftboss.errors import error_for_code
+from shiftboss.services.absent import AbsentServices
 from shiftboss.services.auth import MESH_HEADER, AuthInterceptor, Authenticator
 from shiftboss.services.db import Database, has_migrations, open_database, release_database
 from shiftboss.services.interceptors import ErrorInterceptor
@@ -254,6 +255,7 @@ class Mesh:
             service: Service = module.build(self)
             service.register(self.server)
             self.services.append(service)
+        self.server.add_generic_rpc_handlers((AbsentServices(self.names, f"{shown}:{self.port}", self.settings),))
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
         full_names = [s.full_name for s in self.services]
