@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from shiftboss.cli.output import Refusal
+from shiftboss.cli.telemetry import configure_telemetry
 from shiftboss.errors import ShiftbossError
 from shiftboss.settings import load_settings
 
@@ -62,7 +63,6 @@ def start(host: str | None, port: int | None, services: tuple[str, ...], auth: b
     from shiftboss._json_logs import configure_logging
     from shiftboss.services.db import NotAtHead
     from shiftboss.services.mesh import Mesh
-    from shiftboss.telemetry import configure
 
     settings = load_settings(host=host, port=port, auth=auth, insecure=insecure)
     try:
@@ -71,7 +71,7 @@ def start(host: str | None, port: int | None, services: tuple[str, ...], auth: b
         raise click.ClickException(str(exc)) from None
     if settings.insecure and not (settings.auth or settings.tls_client_ca_file):
         click.echo("WARNING: --insecure: no API keys and no client certificates; anyone who reaches this port can run code on your workers", err=True)
-    telemetry = configure(settings, "shiftboss-server")
+    telemetry = configure_telemetry(settings, "shiftboss-server")
 
     async def run() -> None:
         try:
