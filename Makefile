@@ -9,9 +9,9 @@ STAMP  := $(VENV)/.installed
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall when the build inputs change (dependencies, the Cython core).
-$(STAMP): $(PY) pyproject.toml setup.py core/_admission.pyx
-	$(PY) -m pip install --quiet -e '.[dev]'
+# Reinstall when the build inputs change (dependencies, their pinned versions, the Cython core).
+$(STAMP): $(PY) pyproject.toml setup.py constraints.txt core/_admission.pyx
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -25,7 +25,9 @@ from grpc_reflection.v1alpha import reflection
 from shiftboss import telemetry
 from shiftboss.channels import open_aio_channel, read_pem
 from shiftboss.errors import error_for_code
+from shiftboss.services.absent import AbsentServices
 from shiftboss.services.auth import MESH_HEADER, AuthInterceptor, Authenticator
+from shiftboss.services.db import Database, has_migrations, open_database, release_database
 from shiftboss.services.interceptors import ErrorInterceptor
 from shiftboss.services.limits import DocumentLimitInterceptor
 from shiftboss.services.tracing import server_interceptors
@@ -202,10 +204,35 @@ class Mesh:
             )
         log.warning("serving %s with neither auth nor client certificates (--insecure): anyone who reaches it can use it", host)
 
+    async def migrate(self) -> list[Database]:
+        """Bring every database of this process's services to its head revision, before the
+        server listens: a database it cannot bring there (NotAtHead) stops the start, rather
+        than a server that answers every call with a missing table. The databases are
+        returned open, so the services that open them next share them (and their upgrade)."""
+        opened: list[Database] = []
+        try:
+            for name in self.names:
+                if has_migrations(name):
+                    opened.append(open_database(self.settings.database_url_for(name)))
+                    await opened[-1].upgrade(name)
+        except BaseException:
+            for db in opened:
+                await release_database(db)
+            raise
+        return opened
+
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         host = host or self.settings.host
         port = self.settings.port if port is None else port
         self._refuse_exposed(host)
+        migrated = await self.migrate()
+        try:
+            return await self._serve(host, port)
+        finally:
+            for db in migrated:
+                await release_database(db)
+
+    async def _serve(self, host: str, port: int) -> int:
         self.server = aio.server(
             interceptors=self._interceptors(),
             options=[
@@ -228,6 +255,7 @@ class Mesh:
             service: Service = module.build(self)
             service.register(self.server)
             self.services.append(service)
+        self.server.add_generic_rpc_handlers((AbsentServices(self.names, f"{shown}:{self.port}", self.settings),))
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
         full_names = [s.full_name for s in self.services]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -14,6 +15,8 @@ from shiftboss.services.heartbeats.models import WorkerRow
 
 #: Heartbeats a worker may miss before it is OFFLINE.
 MISSED_BEATS = 3
+#: Longest heartbeat interval accepted: far beyond any real one, and its deadline stays a date.
+MAX_HEARTBEAT_SECONDS = 365 * 24 * 3600.0
 _NAMESPACE = uuid.UUID("6f1c1d7e-3f6b-4c59-9a55-5b1f0f6a9d10")
 
 
@@ -48,8 +51,12 @@ async def record(session: AsyncSession, beats: list[Beat]) -> list[WorkerRow]:
     for beat in beats:
         if not beat.name or not beat.pool:
             raise InvalidArgument("beats: every beat needs a worker name and a pool", field="beats")
-        if beat.heartbeat_seconds <= 0:
-            raise InvalidArgument(f"beats.heartbeat_seconds: must be positive, got {beat.heartbeat_seconds}", field="beats")
+        if not (math.isfinite(beat.heartbeat_seconds) and 0 < beat.heartbeat_seconds <= MAX_HEARTBEAT_SECONDS):
+            # NaN passed a plain `<= 0` check and reached the NOT NULL column as NULL.
+            raise InvalidArgument(
+                f"beats.heartbeat_seconds: must be a positive number of seconds, at most a year, got {beat.heartbeat_seconds}",
+                field="beats",
+            )
         key = worker_id(beat.pool, beat.name)
         worker = await session.get(WorkerRow, key)
         if worker is None:
