@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import math
 import os
 import sys
@@ -27,8 +26,6 @@ from importlib import metadata
 from typing import Any
 
 from shiftboss.settings import Settings
-
-log = logging.getLogger("shiftboss.telemetry")
 
 __all__ = [
     "Telemetry",
@@ -130,8 +127,8 @@ def build(settings: Settings, service_name: str, environ: Mapping[str, str] | No
     """The providers `configure` installs, made but not installed.
 
     None when OTLP is not configured and the console exporter is off, or when
-    `OTEL_SDK_DISABLED=true`, or when the OpenTelemetry SDK is not installed (said once in
-    the log). `OTEL_SERVICE_NAME` overrides `service_name`; every other `OTEL_*` variable
+    `OTEL_SDK_DISABLED=true`; ModuleNotFoundError when it is but the OpenTelemetry SDK is
+    not installed (shiftboss[telemetry]). `OTEL_SERVICE_NAME` overrides `service_name`; every other `OTEL_*` variable
     means what the OpenTelemetry SDK says."""
     env = os.environ if environ is None else environ
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
@@ -140,14 +137,10 @@ def build(settings: Settings, service_name: str, environ: Mapping[str, str] | No
     if not otlp and not settings.telemetry_console:
         return None
 
-    try:
-        from opentelemetry.sdk.trace import TracerProvider
-    except ImportError:
-        log.warning("telemetry is configured but the OpenTelemetry SDK is not installed: pip install 'shiftboss[telemetry]'")
-        return None
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
     resource = Resource.create(
