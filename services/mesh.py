@@ -147,6 +147,7 @@ class Mesh:
         #: Tracing and metrics, or None when off (then nothing is installed).
         self.telemetry = telemetry.active()
         self._health: health.aio.HealthServicer | None = None
+        self._readiness: asyncio.Task[None] | None = None
         self.authenticator: Authenticator | None = None
         if settings.auth:
             token = settings.mesh_token
@@ -260,17 +261,34 @@ class Mesh:
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
         full_names = [s.full_name for s in self.services]
         reflection.enable_server_reflection([*full_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+        for full in ["", *full_names]:  # until each service is ready (see _report_ready)
+            await health_servicer.set(full, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._health = health_servicer
         await self.server.start()
         for service in self.services:
             await service.start()
-        for full in ["", *full_names]:
-            await health_servicer.set(full, health_pb2.HealthCheckResponse.SERVING)
-        self._health = health_servicer
+        if all(getattr(service, "ready", None) is None or service.ready.is_set() for service in self.services):
+            await self._report_ready(health_servicer)
+        else:  # the scheduler waited long for its peers: SERVING once it has them
+            self._readiness = asyncio.create_task(self._report_ready(health_servicer))
         log.info("serving %s on %s:%d", ", ".join(self.names), host, self.port)
         return self.port
 
+    async def _report_ready(self, health_servicer: health.aio.HealthServicer) -> None:
+        """Each service SERVING once it is ready (the scheduler when it has loaded its pools
+        and runs, which needs its peers), and the server as a whole once all are; a probe
+        sees NOT_SERVING before, and again from the moment the server starts stopping."""
+        for service in self.services:
+            ready = getattr(service, "ready", None)
+            if ready is not None:
+                await ready.wait()
+            await health_servicer.set(service.full_name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+
     async def stop(self, grace: float | None = None) -> None:
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        if self._readiness is not None:
+            self._readiness.cancel()
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         for service in reversed(self.services):

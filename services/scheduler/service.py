@@ -433,12 +433,16 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         return scheduler_pb2.ApplyDeploymentsResponse(applied=applied)
 
     async def _set_paused(self, name: str, paused: bool) -> scheduler_pb2.Deployment:
+        """Pausing removes the runs its schedules made that have not gone out (runs made by
+        hand stay); resuming makes them again, as Prefect does."""
         async with self.db.transaction() as session:
             row = await deployments.get(session, name)
+            dropped = await deployments.drop_schedule_runs(session, row) if paused and not row.paused else []
             row.paused = paused
             row.updated = now_utc()
             await session.flush()
             reply = deployment_to_proto(row)
+        self.forget_runs(dropped, "its deployment was paused")
         self.schedules_due.set()
         return reply
 

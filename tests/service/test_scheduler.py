@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import asynccontextmanager
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -440,3 +440,38 @@ async def test_runs_blocked_behind_a_limit_wait_without_admission_passes(mesh: M
         await asyncio.sleep(1.0)  # the window in which a busy loop would show
         passes, spent = dispatcher.pools[pool].turn - passes, time.process_time() - cpu
     assert passes <= 2, f"{passes} admission passes in 1 s ({spent:.2f} s of CPU) while every run waited for a slot"
+
+
+async def test_pausing_a_deployment_removes_its_scheduled_runs_and_resuming_makes_them_again(settings: Settings) -> None:
+    """Prefect's deployment pause: the runs its schedules made that have not gone out are
+    removed (runs made by hand stay); resume makes the schedule's runs again."""
+    mesh = Mesh(settings.replace(port=0, schedule_horizon_seconds=600))
+    port = await mesh.start()
+    try:
+        async with AsyncClient(f"127.0.0.1:{port}", timeout=10) as client:
+            await client.create_work_pool("sched", "process")
+            await client.create_deployment("ticking", "sched", FLOW, interval=60)
+            by_hand = await client.create_flow_run("ticking", start_in=3600)
+
+            async def scheduled() -> list[scheduler_pb2.FlowRun]:
+                return [r for r in (await client.list_flow_runs(deployment="ticking")).flow_runs if r.id != by_hand.id]
+
+            async def until(predicate: Callable[[list[scheduler_pb2.FlowRun]], bool]) -> list[scheduler_pb2.FlowRun]:
+                deadline = asyncio.get_running_loop().time() + 10
+                while not predicate(runs := await scheduled()):
+                    assert asyncio.get_running_loop().time() < deadline, [r.id for r in runs]
+                    await asyncio.sleep(0.05)
+                return runs
+
+            made = await until(lambda runs: len(runs) >= 10)
+            await client.pause_deployment("ticking")
+            assert await scheduled() == []  # gone with the pause, not left to run up to the horizon
+            assert [r.id for r in (await client.list_flow_runs(deployment="ticking")).flow_runs] == [by_hand.id]
+            for run in made:
+                with pytest.raises(errors.NotFound):
+                    await client.get_flow_run(run.id)
+            await client.resume_deployment("ticking")
+            again = await until(lambda runs: len(runs) >= 10)
+            assert {r.scheduled_start.ToDatetime() for r in again} >= {r.scheduled_start.ToDatetime() for r in made[1:]}
+    finally:
+        await mesh.stop(0)
