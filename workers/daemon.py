@@ -324,6 +324,7 @@ class Daemon:
             while True:
                 if self.options.run_once and self.drained and not self.runs:
                     self.flush_logs()
+                    stream.goodbye()
                     return
                 # Wake for a message, or when a run ends (run-once then may be done).
                 incoming = incoming or asyncio.create_task(stream.receive())
@@ -415,6 +416,8 @@ class Daemon:
                 if self.stream is not None:  # the last outcomes: recorded, or sent with the next Hello
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.all_settled.wait(), 5.0)
+                    if self.stream is not None:
+                        self.stream.goodbye()  # OFFLINE now, not three missed beats later
                 connector.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ShiftbossError):
                     await connector

@@ -30,6 +30,8 @@ class Beat:
     limit: int
     heartbeat_seconds: float
     at: datetime
+    #: It ended its stream on purpose: OFFLINE now.
+    gone: bool = False
 
 
 def worker_id(pool: str, name: str) -> str:
@@ -46,8 +48,9 @@ def deadline(worker: WorkerRow) -> datetime:
 
 
 async def record(session: AsyncSession, beats: list[Beat]) -> list[WorkerRow]:
-    """Store beats; returns the workers that came ONLINE (new, or back from OFFLINE)."""
-    came_online: list[WorkerRow] = []
+    """Store beats; returns the workers whose status changed: ONLINE (new, or back from
+    OFFLINE), or OFFLINE (a beat that says it is gone)."""
+    changed: list[WorkerRow] = []
     for beat in beats:
         if not beat.name or not beat.pool:
             raise InvalidArgument("beats: every beat needs a worker name and a pool", field="beats")
@@ -64,17 +67,18 @@ async def record(session: AsyncSession, beats: list[Beat]) -> list[WorkerRow]:
             session.add(worker)
         elif as_utc(worker.last_heartbeat) > beat.at:
             continue  # an older beat delivered late
-        if worker.status != "ONLINE":
-            came_online.append(worker)
-        worker.status = "ONLINE"
+        status = "OFFLINE" if beat.gone else "ONLINE"
+        if worker.status != status:
+            changed.append(worker)
+        worker.status = status
         worker.type = beat.type
         worker.queues = list(beat.queues)
-        worker.in_flight = beat.in_flight
+        worker.in_flight = 0 if beat.gone else beat.in_flight
         worker.limit = beat.limit
         worker.heartbeat_seconds = beat.heartbeat_seconds
         worker.last_heartbeat = beat.at
     await session.flush()
-    return came_online
+    return changed
 
 
 async def expire(session: AsyncSession, now: datetime) -> list[WorkerRow]:

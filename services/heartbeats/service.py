@@ -48,6 +48,7 @@ def beat_from_proto(beat: heartbeats_pb2.WorkerBeat, now: datetime) -> domain.Be
         limit=beat.limit,
         heartbeat_seconds=beat.heartbeat_seconds,
         at=from_timestamp(beat.at) if beat.HasField("at") else now,
+        gone=beat.gone,
     )
 
 
@@ -107,9 +108,9 @@ class HeartbeatService(heartbeats_pb2_grpc.HeartbeatServiceServicer):
     async def Beat(self, request: heartbeats_pb2.BeatRequest, context: Any) -> heartbeats_pb2.BeatResponse:
         now = datetime.now(timezone.utc)
         async with self.db.transaction() as session:
-            online = await domain.record(session, [beat_from_proto(b, now) for b in request.beats])
-        if online:
-            self._publish(online)
+            changed = await domain.record(session, [beat_from_proto(b, now) for b in request.beats])
+        if changed:
+            self._publish(changed)
             self._wake.set()
         return heartbeats_pb2.BeatResponse()
 

@@ -30,6 +30,8 @@ class WorkerSession:
     credits: int | None = None
     draining: bool = False
     closed: bool = False
+    #: The worker said Goodbye: it is stopping, not lost.
+    goodbye: bool = False
     #: Why the server ended the stream, raised to the worker as the call's status.
     failure: ShiftbossError | None = None
 

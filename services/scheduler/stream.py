@@ -83,7 +83,14 @@ class StreamHandler:
             session.close()
             self.dispatcher.detach(session)
             self.beats.pop(session.key, None)
-            log.info("worker %s disconnected", session.key)
+            if session.goodbye and session.key not in self.dispatcher.sessions:
+                # It ended the stream on purpose (it is stopping): OFFLINE with the next flush
+                # of beats (within a second), and whatever it still holds is settled as for a
+                # lost worker, rather than three missed beats later.
+                self.beat(session, gone=True)
+                log.info("worker %s disconnected: it is stopping", session.key)
+            else:
+                log.info("worker %s disconnected", session.key)
 
     async def hello(self, hello: scheduler_pb2.Hello) -> tuple[WorkerSession, scheduler_pb2.Welcome]:
         service = self.service
@@ -252,6 +259,8 @@ class StreamHandler:
                 await self.store_logs(session, message.logs)
             except ShiftbossError as exc:
                 log.info("logs of worker %s dropped: %s", session.key, exc.message)
+        elif kind == "goodbye":
+            session.goodbye = True
         elif kind == "batch":
             raise InvalidArgument("batch: a batch holds single messages, not another batch", field="batch")
         elif kind == "hello":
@@ -297,7 +306,7 @@ class StreamHandler:
 
     # ------------------------------------------------------------ heartbeats
 
-    def beat(self, session: WorkerSession) -> None:
+    def beat(self, session: WorkerSession, gone: bool = False) -> None:
         beat = heartbeats_pb2.WorkerBeat(
             id=session.id,
             name=session.name,
@@ -307,6 +316,7 @@ class StreamHandler:
             limit=session.limit,
             heartbeat_seconds=self.service.settings.heartbeat_seconds,
             at=to_timestamp(datetime.now(timezone.utc)),
+            gone=gone,
         )
         self.beats[session.key] = beat
         served = self.polled.get(session.pool, set())

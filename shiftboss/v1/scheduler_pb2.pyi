@@ -393,6 +393,10 @@ class Credits(_message.Message):
     free: int
     def __init__(self, free: _Optional[int] = ...) -> None: ...
 
+class Goodbye(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class LogLine(_message.Message):
     __slots__ = ("run", "at", "stream", "text")
     RUN_FIELD_NUMBER: _ClassVar[int]
@@ -448,7 +452,7 @@ class WorkerBatch(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[WorkerMessage, _Mapping]]] = ...) -> None: ...
 
 class WorkerMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "ack", "started", "finished", "credits", "logs", "batch")
+    __slots__ = ("hello", "heartbeat", "ack", "started", "finished", "credits", "logs", "batch", "goodbye")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
@@ -457,6 +461,7 @@ class WorkerMessage(_message.Message):
     CREDITS_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    GOODBYE_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     ack: Ack
@@ -465,7 +470,8 @@ class WorkerMessage(_message.Message):
     credits: Credits
     logs: LogBatch
     batch: WorkerBatch
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ..., credits: _Optional[_Union[Credits, _Mapping]] = ..., logs: _Optional[_Union[LogBatch, _Mapping]] = ..., batch: _Optional[_Union[WorkerBatch, _Mapping]] = ...) -> None: ...
+    goodbye: Goodbye
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ..., credits: _Optional[_Union[Credits, _Mapping]] = ..., logs: _Optional[_Union[LogBatch, _Mapping]] = ..., batch: _Optional[_Union[WorkerBatch, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("worker_id", "heartbeat_seconds", "queues", "pool_type")

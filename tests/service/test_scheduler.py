@@ -475,3 +475,36 @@ async def test_pausing_a_deployment_removes_its_scheduled_runs_and_resuming_make
             assert {r.scheduled_start.ToDatetime() for r in again} >= {r.scheduled_start.ToDatetime() for r in made[1:]}
     finally:
         await mesh.stop(0)
+
+
+async def test_a_worker_that_ends_its_stream_is_offline_at_once_and_a_lost_one_is_not(settings: Settings) -> None:
+    """Heartbeats every 30 s: a lost worker is OFFLINE after 90 s, one that says Goodbye (as
+    `worker start` does when it stops) within the next flush of beats."""
+    from shiftboss.v1 import heartbeats_pb2
+
+    mesh = Mesh(settings.replace(port=0, heartbeat_seconds=30.0))
+    port = await mesh.start()
+    try:
+        async with AsyncClient(f"127.0.0.1:{port}", timeout=10) as client:
+            await client.create_work_pool("bye", "process")
+
+            async def status(name: str) -> int:
+                return (await client.get_worker(name, "bye")).status
+
+            async def until(name: str, wanted: int) -> None:
+                deadline = asyncio.get_running_loop().time() + 5
+                while await status(name) != wanted:
+                    assert asyncio.get_running_loop().time() < deadline, f"{name} is not {heartbeats_pb2.WorkerStatus.Name(wanted)}"
+                    await asyncio.sleep(0.05)
+
+            leaving, lost = (WorkerStream(client, scheduler_pb2.Hello(name=n, pool="bye")) for n in ("leaving", "lost"))
+            for stream, name in ((leaving, "leaving"), (lost, "lost")):
+                await stream.open()
+                await until(name, heartbeats_pb2.ONLINE)
+            lost.abort()  # as a crash or a cut network would
+            leaving.goodbye()
+            await leaving.close()
+            await until("leaving", heartbeats_pb2.OFFLINE)
+            assert await status("lost") == heartbeats_pb2.ONLINE  # still within its three beats
+    finally:
+        await mesh.stop(0)
