@@ -1,0 +1,86 @@
+"""The fault suite: ordinary events (a worker killed, restarted under its name; the server
+stopped or killed and started again; the database restarted or its postmaster killed)
+under load, each counted from the evidence the flows leave (tests/chaos/harness.py).
+
+`make test` runs the short scenarios (SQLite, the worker and server faults); `make chaos`
+runs every scenario on SQLite and on a private PostgreSQL, with more runs, and prints the
+table the README shows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.harness import Cluster, Report, cluster, wait_until
+
+FULL = os.environ.get("SHIFTBOSS_CHAOS") == "full"
+#: Runs per scenario: a pool of limit 6 and two workers of -l 4, runs of half a second.
+RUNS = 120 if FULL else 40
+REPORTS: list[Report] = []
+
+
+def kill_a_worker(c: Cluster, runs: list[str]) -> None:
+    c.workers["w0"].wait_for_line(") started")  # it holds a run that is running
+    c.workers["w0"].kill()
+    c.start_worker("w2")  # a new name takes its place
+
+
+def restart_a_worker_under_its_name(c: Cluster, runs: list[str]) -> None:
+    c.workers["w0"].wait_for_line(") started")
+    c.workers["w0"].kill()
+    c.start_worker("w0")  # within the heartbeat window: it never looked OFFLINE
+
+
+def stop_and_start_the_server(c: Cluster, runs: list[str]) -> None:
+    c.stop_server(signal.SIGTERM)
+    c.start_server()
+
+
+def kill_and_start_the_server(c: Cluster, runs: list[str]) -> None:
+    c.stop_server(signal.SIGKILL)
+    c.start_server()
+
+
+def restart_postgres(c: Cluster, runs: list[str]) -> None:
+    c.database.restart_fast()  # type: ignore[attr-defined]
+
+
+def kill_the_postmaster(c: Cluster, runs: list[str]) -> None:
+    c.database.kill_postmaster()  # type: ignore[attr-defined]
+
+
+SCENARIOS: list[tuple[str, Callable[[Cluster, list[str]], None], bool, bool]] = [
+    # (name, fault, on PostgreSQL, in make test)
+    ("kill -9 a worker, new name", kill_a_worker, False, True),
+    ("kill -9 a worker, same name", restart_a_worker_under_its_name, False, True),
+    ("server SIGTERM, restart", stop_and_start_the_server, False, True),
+    ("server kill -9, restart", kill_and_start_the_server, False, False),
+    ("kill -9 a worker, same name (pg)", restart_a_worker_under_its_name, True, False),
+    ("server SIGTERM, restart (pg)", stop_and_start_the_server, True, False),
+    ("server kill -9, restart (pg)", kill_and_start_the_server, True, False),
+    ("pg_ctl restart -m fast", restart_postgres, True, False),
+    ("kill -9 of the postmaster", kill_the_postmaster, True, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "fault", "postgres"),
+    [pytest.param(n, f, pg, id=n, marks=() if short or FULL else pytest.mark.skip(reason="make chaos")) for n, f, pg, short in SCENARIOS],
+)
+def test_nothing_lost_stuck_or_run_twice(name: str, fault: Callable[[Cluster, list[str]], None], postgres: bool, tmp_path: Path) -> None:
+    with cluster(tmp_path, postgres) as c:
+        runs = c.create_runs(RUNS)
+        # Mid-load: some runs done, some running, most waiting behind the pool's limit.
+        wait_until(lambda: len(c.executions()) >= 8, 60, "the first runs to start")
+        fault_at = time.time()
+        fault(c, runs)
+        report = c.report(name, runs, fault_at, over_at=time.time())
+    REPORTS.append(report)
+    print(f"\n{Report.header()}\n{report.row()}")
+    assert not report.failures(), f"{name}: {'; '.join(report.failures())}\n{Report.header()}\n{report.row()}"
