@@ -6,6 +6,7 @@ answered with Settled once committed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,9 @@ log = logging.getLogger("shiftboss.scheduler")
 Message = scheduler_pb2.SchedulerMessage
 #: States a worker may report in Finished.
 FINAL = {states.COMPLETED, states.FAILED, states.CRASHED, states.CANCELLED}
+#: A report the database refused is written again after 1, 2, 4 ... seconds (30 at most),
+#: this many times (some ten minutes).
+RETRY_FIRST_SECONDS, RETRY_MOST_SECONDS, RETRIES = 1.0, 30.0, 24
 
 
 @dataclass(slots=True)
@@ -39,8 +43,11 @@ class Report:
     #: An outcome carried by a Hello after an outage (see SchedulerService.transition).
     late: bool = False
     error: ShiftbossError | None = None
-    #: The database refused it: no answer, so the worker sends it again with its next Hello.
+    #: The database refused it: no answer (the worker sends a Finished again until it is
+    #: settled), and it is written again here while the stream lasts.
     unwritten: bool = False
+    #: Times it was written again after the database refused it.
+    retries: int = 0
 
 
 class OutcomeWriter(BatchWriter[Report]):
@@ -62,7 +69,22 @@ class OutcomeWriter(BatchWriter[Report]):
                 log.info("worker %s reported an outcome we dropped: %s", session.key, report.error.message)
 
     def failed(self, item: Report, exc: Exception) -> None:
-        item.unwritten = True  # no answer: the worker sends it again with its next Hello
+        """The database could not take it (it went away a moment): write it again later, with
+        backoff, while the worker's stream lasts. The worker took the run whatever the database
+        says; an Ack or a Started the worker will not send again must reach it, or the lease
+        would lapse under a running run."""
+        item.unwritten = True
+        if item.late or item.session.closed or item.retries >= RETRIES:
+            return
+        item.retries += 1
+        delay = min(RETRY_MOST_SECONDS, RETRY_FIRST_SECONDS * 2 ** (item.retries - 1))
+        asyncio.get_running_loop().call_later(delay, self._again, item)
+
+    def _again(self, item: Report) -> None:
+        if item.session.closed or self.stopping or self.task is None or self.task.done():
+            return
+        item.unwritten, item.error = False, None
+        self.enqueue(item)
 
     async def write(self, batch: list[Report]) -> None:
         service = self.service

@@ -248,7 +248,12 @@ class StreamHandler:
     async def handle(self, session: WorkerSession, message: scheduler_pb2.WorkerMessage) -> None:
         kind = message.WhichOneof("kind")
         if kind in ("ack", "started", "finished"):
-            self.outcomes.submit(session, kind, getattr(message, kind))  # answered (Settled or Refused) once written
+            body = getattr(message, kind)
+            if kind == "finished":
+                session.acked.pop(body.run, None)
+            else:
+                session.acked[body.run] = body.lease
+            self.outcomes.submit(session, kind, body)  # answered (Settled or Refused) once written
         elif kind == "heartbeat":
             self.beat(session)
         elif kind == "credits":

@@ -95,6 +95,12 @@ class PrivatePostgres:
         """`pg_ctl restart -m fast`: every connection is cut, the server is back in a moment."""
         self._ctl("restart", "-m", "fast")
 
+    def down_for(self, seconds: float) -> None:
+        """Stopped (fast) for `seconds`, then started again: an outage, not a blip."""
+        self._ctl("stop", "-m", "fast")
+        time.sleep(seconds)  # the outage itself
+        self._ctl("start")
+
     def kill_postmaster(self) -> None:
         """kill -9 of the postmaster, then a start (crash recovery), as a supervisor would."""
         pid = int((self.data / "postmaster.pid").read_text().split()[0])
@@ -264,8 +270,8 @@ class Cluster:
 
     def report(self, scenario: str, runs: list[str], fault_at: float, over_at: float, deadline_seconds: float = 90.0) -> Report:
         """What became of `runs`, with a fault from `fault_at` until `over_at` (the process
-        restarted, say): recovery is from the fault to the first execution that starts once
-        it is over."""
+        restarted, the database back): recovery is from then to the first execution that
+        starts."""
         final = self.settle(runs, deadline_seconds)
         executions = self.executions()
         report = Report(scenario, created=len(runs), limit=self.limit)
@@ -291,7 +297,7 @@ class Cluster:
             report.problems.append(f"{len(unknown)} executions of runs nobody created")
         report.max_overlap = _max_overlap(executions, final)
         after = sorted(e.start for e in executions if e.start > over_at)
-        report.recovery_seconds = after[0] - fault_at if after else None
+        report.recovery_seconds = after[0] - over_at if after else None
         if not after and any(_state(r) == "SCHEDULED" for r in final.values() if r is not None):
             report.problems.append("nothing ran after the fault")
         return report

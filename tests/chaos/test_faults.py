@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import Cluster, Report, cluster, wait_until
+from tests.chaos.harness import LEASE_SECONDS, Cluster, Report, cluster, wait_until
 
 FULL = os.environ.get("SHIFTBOSS_CHAOS") == "full"
 #: Runs per scenario: a pool of limit 6 and two workers of -l 4, runs of half a second.
@@ -51,6 +51,10 @@ def restart_postgres(c: Cluster, runs: list[str]) -> None:
     c.database.restart_fast()  # type: ignore[attr-defined]
 
 
+def postgres_down_longer_than_a_lease(c: Cluster, runs: list[str]) -> None:
+    c.database.down_for(LEASE_SECONDS + 2)  # type: ignore[attr-defined]
+
+
 def kill_the_postmaster(c: Cluster, runs: list[str]) -> None:
     c.database.kill_postmaster()  # type: ignore[attr-defined]
 
@@ -66,6 +70,7 @@ SCENARIOS: list[tuple[str, Callable[[Cluster, list[str]], None], bool, bool]] = 
     ("server kill -9, restart (pg)", kill_and_start_the_server, True, False),
     ("pg_ctl restart -m fast", restart_postgres, True, False),
     ("kill -9 of the postmaster", kill_the_postmaster, True, False),
+    ("postgres down longer than a lease", postgres_down_longer_than_a_lease, True, False),
 ]
 
 
