@@ -199,36 +199,40 @@ class UpdateDeploymentRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., description: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., clear_schedules: _Optional[bool] = ...) -> None: ...
 
 class RunDeploymentRequest(_message.Message):
-    __slots__ = ("name", "parameters", "job_variables", "start_in", "start_at", "queue")
+    __slots__ = ("name", "parameters", "job_variables", "start_in", "start_at", "queue", "idempotency_key")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     JOB_VARIABLES_FIELD_NUMBER: _ClassVar[int]
     START_IN_FIELD_NUMBER: _ClassVar[int]
     START_AT_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     name: str
     parameters: _struct_pb2.Struct
     job_variables: _struct_pb2.Struct
     start_in: float
     start_at: str
     queue: str
-    def __init__(self, name: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., start_in: _Optional[float] = ..., start_at: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, name: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., start_in: _Optional[float] = ..., start_at: _Optional[str] = ..., queue: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class CreateFlowRunRequest(_message.Message):
-    __slots__ = ("deployment", "queue", "parameters", "job_variables", "start_in", "start_at")
+    __slots__ = ("deployment", "queue", "parameters", "job_variables", "start_in", "start_at", "idempotency_key")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     JOB_VARIABLES_FIELD_NUMBER: _ClassVar[int]
     START_IN_FIELD_NUMBER: _ClassVar[int]
     START_AT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     queue: str
     parameters: _struct_pb2.Struct
     job_variables: _struct_pb2.Struct
     start_in: float
     start_at: str
-    def __init__(self, deployment: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., start_in: _Optional[float] = ..., start_at: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, deployment: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., start_in: _Optional[float] = ..., start_at: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class FlowRunRef(_message.Message):
     __slots__ = ("id",)

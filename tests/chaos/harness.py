@@ -95,6 +95,9 @@ class PrivatePostgres:
         """`pg_ctl restart -m fast`: every connection is cut, the server is back in a moment."""
         self._ctl("restart", "-m", "fast")
 
+    def stop_fast(self) -> None:
+        self._ctl("stop", "-m", "fast")
+
     def down_for(self, seconds: float) -> None:
         """Stopped (fast) for `seconds`, then started again: an outage, not a blip."""
         self._ctl("stop", "-m", "fast")
@@ -295,6 +298,10 @@ class Cluster:
         unknown = set(by_run) - set(runs)
         if unknown:
             report.problems.append(f"{len(unknown)} executions of runs nobody created")
+        with self.client() as client:
+            made = len(client.list_flow_runs(deployment="work").flow_runs)
+        if made != len(runs):
+            report.problems.append(f"{made} runs made for {len(runs)} creates")
         report.max_overlap = _max_overlap(executions, final)
         after = sorted(e.start for e in executions if e.start > over_at)
         report.recovery_seconds = after[0] - over_at if after else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,28 @@ def postgres_down_longer_than_a_lease(c: Cluster, runs: list[str]) -> None:
     c.database.down_for(LEASE_SECONDS + 2)  # type: ignore[attr-defined]
 
 
+def create_through_an_outage(c: Cluster, runs: list[str]) -> None:
+    """Runs created, one call each, while PostgreSQL is down for 3 s: each call is retried
+    by the SDK until the server can write it, with the same idempotency key."""
+    made: list[str] = []
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            made.extend(c.create_runs(20))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    creating = threading.Thread(target=create)
+    c.database.stop_fast()  # type: ignore[attr-defined]
+    creating.start()
+    time.sleep(3)  # the outage, with the creates under way
+    c.database.start()  # type: ignore[attr-defined]
+    creating.join(60)
+    assert not errors, f"a create failed through the outage: {errors[0]!r}"
+    runs.extend(made)
+
+
 def kill_the_postmaster(c: Cluster, runs: list[str]) -> None:
     c.database.kill_postmaster()  # type: ignore[attr-defined]
 
@@ -71,6 +94,7 @@ SCENARIOS: list[tuple[str, Callable[[Cluster, list[str]], None], bool, bool]] = 
     ("pg_ctl restart -m fast", restart_postgres, True, False),
     ("kill -9 of the postmaster", kill_the_postmaster, True, False),
     ("postgres down longer than a lease", postgres_down_longer_than_a_lease, True, False),
+    ("creates retried through an outage", create_through_an_outage, True, False),
 ]
 
 
