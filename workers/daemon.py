@@ -36,7 +36,9 @@ from shiftboss.workers.telemetry import WorkerTelemetry
 Worker = scheduler_pb2.WorkerMessage
 #: Seconds before an outcome with no answer is sent again on the same stream, doubling up
 #: to the most.
-RESEND_FIRST_SECONDS, RESEND_MOST_SECONDS = 1.0, 30.0
+#: (The first wait is long enough that a busy scheduler answering late is not sent the
+#: same outcomes again.)
+RESEND_FIRST_SECONDS, RESEND_MOST_SECONDS = 5.0, 30.0
 LOG_FLUSH_SECONDS = 0.2
 LOG_BATCH_LINES = 200
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shiftboss.scheduler")
 Message = scheduler_pb2.SchedulerMessage
+#: Runs a stream may say it took without finishing them, remembered (WorkerSession.acked).
+MAX_ACKED = 10_000
 
 
 class StreamHandler:
@@ -251,7 +253,7 @@ class StreamHandler:
             body = getattr(message, kind)
             if kind == "finished":
                 session.acked.pop(body.run, None)
-            else:
+            elif len(session.acked) < MAX_ACKED:
                 session.acked[body.run] = body.lease
             self.outcomes.submit(session, kind, body)  # answered (Settled or Refused) once written
         elif kind == "heartbeat":
