@@ -214,13 +214,24 @@ def validate_template(template: Any) -> CompiledTemplate:
         for name, spec in properties.items()
         if isinstance(spec, dict) and "default" in spec
     }
+    validator = Draft202012Validator(variables)
+    # A default its own schema refuses would fail every deployment of the pool with an error
+    # about a value its user never gave: refused here, naming the variable. (What is
+    # required may be left to the deployment or the run.)
+    present = {k: v for k, v in defaults.items() if v is not None}
+    for error in sorted(validator.iter_errors(present), key=lambda e: list(e.absolute_path)):
+        if error.validator != "required" and error.absolute_path:
+            where = _path(["base_job_template", "variables", "properties", error.absolute_path[0], "default", *list(error.absolute_path)[1:]])
+            problems.append(f"{where}: {error.message}")
+    if problems:
+        raise InvalidArgument("; ".join(problems), field="base_job_template", details=problems)
     return CompiledTemplate(
         template=template,
         variables=tuple(properties),
         placeholders=tuple(sorted(used)),
         defaults=defaults,
         plan=plan,
-        validator=Draft202012Validator(variables),
+        validator=validator,
     )
 
 

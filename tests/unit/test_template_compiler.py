@@ -158,3 +158,24 @@ def test_naive_render_equals_cached_render() -> None:
 def test_rendering_preserves_any_value(value: Any) -> None:
     compiled = compile_template(template({"v": "{{ v }}", "in": ["{{ v }}"]}, v={}))
     assert compiled.render(None, {"v": value}) == {"v": value, "in": [value]}
+
+
+def test_a_default_its_own_schema_refuses_is_refused_naming_the_variable() -> None:
+    """A Prefect pool would accept it and fail every deployment; here the template is
+    refused when it is saved, with the variable named."""
+    template = {
+        "job_configuration": {"retries": "{{ retries }}", "env": "{{ env }}"},
+        "variables": {
+            "type": "object",
+            "properties": {
+                "retries": {"type": "integer", "default": "hi"},
+                "env": {"type": "object", "additionalProperties": {"type": "string"}, "default": {"A": 1}},
+            },
+        },
+    }
+    with pytest.raises(InvalidArgument) as refused:
+        validate_template(template)
+    assert refused.value.details == [
+        "base_job_template.variables.properties.env.default.A: 1 is not of type 'string'",
+        "base_job_template.variables.properties.retries.default: 'hi' is not of type 'integer'",
+    ]
