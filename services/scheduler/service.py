@@ -25,7 +25,7 @@ from shiftboss.services.scheduler.rendering import RenderCache
 from shiftboss.services.scheduler.stream import StreamHandler
 from shiftboss.services.scheduler.telemetry import observe
 from shiftboss.services.scheduler.wire import deployment_to_proto, log_event, run_to_proto, state_event, transition_event
-from shiftboss.v1 import pools_pb2, pools_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, templates_pb2_grpc
+from shiftboss.v1 import pools_pb2, pools_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, templates_pb2, templates_pb2_grpc
 
 log = logging.getLogger("shiftboss.scheduler")
 
@@ -112,6 +112,13 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def render(self, pool: str, deployment_variables: dict[str, Any], run_variables: dict[str, Any]) -> dict[str, Any]:
         """The job configuration, as TemplateService renders it (see rendering.py)."""
         return await self.renders.render(pool, deployment_variables, run_variables)
+
+    async def check_variables(self, pool: str, job_variables: dict[str, Any]) -> None:
+        """A deployment's job variables, checked against its pool's template: each must be
+        declared and fit its schema; what the schema requires may be left to the runs."""
+        request = templates_pb2.RenderRequest(pool=pool, leave_required=True)
+        request.deployment_variables.update(job_variables)
+        await self.call(self.templates.Render, request)
 
     async def check_queue(self, pool: str, queue: str) -> None:
         await self.call(self.pools.GetWorkQueue, pools_pb2.WorkQueueRef(name=queue, pool=pool))
@@ -313,7 +320,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         queue = request.queue or "default"
         await self.check_queue(request.pool, queue)
         job_variables = from_struct(request.job_variables)
-        await self.render(request.pool, job_variables, {})
+        await self.check_variables(request.pool, job_variables)
         async with self.db.transaction() as session:
             row = await deployments.create(
                 session,
@@ -353,7 +360,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if request.HasField("queue"):
             await self.check_queue(current.pool, request.queue)
         if request.HasField("job_variables"):
-            await self.render(current.pool, from_struct(request.job_variables), {})
+            await self.check_variables(current.pool, from_struct(request.job_variables))
         new_schedule = None
         replace_schedules = request.clear_schedules or request.HasField("cron") or request.HasField("interval")
         if request.HasField("cron") or request.HasField("interval"):
@@ -388,7 +395,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if not spec.pool:
             raise InvalidArgument("pool: a work pool name is required", field="pool")
         await self.check_queue(spec.pool, spec.queue or "default")
-        await self.render(spec.pool, from_struct(spec.job_variables), {})
+        await self.check_variables(spec.pool, from_struct(spec.job_variables))
         rows = []
         for i, schedule in enumerate(spec.schedules):
             if not schedule.cron and not schedule.interval:

@@ -145,8 +145,14 @@ class CompiledTemplate:
     plan: Any
     validator: Draft202012Validator = field(repr=False)
 
-    def merge(self, deployment_variables: dict[str, Any] | None = None, run_variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults < deployment < run; `env` merges key by key, all else is replaced whole."""
+    def merge(
+        self,
+        deployment_variables: dict[str, Any] | None = None,
+        run_variables: dict[str, Any] | None = None,
+        leave_required: bool = False,
+    ) -> dict[str, Any]:
+        """Defaults < deployment < run; `env` merges key by key, all else is replaced whole.
+        `leave_required`: a required variable may be missing (a deployment's, left to its runs)."""
         declared = set(self.variables)
         problems = []
         for source, given in (("deployment job_variables", deployment_variables), ("run job_variables", run_variables)):
@@ -166,6 +172,8 @@ class CompiledTemplate:
                     values[name] = copy.deepcopy(value)
         present = {k: v for k, v in values.items() if v is not None}
         errors = sorted(self.validator.iter_errors(present), key=lambda e: list(e.absolute_path))
+        if leave_required:
+            errors = [e for e in errors if e.validator != "required"]
         if errors:
             found = [f"job_variables.{_path(list(e.absolute_path)) or '(root)'}: {e.message}" for e in errors]
             raise InvalidArgument("; ".join(found), field="job_variables", details=found)

@@ -60,10 +60,8 @@ class TemplateService(templates_pb2_grpc.TemplateServiceServicer):
         compiled = compile_template(template)
         deployment = from_struct(request.deployment_variables)
         run = from_struct(request.run_variables)
-        values = compiled.merge(deployment, run)
-        return templates_pb2.RenderResponse(
-            job_configuration=to_struct(compiled.render(deployment, run)), values=to_struct(values)
-        )
+        values = compiled.merge(deployment, run, leave_required=request.leave_required)
+        return templates_pb2.RenderResponse(job_configuration=to_struct(compiled.render_values(values)), values=to_struct(values))
 
 
 def build(mesh: Any) -> TemplateService:

@@ -36,16 +36,18 @@ class ValidateTemplateResponse(_message.Message):
     def __init__(self, variables: _Optional[_Iterable[str]] = ..., placeholders: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RenderRequest(_message.Message):
-    __slots__ = ("pool", "template", "deployment_variables", "run_variables")
+    __slots__ = ("pool", "template", "deployment_variables", "run_variables", "leave_required")
     POOL_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_VARIABLES_FIELD_NUMBER: _ClassVar[int]
     RUN_VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    LEAVE_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     pool: str
     template: _struct_pb2.Struct
     deployment_variables: _struct_pb2.Struct
     run_variables: _struct_pb2.Struct
-    def __init__(self, pool: _Optional[str] = ..., template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deployment_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., run_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    leave_required: bool
+    def __init__(self, pool: _Optional[str] = ..., template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deployment_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., run_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., leave_required: _Optional[bool] = ...) -> None: ...
 
 class RenderResponse(_message.Message):
     __slots__ = ("job_configuration", "values")

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from shiftboss import errors
+from shiftboss._wire import from_struct
 from shiftboss.client import AsyncClient
 from shiftboss.services.mesh import Mesh
 from shiftboss.settings import Settings
@@ -508,3 +509,25 @@ async def test_a_worker_that_ends_its_stream_is_offline_at_once_and_a_lost_one_i
             assert await status("lost") == heartbeats_pb2.ONLINE  # still within its three beats
     finally:
         await mesh.stop(0)
+
+
+async def test_a_deployment_may_leave_a_required_job_variable_to_its_runs(client: AsyncClient) -> None:
+    """Prefect checks `required` when a run is made, not when its deployment is: a deployment
+    may leave a required variable to each run, and a run that does not give it is refused
+    naming it."""
+    template = {
+        "job_configuration": {"command": "{{ command }}", "env": {"WHO": "{{ name }}"}},
+        "variables": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string"}, "command": {"type": "string", "default": "run"}},
+        },
+    }
+    await client.create_work_pool("req", "process", base_job_template=template)
+    await client.create_deployment("later", "req", FLOW)  # no name: left to the run
+    with pytest.raises(errors.InvalidArgument, match="job_variables.name: 5 is not of type 'string'"):
+        await client.create_deployment("wrong", "req", FLOW, job_variables={"name": 5})  # still checked when given
+    with pytest.raises(errors.InvalidArgument, match="'name' is a required property"):
+        await client.create_flow_run("later")
+    run = await client.create_flow_run("later", job_variables={"name": "ada"})
+    assert from_struct(run.job_configuration)["env"] == {"WHO": "ada"}
