@@ -16,7 +16,8 @@ outnumber the live ones.
 Admission takes entries without consulting the table whenever a queue holds no stale
 entry (one entry per candidate), and marks the released runs' cells after the walk, so
 the cache misses on those cells overlap instead of queueing one behind the other. Limits
-are ints with -1 for "none".
+and priorities are int64, with -1 for "no limit"; larger ones are refused, as the
+reference refuses them (MAX_LIMIT, MAX_PRIORITY in _types.py).
 """
 
 cimport cython
@@ -26,7 +27,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 from libcpp.vector cimport vector
 
-from shiftboss.core._types import UNCHANGED, Explanation, Snapshot
+from shiftboss.core._types import MAX_LIMIT, UNCHANGED, Explanation, Snapshot, check_limit, check_priority, time_refused
 
 cdef extern from *:
     """
@@ -365,9 +366,9 @@ cdef extern from *:
 cdef struct Queue:
     Runs runs             # candidates' entries, earliest first (stale ones included)
     Py_ssize_t length     # candidates
-    int limit
-    int occupied
-    int priority
+    int64_t limit         # -1, or 0 .. 2**63 - 1
+    int64_t occupied
+    int64_t priority
     bint paused
     bint alive
 
@@ -388,24 +389,34 @@ cdef inline bint _before(const Entry& a, const Entry& b) noexcept nogil:
     return a.when < b.when or (a.when == b.when and a.seq < b.seq)
 
 
-cdef inline int _limit_in(object limit, str field) except -2:
-    if limit is None:
-        return -1
-    cdef long value = limit
-    if value < 0:
-        raise ValueError(f"{field} must not be negative, got {limit}")
-    return <int>value
+cdef inline int64_t _limit_in(object limit, str field) except -2:
+    check_limit(field, limit)
+    return -1 if limit is None else <int64_t>limit
 
 
-cdef inline object _limit_out(int limit):
+cdef inline object _limit_out(int64_t limit):
     return None if limit < 0 else limit
+
+
+cdef inline int _check_time(double scheduled) except -1:
+    if scheduled != scheduled:
+        raise time_refused("scheduled", scheduled)
+    return 0
+
+
+cdef double _horizon(double now, double prefetch_seconds) except? -1.0:
+    """The latest scheduled start released now; refused when it is no number (inf - inf)."""
+    cdef double horizon = now + prefetch_seconds
+    if horizon != horizon:
+        raise time_refused("now + prefetch_seconds", f"{now} + {prefetch_seconds}")
+    return horizon
 
 
 @cython.final
 cdef class PoolState:
-    cdef int _limit
+    cdef int64_t _limit
     cdef bint _paused
-    cdef int _occupied
+    cdef int64_t _occupied
     cdef Py_ssize_t _candidates
     cdef dict _idents             # name -> ident
     cdef list _names              # ident -> name
@@ -495,16 +506,15 @@ cdef class PoolState:
         else:
             self._ready[pos >> 6] &= ~bit
 
-    def add_queue(self, str name, int priority, limit=None, paused=False):
+    def add_queue(self, str name, priority, limit=None, paused=False):
         if name in self._idents:
             raise ValueError(f"queue {name!r} already exists")
-        if priority < 1:
-            raise ValueError(f"priority must be at least 1, got {priority}")
+        check_priority(priority)
         cdef Queue queue
         queue.length = 0
         queue.limit = _limit_in(limit, "limit")
         queue.occupied = 0
-        queue.priority = priority
+        queue.priority = <int64_t>priority
         queue.paused = bool(paused)
         queue.alive = True
         cdef int ident = <int>self._queues.size()
@@ -516,12 +526,13 @@ cdef class PoolState:
 
     def update_queue(self, str name, *, priority=None, limit=UNCHANGED, paused=None):
         cdef Queue* queue = &self._queues[self._ident(name)]
+        # Every value is checked before any is applied: a refused update changes nothing.
         if priority is not None:
-            if priority < 1:
-                raise ValueError(f"priority must be at least 1, got {priority}")
-            queue.priority = priority
-        if limit is not UNCHANGED:
-            queue.limit = _limit_in(limit, "limit")
+            check_priority(priority)
+        cdef int64_t new_limit = queue.limit if limit is UNCHANGED else _limit_in(limit, "limit")
+        if priority is not None:
+            queue.priority = <int64_t>priority
+        queue.limit = new_limit
         if paused is not None:
             queue.paused = bool(paused)
         self._reorder()
@@ -581,13 +592,14 @@ cdef class PoolState:
             raise KeyError(f"unknown run {key}")
         return c.state == OCCUPYING
 
-    cdef Cell* _new_cell(self, int64_t key, str queue, int* ident) except NULL:
-        """An empty cell for a new run of `queue`, which must exist."""
+    cdef Cell* _new_cell(self, int64_t key, str queue, int* ident, double scheduled) except NULL:
+        """An empty cell for a new run of `queue`, which must exist, due at `scheduled`."""
         _reserve_one(&self._table)
         cdef Cell* c = _probe(&self._table, key)
         if c.state != FREE:
             raise ValueError(f"run {key} already exists")
         ident[0] = self._ident(queue)
+        _check_time(scheduled)
         c.key = key
         c.queue = ident[0]
         self._table.count += 1
@@ -648,7 +660,7 @@ cdef class PoolState:
 
     def add_run(self, int64_t key, str queue, double scheduled):
         cdef int ident
-        cdef Cell* c = self._new_cell(key, queue, &ident)
+        cdef Cell* c = self._new_cell(key, queue, &ident, scheduled)
         self._enqueue(c, &self._queues[ident], scheduled)
         # Keys are creation sequences, so the next run added is likely key + 1.
         _prefetch_run(&self._table, <int64_t>(<uint64_t>key + 1))
@@ -677,6 +689,7 @@ cdef class PoolState:
 
     def reschedule(self, int64_t key, double scheduled):
         cdef Cell* c = self._candidate(key)
+        _check_time(scheduled)
         cdef bint moved = sb_time_code(c.scheduled) != sb_time_code(scheduled)
         c.scheduled = scheduled
         if moved:  # else its live entry is already in place
@@ -689,7 +702,7 @@ cdef class PoolState:
 
     def occupy(self, int64_t key, str queue):
         cdef int ident
-        cdef Cell* c = self._new_cell(key, queue, &ident)
+        cdef Cell* c = self._new_cell(key, queue, &ident, 0.0)
         c.scheduled = 0.0
         self._occupy_cell(c)
 
@@ -700,12 +713,13 @@ cdef class PoolState:
 
     def requeue(self, int64_t key, double scheduled):
         cdef Cell* c = self._occupying(key)
+        _check_time(scheduled)
         self._vacate(c)
         self._enqueue(c, &self._queues[c.queue], scheduled)
 
     # ------------------------------------------------------------ admission
 
-    cdef bint _serve_only(self, object queues):
+    cdef bint _serve_only(self, object queues) except -1:
         """Mark the queues a worker serves (unknown names are ignored); False when it serves all."""
         if queues is None:
             return False
@@ -727,16 +741,25 @@ cdef class PoolState:
         return NULL
 
     def admit(self, double now, double prefetch_seconds, queues=None, limit=None):
-        cdef long cap = -1 if limit is None else limit
-        if self._paused or (limit is not None and cap <= 0):
+        cdef int64_t cap = -1
+        if limit is not None:
+            try:
+                cap = limit
+            except OverflowError:
+                if limit > MAX_LIMIT:
+                    check_limit("limit", limit)  # refused, naming the bound
+                cap = 0  # below -2**63: admits nothing, as any limit <= 0
+            if cap < 0:
+                cap = 0
+        cdef double horizon = _horizon(now, prefetch_seconds)
+        if self._paused or cap == 0:
             return []
-        cdef double horizon = now + prefetch_seconds
         cdef bint only = self._serve_only(queues)
         cdef Queue* q = NULL
         cdef int ident
         cdef size_t pos, word
         cdef uint64_t bits
-        cdef long count = 0
+        cdef int64_t count = 0
         cdef bint done = False
         self._taken.clear()
         for word in range(self._ready.size()):
@@ -775,7 +798,7 @@ cdef class PoolState:
             raise MemoryError()
         return taken
 
-    cdef inline bint _admit_from(self, Queue* q, int ident, double horizon, long cap, long* count) noexcept:
+    cdef inline bint _admit_from(self, Queue* q, int ident, double horizon, int64_t cap, int64_t* count) noexcept:
         """Release the queue's due runs into _taken; True once the pool or the worker is full."""
         cdef Cell* c
         cdef Entry head
@@ -833,7 +856,7 @@ cdef class PoolState:
         name = self._names[run.queue]
         if run.state == OCCUPYING:
             return Explanation(key, name, "occupying", 0, 0, "released", "the run was released and holds a slot")
-        cdef double horizon = now + prefetch_seconds
+        cdef double horizon = _horizon(now, prefetch_seconds)
         cdef Entry mine = _entry(run.scheduled, key)
         # Rank in the waterfall of each queue whose due runs count as ahead in the pool: the
         # unpaused queues above this one (all unpaused ones when this queue is paused).
@@ -846,7 +869,7 @@ cdef class PoolState:
                     break
             elif not self._queues[ident].paused:
                 ahead[ident] = 1
-        cdef long queue_position = 0, due_ahead = 0, pool_position = 0
+        cdef int64_t queue_position = 0, due_ahead = 0, pool_position = 0
         cdef size_t i
         cdef Cell* c
         cdef Entry entry
