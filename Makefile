@@ -22,6 +22,9 @@ run: install
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider --db both $(PYTEST_ARGS)
 
+# The core's headers and included files are build inputs too.
+$(STAMP): $(wildcard core/*.pxi core/*.hpp)
+
 proto: install
 	$(PY) -m grpc_tools.protoc -Iproto \
 		--python_out=. --pyi_out=. --grpc_python_out=. \

@@ -7,6 +7,7 @@ here; a missing compiler or Cython is an error, never a silent pure-Python insta
 
 from __future__ import annotations
 
+import glob
 import os
 
 from Cython.Build import cythonize
@@ -24,7 +25,14 @@ def _packages() -> list[str]:
 
 
 EXTENSIONS = [
-    Extension("shiftboss.core._admission", [os.path.join("core", "_admission.pyx")], language="c++", extra_compile_args=["-O3"]),
+    Extension(
+        "shiftboss.core._admission",
+        [os.path.join("core", "_admission.pyx")],
+        language="c++",
+        include_dirs=["core"],
+        depends=sorted(glob.glob(os.path.join("core", "*.hpp")) + glob.glob(os.path.join("core", "*.pxi"))),
+        extra_compile_args=["-O3"],
+    ),
 ]
 
 setup(
