@@ -24,6 +24,10 @@ def _packages() -> list[str]:
     return sorted(set(found))
 
 
+# SHIFTBOSS_MUTANT=<name> builds one of the deliberate bugs of core/sb_mutants.hpp into the
+# core, for the mutation check (tests/mutants.py, `make mutants`) only: never set it for an
+# install.
+MUTANT = os.environ.get("SHIFTBOSS_MUTANT", "")
 EXTENSIONS = [
     Extension(
         "shiftboss.core._admission",
@@ -31,6 +35,7 @@ EXTENSIONS = [
         language="c++",
         include_dirs=["core"],
         depends=sorted(glob.glob(os.path.join("core", "*.hpp")) + glob.glob(os.path.join("core", "*.pxi"))),
+        define_macros=[("SHIFTBOSS_MUTANT", f"SB_MUTANT_{MUTANT.upper()}")] if MUTANT else [],
         extra_compile_args=["-O3"],
     ),
 ]

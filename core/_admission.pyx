@@ -13,7 +13,8 @@ One module, in files by concern (as asyncpg lays out its protocol):
 
 and C++ headers beside them, each stating its invariants: sb_time.hpp (times as ordered
 ints), sb_entries.hpp (a queue's candidates in sorted blocks), sb_rules.hpp (limits,
-readiness, explain's blockers), sb_platform.hpp (prefetch, huge pages).
+readiness, queue order, explain's blockers), sb_platform.hpp (prefetch, huge pages),
+sb_mutants.hpp (the mutation check's switch, off in every real build).
 
 Limits and priorities are int64 (-1 for "no limit"); larger ones are refused, as the
 reference refuses them (MAX_LIMIT, MAX_PRIORITY in _types.py).

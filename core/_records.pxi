@@ -45,6 +45,7 @@ cdef extern from "sb_rules.hpp" nogil:
     bint sb_queue_full(int64_t occupied, int64_t limit) noexcept
     bint sb_slots_taken(int64_t ahead, int64_t occupied, int64_t limit) noexcept
     bint sb_queue_ready(int64_t candidates, bint paused) noexcept
+    const bint sb_ties_reversed
 
     ctypedef enum SbBlocker:
         SB_BLOCKED_BY_NOTHING

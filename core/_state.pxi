@@ -14,7 +14,12 @@
 # - A refused call (an unknown name, a run in the wrong state, a value out of bounds)
 #   raises before it changes anything.
 
+from operator import itemgetter
+
 from shiftboss.core._types import check_limit, check_priority, time_refused
+
+_by_priority = itemgetter(0)
+_by_name = itemgetter(1)
 
 # ------------------------------------------------------------------ values in and out
 
@@ -55,7 +60,11 @@ cdef int _ident(PoolState self, str name) except -1:
 cdef int _reorder(PoolState self) except -1:
     """Rebuild the waterfall: live queues by (priority, name)."""
     order = [(self._queues[<int>ident].priority, name, ident) for name, ident in self._idents.items()]
-    order.sort()
+    if sb_ties_reversed:
+        order.sort(key=_by_name, reverse=True)  # kept among equal priorities by the stable sort below
+        order.sort(key=_by_priority)
+    else:
+        order.sort()
     self._walk.clear()
     self._rank.assign(self._queues.size(), -1)
     self._ready.assign((len(order) + 63) // 64, 0)

@@ -24,19 +24,27 @@
 #include <new>
 #include <vector>
 
+#include "sb_mutants.hpp"
+
 #define SB_SIGN 0x8000000000000000ULL
 
 struct SbEntry { uint64_t when; uint64_t seq; };
 
 /* Equal times: the lower key (the earlier created run) first. */
+#if SB_MUTANT(KEY_ORDER_FLIPPED)
+#define SB_SEQ_BEFORE(a, b) ((a) > (b))
+#else
+#define SB_SEQ_BEFORE(a, b) ((a) < (b))
+#endif
+
 static inline bool sb_before(const SbEntry& a, const SbEntry& b) {
-    return a.when < b.when || (a.when == b.when && a.seq < b.seq);
+    return a.when < b.when || (a.when == b.when && SB_SEQ_BEFORE(a.seq, b.seq));
 }
 
 /* Binary searches whose steps choose with a conditional move, not a branch: each
    comparison is a coin flip that a branch predictor would miss half the time. */
 static inline bool sb_lt(const SbEntry& a, const SbEntry& b) {
-    return (a.when < b.when) | ((a.when == b.when) & (a.seq < b.seq));
+    return (a.when < b.when) | ((a.when == b.when) & SB_SEQ_BEFORE(a.seq, b.seq));
 }
 
 /* How many of a[0 .. n) are before x (n > 0). */

@@ -13,9 +13,11 @@
      _types.py: pool paused, queue paused, not due, queue limit, pool limit, due runs ahead
      in the queue that take its free slots, due runs ahead in the pool's waterfall that
      take the pool's free slots; else nothing blocks it.
-   Each rule is written once here, for admission and explain alike. */
+   Each rule is written once here; a mutant (sb_mutants.hpp) bends one of them. */
 #pragma once
 #include <stdint.h>
+
+#include "sb_mutants.hpp"
 
 #define SB_NO_LIMIT (-1)
 
@@ -24,7 +26,11 @@ static inline bool sb_pool_full(int64_t occupied, int64_t limit) {
 }
 
 static inline bool sb_queue_full(int64_t occupied, int64_t limit) {
+#if SB_MUTANT(LIMIT_OFF_BY_ONE)
+    return limit >= 0 && occupied > limit;
+#else
     return limit >= 0 && occupied >= limit;
+#endif
 }
 
 /* `ahead` due runs take all the free slots under `limit` (which is not full). */
@@ -33,8 +39,16 @@ static inline bool sb_slots_taken(int64_t ahead, int64_t occupied, int64_t limit
 }
 
 static inline bool sb_queue_ready(int64_t candidates, bool paused) {
+#if SB_MUTANT(PAUSED_ADMITTED)
+    (void)paused;
+    return candidates > 0;
+#else
     return candidates > 0 && !paused;
+#endif
 }
+
+/* Queues of equal priority: whether the walk takes them in reverse name order. */
+static const bool sb_ties_reversed = SB_MUTANT(TIES_FLIPPED);
 
 enum SbBlocker {
     SB_BLOCKED_BY_NOTHING,
@@ -52,6 +66,9 @@ static inline SbBlocker sb_blocker(bool pool_paused, bool queue_paused, bool not
     if (pool_paused) return SB_POOL_PAUSED;
     if (queue_paused) return SB_QUEUE_PAUSED;
     if (not_due) return SB_NOT_DUE;
+#if SB_MUTANT(WRONG_BLOCKER)
+    if (pool_full) return SB_POOL_LIMIT;
+#endif
     if (queue_full) return SB_QUEUE_LIMIT;
     if (pool_full) return SB_POOL_LIMIT;
     if (queue_taken) return SB_QUEUE_RUNS_AHEAD;

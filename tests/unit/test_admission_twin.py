@@ -10,13 +10,16 @@ has rules of its own, so errors are compared too without crowding out calls that
 
 A differential test that never reaches a saturated limit proves nothing about limits, so
 the test records what it reached (hypothesis.event, for --hypothesis-show-statistics, and
-a counter) and fails when a run of it misses any of REQUIRED.
+a counter) and fails when a run of it misses any of REQUIRED. tests/mutants.py checks that
+it catches deliberate bugs built into the compiled core (`make mutants`).
 
-Profiles (SHIFTBOSS_TWIN_PROFILE): `ci` for make test, `long` for a deeper search.
+Profiles (SHIFTBOSS_TWIN_PROFILE): `ci` for make test, `long` for a deeper search,
+`mutant` for the mutation check (no shrinking: it wants the verdict, not the example).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from collections import Counter
@@ -27,7 +30,9 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initial
 
 from shiftboss.core import BLOCKERS, MAX_LIMIT, MAX_PRIORITY, UNCHANGED, ReferencePoolState, compiled_pool_state
 
-#: What a failure of the comparison says.
+#: The compiled core to test instead of the installed one: a path to its extension module.
+CORE_UNDER_TEST = "SHIFTBOSS_CORE_UNDER_TEST"
+#: What a failure of the comparison says; the mutation check looks for it.
 DIVERGENCE = "compiled core diverges from the reference"
 
 # The target phase would spend half of a short run hill-climbing one lineage of examples
@@ -36,10 +41,22 @@ DIVERGENCE = "compiled core diverges from the reference"
 PROFILES = {
     "ci": settings(max_examples=500, stateful_step_count=50, phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]),
     "long": settings(max_examples=5000, stateful_step_count=100),
+    "mutant": settings(max_examples=500, stateful_step_count=50, phases=[Phase.explicit, Phase.generate], database=None),
 }
 
 
-Core = compiled_pool_state()
+def core_under_test() -> type:
+    path = os.environ.get(CORE_UNDER_TEST)
+    if not path:
+        return compiled_pool_state()
+    spec = importlib.util.spec_from_file_location("shiftboss.core._admission", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PoolState  # type: ignore[no-any-return]
+
+
+Core = core_under_test()
 
 # ------------------------------------------------------------------ values
 
