@@ -22,6 +22,15 @@ run: install
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider --db both $(PYTEST_ARGS)
 
+# The mutation check: the differential test must catch each deliberate bug that
+# core/sb_mutants.hpp can build into the core (builds cached in build/mutants/).
+.PHONY: mutants
+mutants: install
+	$(PY) -m tests.mutants
+
+# The core's headers and included files are build inputs too.
+$(STAMP): $(wildcard core/*.pxi core/*.hpp)
+
 proto: install
 	$(PY) -m grpc_tools.protoc -Iproto \
 		--python_out=. --pyi_out=. --grpc_python_out=. \

@@ -9,6 +9,7 @@ missing compiler or Cython is an error, never a silent pure-Python install.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import sysconfig
@@ -61,8 +62,20 @@ class BuildCore(build_ext):
         return ""
 
 
+# SHIFTBOSS_MUTANT=<name> builds one of the deliberate bugs of core/sb_mutants.hpp into the
+# core, for the mutation check (tests/mutants.py, `make mutants`) only: never set it for an
+# install.
+MUTANT = os.environ.get("SHIFTBOSS_MUTANT", "")
 EXTENSIONS = [
-    Extension("shiftboss.core._admission", [os.path.join("core", "_admission.pyx")], language="c++", extra_compile_args=["-O3"]),
+    Extension(
+        "shiftboss.core._admission",
+        [os.path.join("core", "_admission.pyx")],
+        language="c++",
+        include_dirs=["core"],
+        depends=sorted(glob.glob(os.path.join("core", "*.hpp")) + glob.glob(os.path.join("core", "*.pxi"))),
+        define_macros=[("SHIFTBOSS_MUTANT", f"SB_MUTANT_{MUTANT.upper()}")] if MUTANT else [],
+        extra_compile_args=["-O3"],
+    ),
 ]
 
 setup(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from shiftboss.core._reference import PoolState as ReferencePoolState
-from shiftboss.core._types import BLOCKERS, UNCHANGED, Explanation, Snapshot
+from shiftboss.core._types import BLOCKERS, MAX_LIMIT, MAX_PRIORITY, UNCHANGED, Explanation, Snapshot
 
 if os.environ.get("SHIFTBOSS_PURE_PYTHON_CORE") == "1":
     PoolState = ReferencePoolState
@@ -22,7 +22,7 @@ else:
     PoolState = CompiledPoolState  # type: ignore[misc]
     COMPILED = True
 
-__all__ = ["PoolState", "ReferencePoolState", "Explanation", "Snapshot", "BLOCKERS", "UNCHANGED", "COMPILED"]
+__all__ = ["PoolState", "ReferencePoolState", "Explanation", "Snapshot", "BLOCKERS", "MAX_LIMIT", "MAX_PRIORITY", "UNCHANGED", "COMPILED"]
 
 
 def compiled_pool_state() -> type:

@@ -2,6 +2,9 @@
 
 Keys are ints that fit in 64 bits (run creation sequences); a key that does not is a
 TypeError or OverflowError here, where the reference would accept any hashable.
+Everything else is refused as the reference refuses it, with the same ValueError: a limit
+or priority beyond MAX_LIMIT / MAX_PRIORITY (2**63 - 1), a negative limit, a priority
+below 1, a NaN time (scheduled, or now + prefetch_seconds).
 """
 
 from collections.abc import Iterable

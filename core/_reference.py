@@ -11,7 +11,7 @@ import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from shiftboss.core._types import UNCHANGED, Explanation, Snapshot
+from shiftboss.core._types import MAX_LIMIT, UNCHANGED, Explanation, Snapshot, check_limit, check_priority, time_refused
 
 
 @dataclass(slots=True)
@@ -29,15 +29,25 @@ class _Queue:
         return self.limit is not None and self.occupied >= self.limit
 
 
-def _check_limit(field_name: str, limit: int | None) -> int | None:
-    if limit is not None and limit < 0:
-        raise ValueError(f"{field_name} must not be negative, got {limit}")
-    return limit
+def _time(field_name: str, value: float) -> float:
+    value = float(value)
+    if value != value:
+        raise time_refused(field_name, value)
+    return value
+
+
+def _horizon(now: float, prefetch_seconds: float) -> float:
+    """The latest scheduled start released now; refused when it is no number (inf - inf)."""
+    now, prefetch_seconds = float(now), float(prefetch_seconds)
+    horizon = now + prefetch_seconds
+    if horizon != horizon:
+        raise time_refused("now + prefetch_seconds", f"{now} + {prefetch_seconds}")
+    return horizon
 
 
 class PoolState:
     def __init__(self, limit: int | None = None, paused: bool = False) -> None:
-        self._limit = _check_limit("limit", limit)
+        self._limit = check_limit("limit", limit)
         self._paused = bool(paused)
         self._occupied = 0
         self._queues: dict[str, _Queue] = {}
@@ -60,7 +70,7 @@ class PoolState:
         return self._occupied
 
     def set_limit(self, limit: int | None) -> None:
-        self._limit = _check_limit("limit", limit)
+        self._limit = check_limit("limit", limit)
 
     def set_paused(self, paused: bool) -> None:
         self._paused = bool(paused)
@@ -82,21 +92,23 @@ class PoolState:
     def add_queue(self, name: str, priority: int, limit: int | None = None, paused: bool = False) -> None:
         if name in self._queues:
             raise ValueError(f"queue {name!r} already exists")
-        if priority < 1:
-            raise ValueError(f"priority must be at least 1, got {priority}")
-        self._queues[name] = _Queue(name, priority, _check_limit("limit", limit), bool(paused))
+        check_priority(priority)
+        self._queues[name] = _Queue(name, priority, check_limit("limit", limit), bool(paused))
         self._reorder()
 
     def update_queue(
         self, name: str, *, priority: int | None = None, limit: int | None | object = UNCHANGED, paused: bool | None = None
     ) -> None:
         queue = self._queue(name)
+        # Every value is checked before any is applied: a refused update changes nothing.
         if priority is not None:
-            if priority < 1:
-                raise ValueError(f"priority must be at least 1, got {priority}")
+            check_priority(priority)
+        if limit is not UNCHANGED:
+            check_limit("limit", limit)  # type: ignore[arg-type]
+        if priority is not None:
             queue.priority = priority
         if limit is not UNCHANGED:
-            queue.limit = _check_limit("limit", limit)  # type: ignore[arg-type]
+            queue.limit = limit  # type: ignore[assignment]
         if paused is not None:
             queue.paused = bool(paused)
         self._reorder()
@@ -145,7 +157,7 @@ class PoolState:
         if key in self:
             raise ValueError(f"run {key} already exists")
         q = self._queue(queue)
-        scheduled = float(scheduled)
+        scheduled = _time("scheduled", scheduled)
         self._candidates[key] = (queue, scheduled)
         heapq.heappush(q.heap, (scheduled, key))
         q.length += 1
@@ -171,7 +183,7 @@ class PoolState:
         if key not in self._candidates:
             raise KeyError(f"run {key} is not a candidate")
         name, _ = self._candidates[key]
-        scheduled = float(scheduled)
+        scheduled = _time("scheduled", scheduled)
         self._candidates[key] = (name, scheduled)
         heapq.heappush(self._queues[name].heap, (scheduled, key))
 
@@ -199,6 +211,7 @@ class PoolState:
     def requeue(self, key: int, scheduled: float) -> None:
         if key not in self._occupying:
             raise KeyError(f"run {key} does not occupy a slot")
+        _time("scheduled", scheduled)
         name = self._occupying[key]
         self.finish(key)
         self.add_run(key, name, scheduled)
@@ -224,9 +237,11 @@ class PoolState:
     def admit(self, now: float, prefetch_seconds: float, queues: Sequence[str] | None = None, limit: int | None = None) -> list[int]:
         """The runs to release now to one worker, in waterfall order; they occupy at once."""
         taken: list[int] = []
+        if limit is not None and limit > MAX_LIMIT:
+            check_limit("limit", limit)
+        horizon = _horizon(now, prefetch_seconds)
         if self._paused or (limit is not None and limit <= 0):
             return taken
-        horizon = now + prefetch_seconds
         for q in self._serving(queues):
             if q.paused:
                 continue
@@ -260,7 +275,7 @@ class PoolState:
         name, scheduled = self._candidates[key]
         q = self._queues[name]
         mine = (scheduled, key)
-        horizon = now + prefetch_seconds
+        horizon = _horizon(now, prefetch_seconds)
         in_queue = sorted((s, k) for k, (n, s) in self._candidates.items() if n == name)
         queue_position = in_queue.index(mine)
         # Due candidates ahead in the waterfall: higher queues' due runs, then this queue's ahead of it.

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shiftboss.core import MAX_LIMIT
 from shiftboss.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from shiftboss.services.names import validate_name
 from shiftboss.services.pools.models import WorkPoolRow, WorkQueueRow
@@ -31,12 +32,18 @@ POOL_TYPES = (
 #: A queue is READY while a worker served it within this many seconds.
 QUEUE_READY_SECONDS = 60.0
 
+#: The largest concurrency limit: what the contract's int32 field and the Integer column
+#: hold. The scheduling core holds up to MAX_LIMIT (2**63 - 1), so it takes any of them.
+MAX_CONCURRENCY_LIMIT = min(2**31 - 1, MAX_LIMIT)
+
 _UNSET: Any = object()
 
 
 def validate_limit(field: str, value: int | None) -> int | None:
     if value is not None and value < 1:
         raise InvalidArgument(f"{field}: must be at least 1, got {value}", field=field)
+    if value is not None and value > MAX_CONCURRENCY_LIMIT:
+        raise InvalidArgument(f"{field}: must be at most {MAX_CONCURRENCY_LIMIT}, got {value}", field=field)
     return value
 
 

@@ -85,6 +85,30 @@ async def test_unknown_type_and_bad_limits_are_refused_without_rows(client: Asyn
     assert await count_rows(db_url, WorkQueueRow) == 0
 
 
+async def test_the_largest_limit_is_held_and_a_larger_one_refused_naming_the_bound(client: AsyncClient, db_url: str) -> None:
+    """The contract's int32 bounds a limit on the wire; a caller inside the process meets the
+    same bound as INVALID_ARGUMENT, never a database error or a truncated limit."""
+    from shiftboss.services.pools import domain
+
+    top = 2**31 - 1
+    assert (await client.create_work_pool("big", "process", concurrency_limit=top)).concurrency_limit == top
+    assert (await client.create_work_queue("q", "big", concurrency_limit=top)).concurrency_limit == top
+    assert (await client.get_work_pool("big")).concurrency_limit == top
+    db = open_database(db_url)
+    try:
+        for value in (top + 1, 2**32, 2**63):
+            with pytest.raises(errors.InvalidArgument, match=f"concurrency_limit: must be at most {top}, got {value}"):
+                async with db.transaction() as session:
+                    await domain.create_pool(session, name="huge", type="process", concurrency_limit=value, base_job_template={})
+            with pytest.raises(errors.InvalidArgument, match=f"concurrency_limit: must be at most {top}, got {value}"):
+                async with db.transaction() as session:
+                    await domain.update_queue(session, "big", "q", concurrency_limit=value)
+    finally:
+        await release_database(db)
+    assert await count_rows(db_url, WorkPoolRow) == 1
+    assert (await client.get_work_queue("q", "big")).concurrency_limit == top
+
+
 async def test_unknown_pool_is_not_found(client: AsyncClient) -> None:
     with pytest.raises(errors.NotFound, match="work pool 'ghost' not found"):
         await client.get_work_pool("ghost")

@@ -234,3 +234,73 @@ def test_errors_are_the_same_in_both(Pool: type) -> None:
         pool.add_queue("z", 0)
     with pytest.raises(ValueError):
         Pool(limit=-2)
+
+
+def test_limits_beyond_32_bits_are_held_exactly(Pool: type) -> None:
+    """2**32 once became 0 in the compiled core, which then admitted nothing."""
+    pool = Pool(limit=2**32)
+    pool.add_queue("q", 2**40, limit=2**32)
+    pool.add_queue("r", 2**63 - 1, limit=2**63 - 1)
+    for key in range(3):
+        pool.add_run(key, "q" if key else "r", 0.0)
+    assert pool.admit(1.0, 0, limit=2**63 - 1) == [1, 2, 0]
+    assert (pool.limit, pool.queue_limit("q"), pool.queue_limit("r")) == (2**32, 2**32, 2**63 - 1)
+    assert pool.snapshot().queues == [("q", 2**40, 2**32, False), ("r", 2**63 - 1, 2**63 - 1, False)]
+    pool.set_limit(2**63 - 1)
+    assert pool.limit == 2**63 - 1
+
+
+def test_limits_and_priorities_beyond_the_bound_are_refused_naming_it(Pool: type) -> None:
+    from shiftboss.core import MAX_LIMIT, MAX_PRIORITY
+
+    bound = r"must be at most 9223372036854775807 \(2\*\*63 - 1\), got 9223372036854775808"
+    assert MAX_LIMIT == MAX_PRIORITY == 2**63 - 1
+    with pytest.raises(ValueError, match=f"limit {bound}"):
+        Pool(limit=2**63)
+    pool = Pool()
+    with pytest.raises(ValueError, match=f"limit {bound}"):
+        pool.set_limit(2**63)
+    with pytest.raises(ValueError, match=f"priority {bound}"):
+        pool.add_queue("q", 2**63)
+    with pytest.raises(ValueError, match=f"limit {bound}"):
+        pool.add_queue("q", 1, limit=2**63)
+    pool.add_queue("q", 1)
+    pool.add_run(1, "q", 0.0)
+    with pytest.raises(ValueError, match=f"limit {bound}"):
+        pool.admit(1.0, 0, limit=2**63)
+    assert pool.admit(1.0, 0, limit=-(2**70)) == []  # any limit below 1 admits nothing
+    assert pool.queues() == ["q"] and pool.limit is None
+
+
+def test_a_refused_update_changes_nothing(Pool: type) -> None:
+    pool = Pool()
+    pool.add_queue("a", 1)
+    pool.add_queue("b", 2, limit=3)
+    before = pool.snapshot()
+    with pytest.raises(ValueError):
+        pool.update_queue("b", priority=1, limit=-1)
+    with pytest.raises(ValueError):
+        pool.update_queue("b", priority=0, paused=True)
+    assert pool.snapshot() == before
+
+
+def test_nan_times_are_refused(Pool: type) -> None:
+    """NaN is before nor after any time: no waterfall could place it."""
+    nan = float("nan")
+    pool = Pool()
+    pool.add_queue("q", 1)
+    pool.add_run(1, "q", 0.0)
+    pool.occupy(2, "q")
+    before = pool.snapshot()
+    with pytest.raises(ValueError, match="scheduled must be a number, got nan"):
+        pool.add_run(3, "q", nan)
+    with pytest.raises(ValueError, match="scheduled must be a number"):
+        pool.reschedule(1, nan)
+    with pytest.raises(ValueError, match="scheduled must be a number"):
+        pool.requeue(2, nan)
+    with pytest.raises(ValueError, match="now \\+ prefetch_seconds must be a number, got inf \\+ -inf"):
+        pool.admit(float("inf"), float("-inf"))
+    with pytest.raises(ValueError, match="now \\+ prefetch_seconds must be a number"):
+        pool.explain(1, nan, 0.0)
+    assert pool.snapshot() == before
+    assert pool.admit(float("inf"), 0.0) == [1]  # infinite times are times
