@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shiftboss.errors import InvalidArgument, NotFound
 from shiftboss.services.heartbeats.models import WorkerRow
+from shiftboss.services.names import validate_name
 
 #: Heartbeats a worker may miss before it is OFFLINE.
 MISSED_BEATS = 3
@@ -42,14 +44,30 @@ def deadline(worker: WorkerRow) -> datetime:
     return as_utc(worker.last_heartbeat) + timedelta(seconds=MISSED_BEATS * worker.heartbeat_seconds)
 
 
+#: Longest infrastructure type (its column).
+MAX_TYPE = 64
+
+
+def check_beat(beat: Beat) -> None:
+    """Every field of one beat, before it is written with others: one bad beat is refused
+    alone rather than failing the batch it came in."""
+    validate_name("beats.name", beat.name)
+    validate_name("beats.pool", beat.pool)
+    if len(beat.type) > MAX_TYPE or "\x00" in beat.type:
+        raise InvalidArgument(f"beats.type: at most {MAX_TYPE} characters, no NUL", field="beats.type")
+    for queue in beat.queues:
+        validate_name("beats.queues", queue)
+    if not (math.isfinite(beat.heartbeat_seconds) and beat.heartbeat_seconds > 0):
+        raise InvalidArgument(f"beats.heartbeat_seconds: must be positive, got {beat.heartbeat_seconds}", field="beats.heartbeat_seconds")
+    if beat.in_flight < 0 or beat.limit < 0:
+        raise InvalidArgument("beats.in_flight, beats.limit: must not be negative", field="beats")
+
+
 async def record(session: AsyncSession, beats: list[Beat]) -> list[WorkerRow]:
-    """Store beats; returns the workers that came ONLINE (new, or back from OFFLINE)."""
+    """Store beats (each passed `check_beat`); returns the workers that came ONLINE (new,
+    or back from OFFLINE)."""
     came_online: list[WorkerRow] = []
     for beat in beats:
-        if not beat.name or not beat.pool:
-            raise InvalidArgument("beats: every beat needs a worker name and a pool", field="beats")
-        if beat.heartbeat_seconds <= 0:
-            raise InvalidArgument(f"beats.heartbeat_seconds: must be positive, got {beat.heartbeat_seconds}", field="beats")
         key = worker_id(beat.pool, beat.name)
         worker = await session.get(WorkerRow, key)
         if worker is None:
