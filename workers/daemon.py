@@ -35,6 +35,16 @@ Worker = scheduler_pb2.WorkerMessage
 MAX_UNCONFIRMED = 1000
 LOG_FLUSH_SECONDS = 0.2
 LOG_BATCH_LINES = 200
+#: Longest text the scheduler takes in an outcome's message or a log line.
+MAX_TEXT = 65_536
+
+
+def sendable(text: str) -> str:
+    """Text as the scheduler takes it: no NUL (no database stores one), at most MAX_TEXT
+    characters. A flow's output may hold either; its outcome must not be refused for it."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
 @dataclass(slots=True)
@@ -106,7 +116,7 @@ class Daemon:
             run=run.dispatch.run,
             lease=run.dispatch.lease,
             state=scheduler_pb2.RunState.Value(state),
-            message=message,
+            message=sendable(message),
             at=to_timestamp(datetime.now(timezone.utc)),
         )
         if exit_code is not None:
@@ -186,7 +196,7 @@ class Daemon:
             raise
 
     def log_line(self, run_id: str, stream: str, text: str) -> None:
-        self.logs.append(scheduler_pb2.LogLine(run=run_id, stream=stream, text=text, at=to_timestamp(datetime.now(timezone.utc))))
+        self.logs.append(scheduler_pb2.LogLine(run=run_id, stream=stream, text=sendable(text), at=to_timestamp(datetime.now(timezone.utc))))
         if len(self.logs) >= LOG_BATCH_LINES:
             self.flush_logs()
 
@@ -252,6 +262,7 @@ class Daemon:
             self.forget_outcome(message.settled.run, message.settled.lease)
         elif kind == "refused":
             refused = message.refused
+            self.forget_outcome(refused.run, refused.lease)  # refused for good: sending it again changes nothing
             run = self.runs.get(refused.run)
             if run is not None and refused.lease in (0, run.dispatch.lease):
                 del self.runs[refused.run]
