@@ -312,6 +312,25 @@ class StreamHandler:
             served.update(session.queues)
             self.polled[session.pool] = served
 
+    async def _send_beats(self, stub: Any, beats: list[heartbeats_pb2.WorkerBeat]) -> None:
+        """Every worker's beat in one call; each beat stands alone: HeartbeatService refuses a
+        bad one in its reply, and should the whole request be refused for one beat, each is
+        sent on its own and only the bad one is dropped."""
+        try:
+            reply = await self.service.call(stub.Beat, heartbeats_pb2.BeatRequest(beats=beats))
+        except InvalidArgument:
+            if len(beats) == 1:
+                raise
+            for beat in beats:
+                try:
+                    await self._send_beats(stub, [beat])
+                except InvalidArgument as exc:
+                    log.warning("heartbeat of worker %s/%s refused: %s", beat.pool, beat.name, exc.message)
+            return
+        for refused in reply.refused:
+            who = beats[refused.index].id if 0 <= refused.index < len(beats) else "?"
+            log.warning("heartbeat of worker %s refused: %s", who, refused.reason)
+
     async def flush(self) -> None:
         """Send buffered beats to HeartbeatService and mark the served queues polled."""
         from shiftboss.v1 import heartbeats_pb2_grpc
@@ -322,14 +341,12 @@ class StreamHandler:
         if beats:
             stub = service.mesh.peers.stub("heartbeats", heartbeats_pb2_grpc.HeartbeatServiceStub)
             try:
-                reply = await service.call(stub.Beat, heartbeats_pb2.BeatRequest(beats=list(beats.values())))
+                await self._send_beats(stub, list(beats.values()))
             except ShiftbossError:
                 # Not recorded: kept for the next flush, under any beat newer than it.
                 self.beats = {**beats, **self.beats}
                 self.polled = {**polled, **self.polled}
                 raise
-            for refused in reply.refused:  # each beat stands alone: the others are recorded
-                log.warning("heartbeat %d refused: %s", refused.index, refused.reason)
         for pool, names in polled.items():
             request = pools_pb2.MarkPolledRequest(pool=pool, names=sorted(names or []))
             with contextlib.suppress(NotFound):
