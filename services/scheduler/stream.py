@@ -104,10 +104,11 @@ class StreamHandler:
         pool = await self._pool_for(hello)
         queues: list[str] | None = None
         if hello.queues:
+            key = worker_key_name()
+            if key is None:  # a caller who may see every pool is told of a queue named in the wrong one
+                await self._refuse_foreign_queues(hello)
             # A worker key may create queues only as far as the pool's setting allows.
-            request = pools_pb2.EnsureWorkQueuesRequest(
-                pool=pool.name, names=list(dict.fromkeys(hello.queues)), worker_key=worker_key_name() or ""
-            )
+            request = pools_pb2.EnsureWorkQueuesRequest(pool=pool.name, names=list(dict.fromkeys(hello.queues)), worker_key=key or "")
             reply = await service.call(service.pools.EnsureWorkQueues, request)
             queues = [q.name for q in reply.work_queues]
         listed = await service.call(service.pools.ListWorkQueues, pools_pb2.ListWorkQueuesRequest(pool=pool.name))
@@ -174,6 +175,24 @@ class StreamHandler:
                 f"type: a {hello.type!r} worker cannot serve work pool {pool.name!r} of type {pool.type!r}", field="type"
             )
         return pool
+
+    async def _refuse_foreign_queues(self, hello: scheduler_pb2.Hello) -> None:
+        """A queue missing here but present in another pool is a mistake, not a new queue.
+        Never said to a worker key: it may not learn what other pools hold."""
+        service = self.service
+        here = await service.call(service.pools.ListWorkQueues, pools_pb2.ListWorkQueuesRequest(pool=hello.pool))
+        missing = set(hello.queues) - {q.name for q in here.work_queues}
+        if not missing:
+            return
+        everywhere = await service.call(service.pools.ListWorkPools, pools_pb2.ListWorkPoolsRequest())
+        for other in everywhere.work_pools:
+            if other.name != hello.pool:
+                foreign = sorted(missing & set(other.queues) - {"default"})
+                if foreign:
+                    raise FailedPrecondition(
+                        f"queues: {foreign[0]!r} is a queue of work pool {other.name!r}, not of {hello.pool!r}",
+                        field="queues",
+                    )
 
     async def _reclaim_holdings(self, session: WorkerSession, holding: dict[str, int]) -> None:
         """A reconnecting worker takes back the runs it still holds, if their leases are current."""
