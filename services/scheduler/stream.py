@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shiftboss.scheduler")
 Message = scheduler_pb2.SchedulerMessage
+#: Most log lines one LogBatch may carry (the worker daemon sends at most 200).
+MAX_LOG_LINES = 5_000
 
 
 class StreamHandler:
@@ -266,9 +268,12 @@ class StreamHandler:
             raise InvalidArgument("hello: the stream already began with Hello; send it once", field="hello")
 
     async def store_logs(self, session: WorkerSession, batch: scheduler_pb2.LogBatch) -> None:
-        """Keep the lines of runs this worker ran; lines naming any other run are dropped."""
+        """Keep the lines of runs this worker ran; lines naming any other run, or malformed,
+        are dropped. The batch's runs are read with one query, whatever it names."""
         by_run: dict[str, list[tuple[datetime, str, str]]] = {}
-        for line in batch.lines:
+        if len(batch.lines) > MAX_LOG_LINES:
+            log.info("log lines of worker %s past the first %d of a batch dropped", session.key, MAX_LOG_LINES)
+        for line in batch.lines[:MAX_LOG_LINES]:
             try:
                 check_log_line(line)
             except ShiftbossError as exc:
@@ -280,13 +285,11 @@ class StreamHandler:
         if not by_run:
             return
         async with self.service.db.transaction() as db:
+            runs = await run_store.get_many(db, set(by_run))
             for run_id, lines in by_run.items():
-                try:
-                    run = await run_store.get(db, run_id)
-                except NotFound:
-                    continue
-                if run.worker != session.key:
-                    log.info("log lines of flow run %s from worker %s dropped: the run is not its", run_id, session.key)
+                run = runs.get(run_id)
+                if run is None or run.worker != session.key:
+                    log.info("log lines of flow run %r from worker %s dropped: the run is not its", run_id, session.key)
                     continue
                 await run_store.add_logs(db, run, lines)
                 kept.append((run_id, run.state, lines))
