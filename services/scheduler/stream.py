@@ -106,11 +106,12 @@ class StreamHandler:
         pool = await self._pool_for(hello)
         queues: list[str] | None = None
         if hello.queues:
-            key = worker_key_name()
-            if key is None:  # a caller who may see every pool is told of a queue named in the wrong one
+            api_key = worker_key_name()
+            if api_key is None:  # a caller who may see every pool is told of a queue named in the wrong one
                 await self._refuse_foreign_queues(hello)
             # A worker key may create queues only as far as the pool's setting allows.
-            request = pools_pb2.EnsureWorkQueuesRequest(pool=pool.name, names=list(dict.fromkeys(hello.queues)), worker_key=key or "")
+            names = list(dict.fromkeys(hello.queues))
+            request = pools_pb2.EnsureWorkQueuesRequest(pool=pool.name, names=names, worker_key=api_key or "")
             reply = await service.call(service.pools.EnsureWorkQueues, request)
             queues = [q.name for q in reply.work_queues]
         listed = await service.call(service.pools.ListWorkQueues, pools_pb2.ListWorkQueuesRequest(pool=pool.name))
