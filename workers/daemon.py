@@ -37,8 +37,6 @@ LOG_FLUSH_SECONDS = 0.2
 LOG_BATCH_LINES = 200
 #: Longest text the scheduler takes in an outcome's message or a log line.
 MAX_TEXT = 65_536
-#: Seconds before a report the scheduler could not record now is sent again.
-RETRY_SECONDS = 1.0
 
 
 def sendable(text: str) -> str:
@@ -134,8 +132,7 @@ class Daemon:
         self.run_ended.set()
         took = time.monotonic() - run.started_at if run.started_at else 0.0
         style = {"COMPLETED": "green", "CANCELLED": "yellow"}.get(state, "red")
-        shown = message if len(message) <= 500 else message[:499] + "…"  # a console line, not the record
-        self.say(f"run {run.dispatch.name} ({run.dispatch.run[:8]}) finished {state} in {took:.2f}s" + (f": {shown}" if shown else ""), style)
+        self.say(f"run {run.dispatch.name} ({run.dispatch.run[:8]}) finished {state} in {took:.2f}s" + (f": {message}" if message else ""), style)
         self.send_credits()
 
     def _outcome(self, run_id: str) -> scheduler_pb2.Finished | None:
@@ -148,21 +145,6 @@ class Daemon:
             del self.unconfirmed[run_id]
         if not self.unconfirmed:
             self.all_settled.set()
-
-    def report_again(self, run_id: str, lease: int, kind: str) -> None:
-        """Send again what the scheduler could not record, if it still stands."""
-        if kind == "finished":
-            outcome = self.unconfirmed.get(run_id)
-            if outcome is not None and outcome.finished.lease == lease:
-                self.send(outcome)
-            return
-        run = self.runs.get(run_id)
-        if run is None or run.dispatch.lease != lease:
-            return
-        if kind == "ack":
-            self.send(Worker(ack=scheduler_pb2.Ack(run=run_id, lease=lease)))
-        elif kind == "started" and run.started_at:
-            self.send(Worker(started=scheduler_pb2.Started(run=run_id, lease=lease, at=to_timestamp(datetime.now(timezone.utc)))))
 
     def send_credits(self) -> None:
         if self.stopping.is_set() or self.drained:
@@ -278,9 +260,6 @@ class Daemon:
                 self.say("took the runs due now (run-once)")
         elif kind == "settled":
             self.forget_outcome(message.settled.run, message.settled.lease)
-        elif kind == "retry":
-            retry = message.retry
-            asyncio.get_running_loop().call_later(RETRY_SECONDS, self.report_again, retry.run, retry.lease, retry.kind)
         elif kind == "refused":
             refused = message.refused
             self.forget_outcome(refused.run, refused.lease)  # refused for good: sending it again changes nothing

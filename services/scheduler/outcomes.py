@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shiftboss.scheduler")
 Message = scheduler_pb2.SchedulerMessage
-RETRY = "the scheduler could not record it now; send it again"
 
 
 def not_held(run_id: str, lease: int) -> FailedPrecondition:
@@ -48,7 +47,7 @@ class Report:
     #: An outcome carried by a Hello after an outage (see SchedulerService.transition).
     late: bool = False
     error: ShiftbossError | None = None
-    #: The database could not take it now: answered RetryLater, and the worker sends it again.
+    #: The database refused it: no answer, so the worker sends it again with its next Hello.
     unwritten: bool = False
 
 
@@ -102,7 +101,7 @@ class OutcomeWriter(BatchWriter[Report]):
 
     def failed(self, item: Report, exc: Exception) -> None:
         """The database refused this report on its own: refused when the report is at fault,
-        else answered RetryLater, and the worker sends it again."""
+        else unanswered, and the worker sends it again with its next Hello."""
         error = database_error(exc)
         if error is None or isinstance(error, Unavailable):
             log.warning("report of worker %s on flow run %s not written: %s", item.session.key, item.body.run, exc)
@@ -165,7 +164,6 @@ class OutcomeWriter(BatchWriter[Report]):
         for report in batch:
             body = report.body
             if report.unwritten:
-                report.session.send(Message(retry=scheduler_pb2.RetryLater(run=body.run, lease=body.lease, kind=report.kind, reason=RETRY)))
                 continue
             if report.error is not None:
                 report.session.send(Message(refused=scheduler_pb2.Refused(run=body.run, reason=report.error.message, lease=body.lease)))

@@ -535,18 +535,6 @@ class Refused(_message.Message):
     lease: int
     def __init__(self, run: _Optional[str] = ..., reason: _Optional[str] = ..., lease: _Optional[int] = ...) -> None: ...
 
-class RetryLater(_message.Message):
-    __slots__ = ("run", "lease", "kind", "reason")
-    RUN_FIELD_NUMBER: _ClassVar[int]
-    LEASE_FIELD_NUMBER: _ClassVar[int]
-    KIND_FIELD_NUMBER: _ClassVar[int]
-    REASON_FIELD_NUMBER: _ClassVar[int]
-    run: str
-    lease: int
-    kind: str
-    reason: str
-    def __init__(self, run: _Optional[str] = ..., lease: _Optional[int] = ..., kind: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
-
 class SchedulerBatch(_message.Message):
     __slots__ = ("messages",)
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -554,7 +542,7 @@ class SchedulerBatch(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[SchedulerMessage, _Mapping]]] = ...) -> None: ...
 
 class SchedulerMessage(_message.Message):
-    __slots__ = ("welcome", "dispatch", "cancel", "drain", "refused", "settled", "batch", "retry")
+    __slots__ = ("welcome", "dispatch", "cancel", "drain", "refused", "settled", "batch")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     DISPATCH_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
@@ -562,7 +550,6 @@ class SchedulerMessage(_message.Message):
     REFUSED_FIELD_NUMBER: _ClassVar[int]
     SETTLED_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
-    RETRY_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     dispatch: Dispatch
     cancel: Cancel
@@ -570,8 +557,7 @@ class SchedulerMessage(_message.Message):
     refused: Refused
     settled: Settled
     batch: SchedulerBatch
-    retry: RetryLater
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., dispatch: _Optional[_Union[Dispatch, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., refused: _Optional[_Union[Refused, _Mapping]] = ..., settled: _Optional[_Union[Settled, _Mapping]] = ..., batch: _Optional[_Union[SchedulerBatch, _Mapping]] = ..., retry: _Optional[_Union[RetryLater, _Mapping]] = ...) -> None: ...
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., dispatch: _Optional[_Union[Dispatch, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., refused: _Optional[_Union[Refused, _Mapping]] = ..., settled: _Optional[_Union[Settled, _Mapping]] = ..., batch: _Optional[_Union[SchedulerBatch, _Mapping]] = ...) -> None: ...
 
 class LogsRequest(_message.Message):
     __slots__ = ("id", "follow")
