@@ -1,17 +1,17 @@
-# shiftboss: make run · make test · make proto · make bench
+# shiftboss: make run · make test · make proto · make bench · make chaos
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test proto bench install clean
+.PHONY: run test proto bench chaos install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall when the build inputs change (dependencies, the Cython core).
-$(STAMP): $(PY) pyproject.toml setup.py core/_admission.pyx
-	$(PY) -m pip install --quiet -e '.[dev]'
+# Reinstall when the build inputs change (dependencies, their pinned versions, the Cython core).
+$(STAMP): $(PY) pyproject.toml setup.py constraints.txt core/_admission.pyx
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,6 +30,10 @@ proto: install
 
 bench: install
 	$(PY) -m pytest bench -q -p no:cacheprovider --benchmark-columns=min,median,mean,ops $(PYTEST_ARGS)
+
+# Every fault scenario, on SQLite and a private PostgreSQL, with more runs (tests/chaos).
+chaos: install
+	SHIFTBOSS_CHAOS=full $(PY) -m pytest tests/chaos -q -p no:cacheprovider -s $(PYTEST_ARGS)
 
 clean:
 	rm -rf build $(VENV) *.egg-info core/*.c core/*.so

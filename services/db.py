@@ -21,13 +21,21 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["Database", "open_database", "release_database", "run_migrations_online"]
+__all__ = ["Database", "NotAtHead", "has_migrations", "open_database", "release_database", "run_migrations_online"]
+
+
+class NotAtHead(Exception):
+    """A service's database is not, and cannot be brought, to the revision this build knows
+    as its head. The message is one line for the operator."""
 
 
 def naming() -> MetaData:
@@ -117,6 +125,8 @@ class Database:
         self._users = 0
         self._driver_pool: Any = None
         self._driver_opening: asyncio.Lock | None = None
+        #: Services whose tables this engine has brought to their head revision.
+        self._at_head: set[str] = set()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -186,9 +196,13 @@ class Database:
             yield session
 
     async def upgrade(self, service: str) -> None:
-        """Apply the service's Alembic migrations up to head."""
+        """Apply the service's Alembic migrations up to head, once per engine; NotAtHead when
+        the database does not end up there."""
+        if service in self._at_head:
+            return
         async with self.engine.begin() as conn:
-            await conn.run_sync(_upgrade_sync, service)
+            await conn.run_sync(_upgrade_sync, service, make_url(self.url).render_as_string(hide_password=True))
+        self._at_head.add(service)
 
     async def dispose(self) -> None:
         if self._driver_pool is not None:
@@ -204,10 +218,50 @@ def alembic_config(service: str) -> Config:
     return cfg
 
 
-def _upgrade_sync(connection, service: str) -> None:  # type: ignore[no-untyped-def]
+def has_migrations(service: str) -> bool:
+    """Whether the service keeps tables (and so an Alembic history)."""
+    from importlib import resources
+
+    try:
+        return resources.files(f"shiftboss.services.{service}").joinpath("migrations").is_dir()
+    except ModuleNotFoundError:
+        return False
+
+
+def _revisions(connection, service: str) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
+    context = MigrationContext.configure(connection, opts={"version_table": f"alembic_version_{service}"})
+    return context.get_current_heads()
+
+
+def _upgrade_sync(connection, service: str, shown_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Upgrade to head, refusing first what an upgrade cannot fix: a database at a revision
+    this build does not know (written by a newer shiftboss), or a build without its scripts."""
     cfg = alembic_config(service)
     cfg.attributes["connection"] = connection
-    command.upgrade(cfg, "head")
+    script = ScriptDirectory.from_config(cfg)
+    heads = set(script.get_heads())
+    where = f"the {service} database ({shown_url})"
+    if not heads:
+        raise NotAtHead(
+            f"{where} cannot be set up: this installation of shiftboss lacks the {service} service's migration scripts "
+            f"({script.versions}); reinstall shiftboss"
+        )
+    known = {revision.revision for revision in script.walk_revisions()}
+    unknown = [revision for revision in _revisions(connection, service) if revision not in known]
+    if unknown:
+        raise NotAtHead(
+            f"{where} is at revision {', '.join(unknown)}, which this version of shiftboss does not know; upgrade shiftboss, "
+            f"or point SHIFTBOSS_DATABASE_URL (or SHIFTBOSS_{service.upper()}_DATABASE_URL) at another database"
+        )
+    try:
+        command.upgrade(cfg, "head")
+    except CommandError as exc:
+        raise NotAtHead(f"{where} cannot be upgraded: {exc}") from None
+    reached = set(_revisions(connection, service))
+    if reached != heads:
+        raise NotAtHead(
+            f"{where} is at revision {', '.join(sorted(reached)) or 'none'} after upgrading, not {', '.join(sorted(heads))}"
+        )
 
 
 def run_migrations_online(target_metadata: MetaData) -> None:

@@ -25,7 +25,9 @@ from grpc_reflection.v1alpha import reflection
 from shiftboss import telemetry
 from shiftboss.channels import open_aio_channel, read_pem
 from shiftboss.errors import error_for_code
+from shiftboss.services.absent import AbsentServices
 from shiftboss.services.auth import MESH_HEADER, AuthInterceptor, Authenticator
+from shiftboss.services.db import Database, has_migrations, open_database, release_database
 from shiftboss.services.interceptors import ErrorInterceptor, FaultInterceptor
 from shiftboss.services.limits import DocumentLimitInterceptor
 from shiftboss.services.tracing import server_interceptors
@@ -145,6 +147,7 @@ class Mesh:
         #: Tracing and metrics, or None when off (then nothing is installed).
         self.telemetry = telemetry.active()
         self._health: health.aio.HealthServicer | None = None
+        self._readiness: asyncio.Task[None] | None = None
         self.authenticator: Authenticator | None = None
         if settings.auth:
             token = settings.mesh_token
@@ -206,10 +209,35 @@ class Mesh:
             )
         log.warning("serving %s with neither auth nor client certificates (--insecure): anyone who reaches it can use it", host)
 
+    async def migrate(self) -> list[Database]:
+        """Bring every database of this process's services to its head revision, before the
+        server listens: a database it cannot bring there (NotAtHead) stops the start, rather
+        than a server that answers every call with a missing table. The databases are
+        returned open, so the services that open them next share them (and their upgrade)."""
+        opened: list[Database] = []
+        try:
+            for name in self.names:
+                if has_migrations(name):
+                    opened.append(open_database(self.settings.database_url_for(name)))
+                    await opened[-1].upgrade(name)
+        except BaseException:
+            for db in opened:
+                await release_database(db)
+            raise
+        return opened
+
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         host = host or self.settings.host
         port = self.settings.port if port is None else port
         self._refuse_exposed(host)
+        migrated = await self.migrate()
+        try:
+            return await self._serve(host, port)
+        finally:
+            for db in migrated:
+                await release_database(db)
+
+    async def _serve(self, host: str, port: int) -> int:
         self.server = aio.server(
             interceptors=self._interceptors(),
             options=[
@@ -234,21 +262,39 @@ class Mesh:
             service: Service = module.build(self)
             service.register(self.server)
             self.services.append(service)
+        self.server.add_generic_rpc_handlers((AbsentServices(self.names, f"{shown}:{self.port}", self.settings),))
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
         full_names = [s.full_name for s in self.services]
         reflection.enable_server_reflection([*full_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+        for full in ["", *full_names]:  # until each service is ready (see _report_ready)
+            await health_servicer.set(full, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._health = health_servicer
         await self.server.start()
         for service in self.services:
             await service.start()
-        for full in ["", *full_names]:
-            await health_servicer.set(full, health_pb2.HealthCheckResponse.SERVING)
-        self._health = health_servicer
+        if all(getattr(service, "ready", None) is None or service.ready.is_set() for service in self.services):
+            await self._report_ready(health_servicer)
+        else:  # the scheduler waited long for its peers: SERVING once it has them
+            self._readiness = asyncio.create_task(self._report_ready(health_servicer))
         log.info("serving %s on %s:%d", ", ".join(self.names), host, self.port)
         return self.port
 
+    async def _report_ready(self, health_servicer: health.aio.HealthServicer) -> None:
+        """Each service SERVING once it is ready (the scheduler when it has loaded its pools
+        and runs, which needs its peers), and the server as a whole once all are; a probe
+        sees NOT_SERVING before, and again from the moment the server starts stopping."""
+        for service in self.services:
+            ready = getattr(service, "ready", None)
+            if ready is not None:
+                await ready.wait()
+            await health_servicer.set(service.full_name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+
     async def stop(self, grace: float | None = None) -> None:
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        if self._readiness is not None:
+            self._readiness.cancel()
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         for service in reversed(self.services):

@@ -10,8 +10,10 @@ status only for the codes that are the server's fault (UNKNOWN, DEADLINE_EXCEEDE
 UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS), as the semantic conventions say.
 
 Spans are made through the tracer's public API, so the sampler decides: with a
-parent-based ratio sampler, a call whose caller did not sample it, or that the ratio
-leaves out, gets a non-recording span, and nothing more is computed for it.
+parent-based ratio sampler, a call that the ratio leaves out gets a non-recording span,
+and nothing more is computed for it. A call whose caller did not sample it is not
+sampled by a parent-based sampler either, so then no span is asked for: the call goes
+on in the caller's context, which carries that decision on to whatever it calls.
 
 With telemetry on it is the error interceptor too (a subclass of it, in its place, first
 of the server's interceptors), so every call goes through one wrapper rather than two,
@@ -61,7 +63,7 @@ SERVER_FAULTS = frozenset(
 def server_interceptors(telemetry: Telemetry | None) -> list[aio.ServerInterceptor]:
     """The interceptors that trace a server, to go first and in place of the error
     interceptor (they map errors too); none when telemetry is off."""
-    return [] if telemetry is None else [TracingInterceptor(telemetry.tracer("shiftboss.rpc"))]
+    return [] if telemetry is None else [TracingInterceptor(telemetry.tracer("shiftboss.rpc"), telemetry.follows_parent)]
 
 
 def _status_of(context: Any, exc: BaseException) -> grpc.StatusCode:
@@ -78,9 +80,11 @@ def _status_of(context: Any, exc: BaseException) -> grpc.StatusCode:
 
 
 class TracingInterceptor(ErrorInterceptor):
-    def __init__(self, tracer: Any) -> None:
+    def __init__(self, tracer: Any, follows_parent: bool = False) -> None:
         super().__init__()
         self.tracer = tracer
+        #: The sampler is parent-based (see the module's docstring).
+        self.follows_parent = follows_parent
         propagators = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "")
         self._w3c_only = propagators in ("tracecontext,baggage", "baggage,tracecontext", "tracecontext")
         #: Attributes of each method, split once.
@@ -94,6 +98,11 @@ class TracingInterceptor(ErrorInterceptor):
             # The status code is OK until a failure says otherwise: no second write on success.
             attributes = self._attributes[method] = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name, CODE: 0}
         carried = self._parent(metadata) if metadata else _EMPTY
+        if self.follows_parent:
+            caller = trace.get_current_span(carried)
+            upstream = caller.get_span_context()
+            if upstream.is_valid and not upstream.trace_flags.sampled:
+                return caller, otel_context.attach(carried)  # not sampled upstream: nor here
         span = self.tracer.start_span(method, context=carried, kind=SpanKind.SERVER, attributes=attributes)
         return span, otel_context.attach(trace.set_span_in_context(span, carried))
 

@@ -15,6 +15,8 @@ __all__ = ["read_traceparent", "traceparent"]
 
 #: A W3C traceparent of version 00, as the propagator reads it.
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+#: Each of the 256 TraceFlags, made once.
+_FLAGS = tuple(TraceFlags(flags) for flags in range(256))
 
 
 def read_traceparent(text: str) -> SpanContext | None:
@@ -24,7 +26,7 @@ def read_traceparent(text: str) -> SpanContext | None:
     if match is None:
         return None
     trace_id, span_id, flags = match.groups()
-    context = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True, trace_flags=TraceFlags(int(flags, 16)))
+    context = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True, trace_flags=_FLAGS[int(flags, 16)])
     return context if context.is_valid else None
 
 

@@ -2,12 +2,18 @@
 
 Both share one set of typed methods (`_Api`); each method builds its request and hands
 it to `_invoke`, which is a plain call in `Client` and an awaitable in `AsyncClient`.
-Calls carry a deadline, are retried on UNAVAILABLE by gRPC's own retry policy, and a
-failure is raised as the matching `shiftboss.errors` class with the server's message.
+Calls carry a deadline, are retried on UNAVAILABLE by gRPC's own retry policy (a second or
+two), and a failure is raised as the matching `shiftboss.errors` class with the server's
+message. Creating a run (create_flow_run, run_deployment) sends an idempotency key made for
+the call, so a retry never makes a second run, and is retried on UNAVAILABLE for longer
+(`SHIFTBOSS_CREATE_RETRY_SECONDS`): through a server restart or a database outage.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -48,6 +54,24 @@ def _translate(exc: grpc.RpcError, address: str) -> ShiftbossError:
     if code == grpc.StatusCode.UNAVAILABLE:
         return Unavailable(f"cannot reach the shiftboss server at {address}: {details}")
     return error_for_code(code.name, details)
+
+
+#: Calls safe to send again with the same request (they carry an idempotency key).
+_KEYED = frozenset({"CreateFlowRun", "RunDeployment"})
+#: Backoff between those tries, from the first to the most.
+_RETRY_FIRST_SECONDS, _RETRY_MOST_SECONDS = 0.2, 2.0
+
+
+def _keyed(method: str, request: Any) -> None:
+    """A create without an idempotency key gets one for this call (and all its tries), from
+    the SDK's methods and the CLI alike."""
+    if method in _KEYED and not request.idempotency_key:
+        request.idempotency_key = uuid.uuid4().hex
+
+
+def _again(exc: grpc.RpcError, method: str, waited: float, budget: float, delay: float) -> bool:
+    """Whether to try the call again after `delay` seconds."""
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and method in _KEYED and waited + delay <= budget
 
 
 def _set_optional(request: Any, **values: Any) -> Any:
@@ -272,8 +296,13 @@ class _Api:
         job_variables: dict[str, Any] | None = None,
         start_in: float | None = None,
         start_at: str = "",
+        idempotency_key: str = "",
     ) -> scheduler_pb2.FlowRun:
-        request = scheduler_pb2.CreateFlowRunRequest(deployment=deployment, queue=queue, start_at=start_at)
+        """A new run of the deployment. A call retried with the same `idempotency_key` (one
+        is made per call when none is given) answers the run the first made."""
+        request = scheduler_pb2.CreateFlowRunRequest(
+            deployment=deployment, queue=queue, start_at=start_at, idempotency_key=idempotency_key
+        )
         return self._new_run("CreateFlowRun", request, parameters, job_variables, start_in)
 
     def _new_run(
@@ -291,9 +320,11 @@ class _Api:
         job_variables: dict[str, Any] | None = None,
         start_in: float | None = None,
         start_at: str = "",
+        idempotency_key: str = "",
     ) -> scheduler_pb2.FlowRun:
-        """A run of the deployment, as `shiftboss deployment run` makes it."""
-        request = scheduler_pb2.RunDeploymentRequest(name=name, queue=queue, start_at=start_at)
+        """A run of the deployment, as `shiftboss deployment run` makes it (`idempotency_key`
+        as for create_flow_run)."""
+        request = scheduler_pb2.RunDeploymentRequest(name=name, queue=queue, start_at=start_at, idempotency_key=idempotency_key)
         return self._new_run("RunDeployment", request, parameters, job_variables, start_in)
 
     def get_flow_run(self, id: str) -> scheduler_pb2.FlowRun:
@@ -392,10 +423,16 @@ class Client(_Api):
         return getattr(self._stubs[service], method)
 
     def _invoke(self, service: str, method: str, request: Any) -> Any:
-        try:
-            return self.method(service, method)(request, timeout=self.timeout, metadata=self.metadata)
-        except grpc.RpcError as exc:
-            raise _translate(exc, self.address) from None
+        _keyed(method, request)
+        started, delay = time.monotonic(), _RETRY_FIRST_SECONDS
+        while True:
+            try:
+                return self.method(service, method)(request, timeout=self.timeout, metadata=self.metadata)
+            except grpc.RpcError as exc:
+                if not _again(exc, method, time.monotonic() - started, self.settings.create_retry_seconds, delay):
+                    raise _translate(exc, self.address) from None
+            time.sleep(delay)
+            delay = min(delay * 2, _RETRY_MOST_SECONDS)
 
     def _stream(self, service: str, method: str, request: Any, timeout: float | None = None) -> Iterator[Any]:
         call = self.method(service, method)(request, timeout=timeout, metadata=self.metadata)
@@ -439,10 +476,16 @@ class AsyncClient(_Api):
         return getattr(self._stubs[service], method)
 
     async def _invoke(self, service: str, method: str, request: Any) -> Any:
-        try:
-            return await self.method(service, method)(request, timeout=self.timeout, metadata=self.metadata)
-        except aio.AioRpcError as exc:
-            raise _translate(exc, self.address) from None
+        _keyed(method, request)
+        started, delay = time.monotonic(), _RETRY_FIRST_SECONDS
+        while True:
+            try:
+                return await self.method(service, method)(request, timeout=self.timeout, metadata=self.metadata)
+            except aio.AioRpcError as exc:
+                if not _again(exc, method, time.monotonic() - started, self.settings.create_retry_seconds, delay):
+                    raise _translate(exc, self.address) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MOST_SECONDS)
 
     async def _stream(self, service: str, method: str, request: Any, timeout: float | None = None) -> AsyncIterator[Any]:
         call = self.method(service, method)(request, timeout=timeout, metadata=self.metadata)

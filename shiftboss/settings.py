@@ -81,6 +81,9 @@ class Settings:
     insecure: bool = False
     #: Deadline of one SDK call, in seconds.
     request_timeout: float = 30.0
+    #: Seconds the SDK keeps trying to create a run while the server is unavailable (a
+    #: restart, a database outage); the call's idempotency key makes every try the same run.
+    create_retry_seconds: float = 20.0
     #: Seconds between worker heartbeats; a worker missing 3 is OFFLINE.
     heartbeat_seconds: float = 30.0
     #: Seconds after its scheduled start before a SCHEDULED run is shown LATE.

@@ -100,6 +100,10 @@ class WorkerStream:
             finished.exit_code = exit_code
         self.send(Worker(finished=finished))
 
+    def goodbye(self) -> None:
+        """Say the worker is stopping, before `close`: it is OFFLINE at once."""
+        self.send(Worker(goodbye=scheduler_pb2.Goodbye()))
+
     def credits(self, free: int) -> None:
         self.send(Worker(credits=scheduler_pb2.Credits(free=free)))
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import math
 import os
 import sys
@@ -28,11 +27,10 @@ from typing import Any
 
 from shiftboss.settings import Settings
 
-log = logging.getLogger("shiftboss.telemetry")
-
 __all__ = [
     "Telemetry",
     "configure",
+    "build",
     "sampler",
     "active",
     "use",
@@ -82,6 +80,10 @@ class Telemetry:
     meter_provider: Any = None
     #: Made by `configure`, so ours to flush and shut down.
     owned: bool = False
+    #: The tracer's sampler is parent-based (the SDK's default), so a span whose parent
+    #: was not sampled is not sampled either: the server then goes on with the caller's
+    #: context rather than ask the SDK for a span it would not record.
+    follows_parent: bool = False
 
     def tracer(self, name: str) -> Any:
         return self.tracer_provider.get_tracer(name, _version())
@@ -107,12 +109,27 @@ _installed: Telemetry | None = None
 
 
 def configure(settings: Settings, service_name: str, environ: dict[str, str] | None = None) -> Telemetry | None:
-    """Install tracing and metrics for this process when an exporter is configured.
-
-    Returns None (and installs nothing) when OTLP is not configured and the console
-    exporter is off, or when `OTEL_SDK_DISABLED=true`. `OTEL_SERVICE_NAME` overrides
-    `service_name`; every other `OTEL_*` variable means what the OpenTelemetry SDK says."""
+    """Install tracing and metrics for this process when an exporter is configured (see
+    `build`), globally too, so the application's own code and other instrumentations join
+    the trace."""
     global _installed
+    built = build(settings, service_name, environ)
+    if built is not None:
+        from opentelemetry import metrics, trace
+
+        trace.set_tracer_provider(built.tracer_provider)
+        metrics.set_meter_provider(built.meter_provider)
+        _installed = built
+    return built
+
+
+def build(settings: Settings, service_name: str, environ: Mapping[str, str] | None = None) -> Telemetry | None:
+    """The providers `configure` installs, made but not installed.
+
+    None when OTLP is not configured and the console exporter is off, or when
+    `OTEL_SDK_DISABLED=true`; ModuleNotFoundError when it is but the OpenTelemetry SDK is
+    not installed (shiftboss[telemetry]). `OTEL_SERVICE_NAME` overrides `service_name`; every other `OTEL_*` variable
+    means what the OpenTelemetry SDK says."""
     env = os.environ if environ is None else environ
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
@@ -120,38 +137,41 @@ def configure(settings: Settings, service_name: str, environ: dict[str, str] | N
     if not otlp and not settings.telemetry_console:
         return None
 
-    try:
-        from opentelemetry.sdk.trace import TracerProvider
-    except ImportError:
-        log.warning("telemetry is configured but the OpenTelemetry SDK is not installed: pip install 'shiftboss[telemetry]'")
-        return None
-    from opentelemetry import metrics, trace
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
     resource = Resource.create(
         {"service.name": env.get("OTEL_SERVICE_NAME") or service_name, "service.version": _version()}
     )
-    tracer_provider = TracerProvider(resource=resource, sampler=sampler(settings, env))
+    chosen = sampler(settings, env)
+    tracer_provider = TracerProvider(resource=resource, sampler=chosen)
     readers = []
     if otlp:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=_endpoint(env, "traces"))))
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=_endpoint(env, "metrics"))))
     if settings.telemetry_console:
         # stderr: a CLI's stdout is its answer (`-o json`), which spans must not interleave.
         tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
         readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr)))
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
-    # Global too, so the application's own code and other instrumentations join the trace.
-    trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(meter_provider)
-    _installed = Telemetry(tracer_provider, meter_provider, owned=True)
-    return _installed
+    return Telemetry(tracer_provider, meter_provider, owned=True, follows_parent=parent_based(chosen, env))
+
+
+def _endpoint(environ: Mapping[str, str], signal: str) -> str | None:
+    """The OTLP/HTTP endpoint of one signal, as the exporter reads it from the environment
+    (its own variable as it is, else the general one with the signal's path); None: the
+    exporter's default."""
+    own = environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+    if own:
+        return own
+    general = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return f"{general.rstrip('/')}/v1/{signal}" if general else None
 
 
 def sampler(settings: Settings, environ: Mapping[str, str]) -> Any:
@@ -171,6 +191,15 @@ def sampler(settings: Settings, environ: Mapping[str, str]) -> Any:
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     return ParentBased(TraceIdRatioBased(ratio))
+
+
+def parent_based(chosen: Any, environ: Mapping[str, str]) -> bool:
+    """Whether the tracer's sampler is parent-based: the one `sampler` chose, or the one
+    OTEL_TRACES_SAMPLER names (unset: the SDK's default, parentbased_always_on)."""
+    if chosen is not None:
+        return True  # `sampler` makes parent-based samplers only
+    named = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    return not named or named.startswith("parentbased_")
 
 
 def active() -> Telemetry | None:

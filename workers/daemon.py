@@ -1,9 +1,13 @@
 """`shiftboss worker start`: one stream to the scheduler, and the runs it pushes.
 
 One asyncio task group: the stream reader, a heartbeat, a log flusher, and one task per
-run. The stream reconnects with jittered backoff while runs keep going; outcomes the
-scheduler has not answered with Settled travel in the next Hello (it ignores repeats). SIGTERM or Ctrl-C
-drains: no new runs, in-flight ones get a grace period, then whatever remains is killed.
+run. The stream reconnects with jittered backoff while runs keep going. Every outcome is
+kept until the scheduler answers it with Settled, or Refused (which sending it again would
+not change): it is sent again on the same stream with backoff (a write that failed on the
+scheduler's side gets no answer) and in the next Hello (the scheduler ignores repeats);
+none is dropped unanswered. A Drain belongs to the stream it came on: a new stream offers
+every free slot again. SIGTERM or Ctrl-C drains: no new runs, in-flight ones get a grace
+period, then whatever remains is killed.
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ from shiftboss.workers.infrastructure import Handle, Infrastructure, RunSpec, ba
 from shiftboss.workers.telemetry import WorkerTelemetry
 
 Worker = scheduler_pb2.WorkerMessage
-#: Outcomes kept to send again after a reconnect.
-MAX_UNCONFIRMED = 1000
+#: Seconds before an outcome with no answer is sent again on the same stream, doubling up
+#: to the most.
+#: (The first wait is long enough that a busy scheduler answering late is not sent the
+#: same outcomes again.)
+RESEND_FIRST_SECONDS, RESEND_MOST_SECONDS = 5.0, 30.0
 LOG_FLUSH_SECONDS = 0.2
 LOG_BATCH_LINES = 200
 #: Longest text the scheduler takes in an outcome's message or a log line.
@@ -124,8 +131,6 @@ class Daemon:
         outcome = Worker(finished=finished)
         self.unconfirmed[run.dispatch.run] = outcome
         self.all_settled.clear()
-        while len(self.unconfirmed) > MAX_UNCONFIRMED:
-            self.unconfirmed.pop(next(iter(self.unconfirmed)))
         self.flush_logs()
         self.send(outcome)
         self.runs.pop(run.dispatch.run, None)
@@ -194,6 +199,12 @@ class Daemon:
                 await run.handle.kill()
             self.report(run, "CANCELLED", None, "cancelled before it started" if run.handle is None else "cancelled")
             raise
+        except Exception as exc:  # the worker's own failure: the run is told, and its slot freed
+            if run.handle is not None:
+                with contextlib.suppress(Exception):
+                    await run.handle.kill()
+            if run.dispatch.run in self.runs:
+                self.report(run, "CRASHED", None, f"the worker failed while running it: {exc!r}")
 
     def log_line(self, run_id: str, stream: str, text: str) -> None:
         self.logs.append(scheduler_pb2.LogLine(run=run_id, stream=stream, text=sendable(text), at=to_timestamp(datetime.now(timezone.utc))))
@@ -279,6 +290,22 @@ class Daemon:
             self.flush_logs()
             await asyncio.sleep(self.heartbeat_seconds / 2)
 
+    async def resend(self, stream: WorkerStream) -> None:
+        """Send again, on this stream, the outcomes still unanswered after a while, with
+        backoff: the scheduler answers each with Settled once recorded, and one whose write
+        failed (a database that went away a moment) gets no answer."""
+        delay = RESEND_FIRST_SECONDS
+        while True:
+            sent = set(self.unconfirmed)
+            await asyncio.sleep(delay)
+            waiting = [outcome for run_id, outcome in self.unconfirmed.items() if run_id in sent]
+            if not waiting:
+                delay = RESEND_FIRST_SECONDS
+                continue
+            for outcome in waiting:
+                stream.send(outcome)
+            delay = min(delay * 2, RESEND_MOST_SECONDS)
+
     async def log_flusher(self) -> None:
         while True:
             await asyncio.sleep(LOG_FLUSH_SECONDS)
@@ -293,6 +320,8 @@ class Daemon:
         for finished in hello.finished:
             self.forget_outcome(finished.run, finished.lease)
         self.stream = stream
+        if not self.options.run_once:
+            self.drained = False  # a Drain was the last stream's: this one starts afresh
         if self.ever_connected and self.telemetry is not None:
             self.telemetry.reconnected()
         self.established = self.ever_connected = True
@@ -303,11 +332,13 @@ class Daemon:
         self.say(f"connected to {self.options.address} as {self.options.name} (pool {self.options.pool}, queues {', '.join(welcome.queues)})", "cyan")
         self.send_credits()
         beating = asyncio.create_task(self.heartbeat(stream))
+        resending = asyncio.create_task(self.resend(stream))
         incoming: asyncio.Task[Any] | None = None
         try:
             while True:
                 if self.options.run_once and self.drained and not self.runs:
                     self.flush_logs()
+                    stream.goodbye()
                     return
                 # Wake for a message, or when a run ends (run-once then may be done).
                 incoming = incoming or asyncio.create_task(stream.receive())
@@ -325,6 +356,7 @@ class Daemon:
             if incoming is not None:
                 incoming.cancel()  # the read itself stays with the stream, which close() drains
             beating.cancel()
+            resending.cancel()
             self.stream = None
             self.connected_since, self.disconnected_since = None, time.monotonic()
             await stream.close()
@@ -398,6 +430,8 @@ class Daemon:
                 if self.stream is not None:  # the last outcomes: recorded, or sent with the next Hello
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.all_settled.wait(), 5.0)
+                    if self.stream is not None:
+                        self.stream.goodbye()  # OFFLINE now, not three missed beats later
                 connector.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ShiftbossError):
                     await connector

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 #: Seconds between SIGTERM and SIGKILL when a run is killed.
 KILL_GRACE_SECONDS = 5.0
+#: Seconds the output a run's process left in its pipes is still read once it has exited.
+OUTPUT_DRAIN_SECONDS = 2.0
 
 
 @dataclass(slots=True)
@@ -89,15 +91,47 @@ class ProcessHandle:
             self.lines.put_nowait((name, line.decode(errors="replace").rstrip("\n")))
 
     async def wait(self) -> Outcome:
-        code = await self.process.wait()
-        await asyncio.gather(*self._readers, return_exceptions=True)
-        self.lines.put_nowait(None)
-        # Whatever the flow left running in its group goes with it.
+        """The run ends when its process does. Whatever it left running in its group goes
+        with it, and what is still buffered in the pipes is read for a moment at most: a
+        process that escaped the group and holds the pipes keeps no run, nor its slot."""
+        code = await self._exited()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        _, reading = await asyncio.wait(self._readers, timeout=OUTPUT_DRAIN_SECONDS)
+        for reader in reading:
+            reader.cancel()
+        self.lines.put_nowait(None)
         if code < 0:
             return Outcome(code, signal.Signals(-code).name)
         return Outcome(code)
+
+    async def _exited(self) -> int:
+        """The exit code, once the process has exited. asyncio's `wait` also waits for the
+        process's pipes to close, which a process it left behind may hold for as long as it
+        likes; on Linux a pidfd tells the exit alone (status read without reaping it, which
+        asyncio's child watcher does)."""
+        if self.process.returncode is not None:
+            return self.process.returncode
+        try:
+            pidfd = os.pidfd_open(self.process.pid)
+        except (AttributeError, OSError):  # not Linux 5.3 or later, or already reaped
+            return await self.process.wait()
+        loop = asyncio.get_running_loop()
+        exited = loop.create_future()
+        loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+        try:
+            await exited
+            status = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:  # reaped by the child watcher already, which hands the code to the loop
+            status = None
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        if status is not None:
+            return status.si_status if status.si_code == os.CLD_EXITED else -status.si_status
+        while self.process.returncode is None:  # a loop turn or two away
+            await asyncio.sleep(0.005)
+        return self.process.returncode
 
     async def kill(self, grace: float = KILL_GRACE_SECONDS) -> None:
         """SIGTERM to the whole process group, SIGKILL after the grace period."""

@@ -16,6 +16,8 @@ from shiftboss.services.names import validate_name
 
 #: Heartbeats a worker may miss before it is OFFLINE.
 MISSED_BEATS = 3
+#: Longest heartbeat interval accepted: far beyond any real one, and its deadline stays a date.
+MAX_HEARTBEAT_SECONDS = 365 * 24 * 3600.0
 _NAMESPACE = uuid.UUID("6f1c1d7e-3f6b-4c59-9a55-5b1f0f6a9d10")
 
 
@@ -29,6 +31,8 @@ class Beat:
     limit: int
     heartbeat_seconds: float
     at: datetime
+    #: It ended its stream on purpose: OFFLINE now.
+    gone: bool = False
 
 
 def worker_id(pool: str, name: str) -> str:
@@ -57,16 +61,20 @@ def check_beat(beat: Beat) -> None:
         raise InvalidArgument(f"beats.type: at most {MAX_TYPE} characters, no NUL", field="beats.type")
     for queue in beat.queues:
         validate_name("beats.queues", queue)
-    if not (math.isfinite(beat.heartbeat_seconds) and beat.heartbeat_seconds > 0):
-        raise InvalidArgument(f"beats.heartbeat_seconds: must be positive, got {beat.heartbeat_seconds}", field="beats.heartbeat_seconds")
+    if not (math.isfinite(beat.heartbeat_seconds) and 0 < beat.heartbeat_seconds <= MAX_HEARTBEAT_SECONDS):
+        # NaN passed a plain `<= 0` check and reached the NOT NULL column as NULL.
+        raise InvalidArgument(
+            f"beats.heartbeat_seconds: must be a positive number of seconds, at most a year, got {beat.heartbeat_seconds}",
+            field="beats.heartbeat_seconds",
+        )
     if beat.in_flight < 0 or beat.limit < 0:
         raise InvalidArgument("beats.in_flight, beats.limit: must not be negative", field="beats")
 
 
 async def record(session: AsyncSession, beats: list[Beat]) -> list[WorkerRow]:
-    """Store beats (each passed `check_beat`); returns the workers that came ONLINE (new,
-    or back from OFFLINE)."""
-    came_online: list[WorkerRow] = []
+    """Store beats (each passed `check_beat`); returns the workers whose status changed:
+    ONLINE (new, or back from OFFLINE), or OFFLINE (a beat that says it is gone)."""
+    changed: list[WorkerRow] = []
     for beat in beats:
         key = worker_id(beat.pool, beat.name)
         worker = await session.get(WorkerRow, key)
@@ -75,17 +83,18 @@ async def record(session: AsyncSession, beats: list[Beat]) -> list[WorkerRow]:
             session.add(worker)
         elif as_utc(worker.last_heartbeat) > beat.at:
             continue  # an older beat delivered late
-        if worker.status != "ONLINE":
-            came_online.append(worker)
-        worker.status = "ONLINE"
+        status = "OFFLINE" if beat.gone else "ONLINE"
+        if worker.status != status:
+            changed.append(worker)
+        worker.status = status
         worker.type = beat.type
         worker.queues = list(beat.queues)
-        worker.in_flight = beat.in_flight
+        worker.in_flight = 0 if beat.gone else beat.in_flight
         worker.limit = beat.limit
         worker.heartbeat_seconds = beat.heartbeat_seconds
         worker.last_heartbeat = beat.at
     await session.flush()
-    return came_online
+    return changed
 
 
 async def expire(session: AsyncSession, now: datetime) -> list[WorkerRow]:

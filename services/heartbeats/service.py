@@ -54,6 +54,7 @@ def beat_from_proto(beat: heartbeats_pb2.WorkerBeat, now: datetime) -> domain.Be
         limit=beat.limit,
         heartbeat_seconds=beat.heartbeat_seconds,
         at=at,
+        gone=beat.gone,
     )
 
 
@@ -117,28 +118,32 @@ class HeartbeatService(heartbeats_pb2_grpc.HeartbeatServiceServicer):
         now = datetime.now(timezone.utc)
         reply = heartbeats_pb2.BeatResponse()
         beats: list[tuple[int, domain.Beat]] = []
+        first: ShiftbossError | None = None
         for index, message in enumerate(request.beats):
             try:
                 beat = beat_from_proto(message, now)
                 domain.check_beat(beat)
             except ShiftbossError as exc:
+                first = first or exc
                 reply.refused.add(index=index, reason=exc.message)
                 continue
             beats.append((index, beat))
+        if first is not None and not beats:
+            raise first  # nothing in the request stands: the request is refused
         try:
-            online = await self._record([beat for _, beat in beats])
+            changed = await self._record([beat for _, beat in beats])
         except Exception:
-            online = []
+            changed = []
             for index, beat in beats:
                 try:
-                    online += await self._record([beat])
+                    changed += await self._record([beat])
                 except Exception as exc:
                     error = database_error(exc)
                     if error is None or isinstance(error, Unavailable):
                         raise  # the database, not the beat: the caller keeps them all for later
                     reply.refused.add(index=index, reason=error.message)
-        if online:
-            self._publish(online)
+        if changed:
+            self._publish(changed)
             self._wake.set()
         return reply
 

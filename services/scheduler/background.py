@@ -133,6 +133,9 @@ async def expire_leases(service: SchedulerService) -> None:
             expired = await run_store.expired_leases(db, now)
             upcoming = await run_store.next_lease_expiry(db)
         for run in expired:
+            session = service.dispatcher.sessions.get(run.worker or "")
+            if session is not None and not session.closed and session.acked.get(run.id) == run.lease:
+                continue  # its worker took it; the database missed the Ack, which is written again
             with contextlib.suppress(ShiftbossError):
                 await service.change_state(
                     run.id, states.SCHEDULED, lease=run.lease, message="the worker did not acknowledge it in time"

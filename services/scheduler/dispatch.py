@@ -248,13 +248,13 @@ class Dispatcher:
             return self._next_wake(runtime)
 
     def _next_wake(self, runtime: PoolRuntime) -> float | None:
-        wakes = []
-        for worker in runtime.workers:
-            if worker.free() == 0:
-                continue
-            due = runtime.state.next_due(worker.queues)
-            if due is not None:
-                wakes.append(due - worker.prefetch)
+        """When the next run becomes admissible by time alone, for a worker with a free slot."""
+        now = time.time()
+        wakes = [
+            wake
+            for worker in runtime.workers
+            if worker.free() != 0 and (wake := _wake_for(runtime.state, worker, now)) is not None
+        ]
         return min(wakes) if wakes else None
 
     async def _release(self, runtime: PoolRuntime, assigned: dict[WorkerSession, list[int]]) -> None:
@@ -297,6 +297,26 @@ class Dispatcher:
             if runtime.task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await runtime.task
+
+
+def _wake_for(state: Any, worker: WorkerSession, now: float) -> float | None:
+    """When a run of the worker's queues that is not yet within its prefetch comes within it.
+
+    A run already within it and still queued after a pass waits for a slot, a limit or a
+    pause, not for time: the event that frees it (a run ending, a limit raised, a resume)
+    kicks the pool. Such a run sets no timer (one in the past would run passes back to back
+    for as long as it waits); the other queues' next runs still do."""
+    due = state.next_due(worker.queues)
+    if due is None:
+        return None
+    if due - worker.prefetch > now:
+        return due - worker.prefetch
+    later = [
+        head - worker.prefetch
+        for queue in (worker.queues or state.queues())
+        if (head := state.next_due([queue])) is not None and head - worker.prefetch > now
+    ]
+    return min(later, default=None)
 
 
 def dispatch_message(run: Any) -> scheduler_pb2.Dispatch:

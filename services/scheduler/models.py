@@ -98,6 +98,9 @@ class FlowRunRow(SchedulerBase):
     #: W3C trace context of the request that created the run: admission and dispatch, which
     #: happen after that request returned, continue its trace. Empty when it had none.
     traceparent: Mapped[str] = mapped_column(String(55), default="", server_default="")
+    #: The caller's key for the call that made it (CreateFlowRun, RunDeployment): a call
+    #: retried with the same key answers this run rather than making another.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True, nullable=True)
 
 
 @dataclass(slots=True, eq=False)
@@ -120,6 +123,7 @@ class FlowRunDraft:
     state: str
     created: datetime
     slot: str | None = None
+    idempotency_key: str | None = None
     message: str = ""
     worker: str = ""
     lease: int = 0

@@ -9,6 +9,7 @@ not see leaks back. A recorded Finished is answered with Settled once committed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shiftboss.scheduler")
 Message = scheduler_pb2.SchedulerMessage
+#: A report the database refused is written again after 1, 2, 4 ... seconds (30 at most),
+#: this many times (some ten minutes).
+RETRY_FIRST_SECONDS, RETRY_MOST_SECONDS, RETRIES = 1.0, 30.0, 24
 
 
 def not_held(run_id: str, lease: int) -> FailedPrecondition:
@@ -47,8 +51,11 @@ class Report:
     #: An outcome carried by a Hello after an outage (see SchedulerService.transition).
     late: bool = False
     error: ShiftbossError | None = None
-    #: The database refused it: no answer, so the worker sends it again with its next Hello.
+    #: The database refused it: no answer (the worker sends a Finished again until it is
+    #: settled), and it is written again here while the stream lasts.
     unwritten: bool = False
+    #: Times it was written again after the database refused it.
+    retries: int = 0
 
 
 class OutcomeWriter(BatchWriter[Report]):
@@ -58,14 +65,15 @@ class OutcomeWriter(BatchWriter[Report]):
         super().__init__()
         self.service = service
 
-    def submit(self, session: WorkerSession, kind: str, body: Any) -> None:
-        """Queue a report for the next batch, or refuse it now when it is malformed."""
+    def submit(self, session: WorkerSession, kind: str, body: Any) -> bool:
+        """Queue a report for the next batch (True), or refuse it now when it is malformed."""
         try:
             check_report(kind, body)
         except ShiftbossError as exc:
             session.send(Message(refused=scheduler_pb2.Refused(run=body.run, reason=exc.message, lease=body.lease)))
-            return
+            return False
         self.enqueue(Report(session, kind, body))
+        return True
 
     async def settle(self, session: WorkerSession, outcomes: list[scheduler_pb2.Finished]) -> None:
         """Record a Hello's outcomes now (the worker is not attached until they are): each
@@ -100,14 +108,28 @@ class OutcomeWriter(BatchWriter[Report]):
                 log.info("worker %s reported an outcome we dropped: %s", session.key, report.error.message)
 
     def failed(self, item: Report, exc: Exception) -> None:
-        """The database refused this report on its own: refused when the report is at fault,
-        else unanswered, and the worker sends it again with its next Hello."""
+        """The database refused this report on its own. A value it cannot store is the
+        report's fault: refused. Otherwise the database could not take it now (it went away
+        a moment): written again later, with backoff, while the worker's stream lasts. The
+        worker took the run whatever the database says; an Ack or a Started the worker will
+        not send again must reach it, or the lease would lapse under a running run."""
         error = database_error(exc)
-        if error is None or isinstance(error, Unavailable):
-            log.warning("report of worker %s on flow run %s not written: %s", item.session.key, item.body.run, exc)
-            item.unwritten = True
-        else:
+        if error is not None and not isinstance(error, Unavailable):
             item.error = error
+            return
+        log.warning("report of worker %s on flow run %s not written: %s", item.session.key, item.body.run, exc)
+        item.unwritten = True
+        if item.late or item.session.closed or item.retries >= RETRIES:
+            return
+        item.retries += 1
+        delay = min(RETRY_MOST_SECONDS, RETRY_FIRST_SECONDS * 2 ** (item.retries - 1))
+        asyncio.get_running_loop().call_later(delay, self._again, item)
+
+    def _again(self, item: Report) -> None:
+        if item.session.closed or self.stopping or self.task is None or self.task.done():
+            return
+        item.unwritten, item.error = False, None
+        self.enqueue(item)
 
     async def write(self, batch: list[Report]) -> None:
         service = self.service

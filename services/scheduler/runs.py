@@ -109,6 +109,11 @@ async def history(session: AsyncSession, run: FlowRunRow) -> list[StateChangeRow
     return list((await session.execute(query)).scalars())
 
 
+async def by_idempotency_key(session: AsyncSession, key: str) -> FlowRunRow | None:
+    query = select(FlowRunRow).where(FlowRunRow.idempotency_key == key)
+    return (await session.execute(query)).scalars().first()
+
+
 async def held_by(session: AsyncSession, worker: str) -> list[FlowRunRow]:
     query = select(FlowRunRow).where(FlowRunRow.worker == worker, FlowRunRow.state.in_(states.OCCUPYING))
     return list((await session.execute(query)).scalars())

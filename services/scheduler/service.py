@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from grpc import aio
+from sqlalchemy.exc import IntegrityError
 
 from shiftboss._wire import from_struct, to_timestamp
 from shiftboss.core import PoolState
@@ -32,6 +33,8 @@ log = logging.getLogger("shiftboss.scheduler")
 MAX_LIST = 1000
 #: Times a new run is made again when its deployment changed before it was written.
 MAX_CREATE_ATTEMPTS = 5
+#: Longest idempotency key a create takes (a UUID is 32 to 36).
+MAX_IDEMPOTENCY_KEY = 128
 
 
 #: Furthest ahead a run may be started with start_in: ten years.
@@ -202,20 +205,43 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         job_variables: dict[str, Any] | None = None,
         start: datetime | None = None,
         slot: str | None = None,
-    ) -> FlowRunDraft:
-        """A new run, committed and in the core."""
+        idempotency_key: str = "",
+    ) -> FlowRunDraft | FlowRunRow:
+        """A new run, committed and in the core; with an idempotency key a run made already,
+        the one that key made."""
         if not deployment_name:
             raise InvalidArgument("deployment: a deployment name is required", field="deployment")
+        if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+            raise InvalidArgument(
+                f"idempotency_key: at most {MAX_IDEMPOTENCY_KEY} characters, got {len(idempotency_key)}", field="idempotency_key"
+            )
         run_variables = deployments.validate_object("job_variables", job_variables or {})
         for _ in range(MAX_CREATE_ATTEMPTS):
             deployment = await self.deployment_reader.get(deployment_name)
             run = await self._new_run(deployment, queue, parameters or {}, run_variables, start, slot)
+            run.idempotency_key = idempotency_key or None
             try:
                 await self.inserts.add(run, deployment)
             except StaleDeployment:
                 continue  # the deployment changed meanwhile: made again from what it is now
+            except IntegrityError:
+                if not idempotency_key:
+                    raise
+                return await self._made_with(idempotency_key, deployment_name)
             return run
         raise Aborted(f"deployment: {deployment_name!r} kept changing while the run was made; try again", field="deployment")
+
+    async def _made_with(self, idempotency_key: str, deployment_name: str) -> FlowRunRow:
+        """The run an earlier call with this key made (a retry of that call)."""
+        async with self.db.reading() as session:
+            run = await run_store.by_idempotency_key(session, idempotency_key)
+        if run is None:  # the key's insert failed for another reason
+            raise Aborted("idempotency_key: the run could not be made; try again", field="idempotency_key")
+        if run.deployment != deployment_name:
+            raise FailedPrecondition(
+                f"idempotency_key: already used for a run of another deployment, not {deployment_name!r}", field="idempotency_key"
+            )
+        return run
 
     async def _new_run(
         self,
@@ -234,8 +260,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if not self.dispatcher.knows_queue(deployment.pool, queue):
             raise NotFound(f"work queue {queue!r} not found in work pool {deployment.pool!r}", field="queue")
         created = now_utc()
+        run_id = new_id()
         return FlowRunDraft(
-            id=new_id(),
+            id=run_id,
             name=run_store.run_name(),
             deployment_id=deployment.id,
             deployment=deployment.name,
@@ -249,7 +276,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             state=states.SCHEDULED,
             created=created,
             slot=slot,
-            traceparent=self.observer.caller_traceparent(slot) if self.observer else "",
+            traceparent=self.observer.caller_traceparent(slot, run_id) if self.observer else "",
         )
 
     def to_proto(self, run: FlowRunRow | FlowRunDraft, history: list[Any] | None = None) -> scheduler_pb2.FlowRun:
@@ -430,12 +457,16 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         return scheduler_pb2.ApplyDeploymentsResponse(applied=applied)
 
     async def _set_paused(self, name: str, paused: bool) -> scheduler_pb2.Deployment:
+        """Pausing removes the runs its schedules made that have not gone out (runs made by
+        hand stay); resuming makes them again, as Prefect does."""
         async with self.db.transaction() as session:
             row = await deployments.get(session, name)
+            dropped = await deployments.drop_schedule_runs(session, row) if paused and not row.paused else []
             row.paused = paused
             row.updated = now_utc()
             await session.flush()
             reply = deployment_to_proto(row)
+        self.forget_runs(dropped, "its deployment was paused")
         self.schedules_due.set()
         return reply
 
@@ -461,6 +492,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             parameters=from_struct(request.parameters),
             job_variables=from_struct(request.job_variables),
             start=start,
+            idempotency_key=request.idempotency_key,
         )
         return self.to_proto(run)
 
@@ -474,6 +506,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             parameters=from_struct(request.parameters),
             job_variables=from_struct(request.job_variables),
             start=start,
+            idempotency_key=request.idempotency_key,
         )
         return self.to_proto(run)
 

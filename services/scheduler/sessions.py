@@ -30,10 +30,15 @@ class WorkerSession:
     outbox: asyncio.Queue[scheduler_pb2.SchedulerMessage | None] = field(default_factory=asyncio.Queue)
     #: Run keys (core seq) it holds: PENDING, RUNNING or CANCELLING on it.
     held: set[int] = field(default_factory=set)
+    #: Lease of each run this stream said it took (Ack or Started) and has not finished:
+    #: what it said, whether or not the database could record it yet.
+    acked: dict[str, int] = field(default_factory=dict)
     #: Free slots the worker reported with Credits; None until it does.
     credits: int | None = None
     draining: bool = False
     closed: bool = False
+    #: The worker said Goodbye: it is stopping, not lost.
+    goodbye: bool = False
     #: Why the server ended the stream, raised to the worker as the call's status.
     failure: ShiftbossError | None = None
 

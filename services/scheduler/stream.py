@@ -44,6 +44,8 @@ log = logging.getLogger("shiftboss.scheduler")
 Message = scheduler_pb2.SchedulerMessage
 #: Most log lines one LogBatch may carry (the worker daemon sends at most 200).
 MAX_LOG_LINES = 5_000
+#: Runs a stream may say it took without finishing them, remembered (WorkerSession.acked).
+MAX_ACKED = 10_000
 
 
 class StreamHandler:
@@ -97,7 +99,14 @@ class StreamHandler:
             session.close()
             self.dispatcher.detach(session)
             self.beats.pop(session.key, None)
-            log.info("worker %s disconnected", session.key)
+            if session.goodbye and session.key not in self.dispatcher.sessions:
+                # It ended the stream on purpose (it is stopping): OFFLINE with the next flush
+                # of beats (within a second), and whatever it still holds is settled as for a
+                # lost worker, rather than three missed beats later.
+                self.beat(session, gone=True)
+                log.info("worker %s disconnected: it is stopping", session.key)
+            else:
+                log.info("worker %s disconnected", session.key)
 
     async def hello(self, hello: scheduler_pb2.Hello) -> tuple[WorkerSession, scheduler_pb2.Welcome]:
         """Settle what the Hello carries and attach the worker; the Hello's fields are
@@ -210,14 +219,23 @@ class StreamHandler:
                 session.send(
                     Message(refused=scheduler_pb2.Refused(run=run_id, reason="this worker no longer holds the run", lease=lease))
                 )
-        # Runs the database gives this worker but that it did not claim: not started, so back they go.
+        # Runs the database gives this worker but that it did not claim: not started, so they are
+        # sent again; started, by a process of this worker that is gone (it was restarted under
+        # the same name), so they are settled now rather than left RUNNING for good.
         claimed = set(holding)
         for run in held:
-            if run.id not in claimed and run.state == states.PENDING and run.started is None:
+            if run.id in claimed:
+                continue
+            if run.state == states.PENDING and run.started is None:
                 session.held.add(run.seq)
                 from shiftboss.services.scheduler.dispatch import dispatch_message
 
                 session.send(Message(dispatch=dispatch_message(run)))
+                continue
+            target = states.CANCELLED if run.state == states.CANCELLING else states.CRASHED
+            reason = f"worker {session.name} reconnected without it: the process that ran it is gone"
+            with contextlib.suppress(ShiftbossError):  # changed meanwhile: then it is settled already
+                await self.service.change_state(run.id, target, lease=run.lease, worker=session.key, message=reason)
 
     # ------------------------------------------------------------ reading
 
@@ -249,7 +267,13 @@ class StreamHandler:
     async def handle(self, session: WorkerSession, message: scheduler_pb2.WorkerMessage) -> None:
         kind = message.WhichOneof("kind")
         if kind in ("ack", "started", "finished"):
-            self.outcomes.submit(session, kind, getattr(message, kind))  # answered (Settled or Refused) once written
+            body = getattr(message, kind)
+            # Answered (Settled or Refused) once written; a malformed one is refused now, unremembered.
+            if self.outcomes.submit(session, kind, body):
+                if kind == "finished":
+                    session.acked.pop(body.run, None)
+                elif len(session.acked) < MAX_ACKED:
+                    session.acked[body.run] = body.lease
         elif kind == "heartbeat":
             self.beat(session)
         elif kind == "credits":
@@ -263,6 +287,8 @@ class StreamHandler:
                 if error is None:
                     raise
                 log.info("logs of worker %s dropped: %s", session.key, error.message)
+        elif kind == "goodbye":
+            session.goodbye = True
         elif kind == "batch":
             raise InvalidArgument("batch: a batch holds single messages, not another batch", field="batch")
         elif kind == "hello":
@@ -316,7 +342,7 @@ class StreamHandler:
 
     # ------------------------------------------------------------ heartbeats
 
-    def beat(self, session: WorkerSession) -> None:
+    def beat(self, session: WorkerSession, gone: bool = False) -> None:
         beat = heartbeats_pb2.WorkerBeat(
             id=session.id,
             name=session.name,
@@ -326,6 +352,7 @@ class StreamHandler:
             limit=session.limit,
             heartbeat_seconds=self.service.settings.heartbeat_seconds,
             at=to_timestamp(datetime.now(timezone.utc)),
+            gone=gone,
         )
         self.beats[session.key] = beat
         served = self.polled.get(session.pool, set())

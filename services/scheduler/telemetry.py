@@ -6,9 +6,9 @@ with the run (`FlowRunRow.traceparent`) and sent to the worker in `Dispatch.trac
 so the worker's span of the run, and the flow's own spans, continue the caller's trace:
 one trace from the call that made the run to the flow that ran it, across restarts too.
 
-An admission pass is one span, `admission`, with a link to each run it dispatched (the
-run's stored context, with its id, queue, worker, lease and wait as the link's
-attributes): a span per pass, not per run, since a pass sends tens of runs in a burst.
+An admission pass is one span, `admission`, with a link to each run it dispatched (to the
+run's stored context: the span of the call that made it, which names the run): a span per
+pass, not per run, since a pass sends tens of runs in a burst.
 The pass has no caller, so its span is a root, sampled as the tracer's sampler says
 (OTEL_TRACES_SAMPLER, or `SHIFTBOSS_TELEMETRY_SAMPLE_RATIO`); its links and attributes are
 made only when it is recording. A run a schedule made has no caller either: its
@@ -24,8 +24,7 @@ Metrics (attributes `shiftboss.pool`, `shiftboss.queue`):
   shiftboss.pool.slots.limit         gauge   the pool's concurrency limit (pools that have one)
   shiftboss.queue.slots.occupied     gauge   the same per queue
   shiftboss.queue.slots.limit        gauge   the queue's concurrency limit (queues that have one)
-  shiftboss.dispatch.since_created   histogram, s   created -> dispatched
-  shiftboss.dispatch.since_due       histogram, s   scheduled start -> dispatched (0 when prefetched)
+  shiftboss.dispatch.delay           histogram, s   due (scheduled start, or creation if later) -> dispatched
   shiftboss.runs.finished            counter  runs that reached a final state, by `shiftboss.state`
 
 The counter is observable: a run that ends is one increment in a dict, which the metric
@@ -36,7 +35,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
+import operator
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,8 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shiftboss.scheduler")
 POOL, QUEUE, STATE = "shiftboss.pool", "shiftboss.queue", "shiftboss.state"
-RUN, WAITED, DUE = "shiftboss.run.id", "shiftboss.admission.waited_seconds", "shiftboss.admission.due_seconds"
-WORKER, LEASE, RUNS = "shiftboss.worker", "shiftboss.lease", "shiftboss.admission.runs"
+RUN, RUNS = "shiftboss.run.id", "shiftboss.admission.runs"
 #: Seconds: from a millisecond push to a run that waited an hour for a slot.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 
@@ -71,11 +69,16 @@ def _ns(moment: datetime) -> int:
     return int(moment.timestamp() * 1e9)
 
 
-def _latencies(admitted: datetime, created: datetime, due: datetime) -> tuple[float, float]:
-    """Seconds from a run's creation, and from its scheduled start, to its admission."""
+def _delay(admitted: datetime, created: datetime, due: datetime) -> float:
+    """Seconds from when a run could first go out (its scheduled start, or its creation if
+    that is later) to its admission; 0 for a run sent ahead, in a worker's prefetch."""
     if created.tzinfo is None:  # as SQLite hands them back: UTC
         admitted = admitted.replace(tzinfo=None)
-    return (admitted - created).total_seconds(), (admitted - due).total_seconds()
+    return max(0.0, (admitted - max(created, due)).total_seconds())
+
+
+#: What the dispatch's telemetry reads of a leased run (hot.Leased).
+_FIELDS = operator.attrgetter("pool", "queue", "created", "scheduled_start", "traceparent")
 
 
 @dataclass(slots=True, frozen=True)
@@ -93,13 +96,12 @@ class SchedulerTelemetry:
         self.service = service
         self.tracer = telemetry.tracer("shiftboss.scheduler")
         meter = telemetry.meter("shiftboss.scheduler")
-        latency = functools.partial(meter.create_histogram, unit="s", explicit_bucket_boundaries_advisory=LATENCY_BUCKETS)
-        self.since_created = latency(
-            "shiftboss.dispatch.since_created", description="Time from a run's creation to its dispatch to a worker"
-        )
-        self.since_due = latency(
-            "shiftboss.dispatch.since_due",
-            description="Time from a run's scheduled start to its dispatch (0 for a run dispatched ahead, in a worker's prefetch)",
+        self.delay = meter.create_histogram(
+            "shiftboss.dispatch.delay",
+            unit="s",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+            description="Time from when a run could first go out (its scheduled start, or its creation if later) to its "
+            "dispatch to a worker; 0 for a run sent ahead, in a worker's prefetch",
         )
         #: Runs that reached each final state, by (pool, queue, state), for the counter below.
         self.finished: dict[tuple[str, str, str], int] = {}
@@ -108,10 +110,12 @@ class SchedulerTelemetry:
         )
         #: Metric attributes of each (pool, queue), made once.
         self._where: dict[tuple[str, str], dict[str, str]] = {}
-        #: The span of the admission pass under way, made at its first dispatch.
+        #: The span of the admission pass under way, made at its first dispatch, and when
+        #: the pass admitted its runs.
         self._pass: Any = None
-        #: Runs dispatched in this admission pass so far: (pool, queue, run id, worker,
-        #: lease, created, scheduled start, admitted, the run's stored context).
+        self._admitted: datetime | None = None
+        #: Runs dispatched in this admission pass so far: (pool, queue, created, scheduled
+        #: start, the run's stored context).
         self._pending: list[tuple[Any, ...]] = []
         self.occupancy: LoopReading[Occupancy] = LoopReading(read=self._occupancy, readers=5)  # the five gauges below
         meter.create_observable_gauge(
@@ -137,12 +141,19 @@ class SchedulerTelemetry:
     # ---------------------------------------------------------------- runs
 
     @staticmethod
-    def caller_traceparent(slot: str | None) -> str:
-        """The context a new run keeps: its caller's; none for a run a schedule made."""
+    def caller_traceparent(slot: str | None, run_id: str) -> str:
+        """The context a new run keeps: its caller's; none for a run a schedule made. The
+        caller's span, when recorded, names the run it made: the admission span's link to
+        the run leads there."""
         if slot:
             return ""
-        caller = trace.get_current_span().get_span_context()
-        return traceparent(caller) if caller.is_valid else ""
+        caller = trace.get_current_span()
+        context = caller.get_span_context()
+        if not context.is_valid:
+            return ""
+        if caller.is_recording():
+            caller.set_attribute(RUN, run_id)
+        return traceparent(context)
 
     def dispatching(self, run: Any, message: scheduler_pb2.Dispatch, admitted: datetime) -> None:
         """A leased run about to be pushed. Its message keeps its caller's context; a run
@@ -151,12 +162,13 @@ class SchedulerTelemetry:
         try:
             if self._pass is None:
                 self._pass = self.tracer.start_span("admission", start_time=_ns(admitted))
-            stored = run.traceparent
-            if not stored:
+                self._admitted = admitted
+            fields = _FIELDS(run)
+            if not fields[4]:
                 context = self._pass.get_span_context()
                 if context.is_valid:
                     message.traceparent = traceparent(context)
-            self._pending.append((run.pool, run.queue, run.id, run.worker, run.lease, run.created, run.scheduled_start, admitted, stored))
+            self._pending.append(fields)
         except Exception:  # telemetry must never stop a run from going out
             log.exception("telemetry of the dispatch of flow run %s failed", run.id)
 
@@ -169,18 +181,17 @@ class SchedulerTelemetry:
             return
         try:
             recording = span is not None and span.is_recording()
-            for pool, queue, run_id, worker, lease, created, due, admitted, stored in pending:
+            admitted, record = self._admitted, self.delay.record
+            for pool, queue, created, due, stored in pending:
                 key = (pool, queue)
                 where = self._where.get(key)
                 if where is None:
                     where = self._where[key] = {POOL: pool, QUEUE: queue}
-                waited, early = _latencies(admitted, created, due)
-                self.since_created.record(max(0.0, waited), where)
-                self.since_due.record(max(0.0, early), where)
+                record(_delay(admitted, created, due), where)
                 if recording:
                     caller = read_traceparent(stored) if stored else None
                     if caller is not None:
-                        span.add_link(caller, {RUN: run_id, QUEUE: queue, WORKER: worker, LEASE: lease, WAITED: waited, DUE: early})
+                        span.add_link(caller)
             if recording:
                 span.set_attributes({POOL: pending[0][0], RUNS: len(pending)})
         except Exception:  # nor from being recorded as sent

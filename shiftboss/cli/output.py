@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import IO, Any
 
+import click
 from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
@@ -13,6 +14,13 @@ from shiftboss._wire import message_to_dict
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
+
+
+class Refusal(click.ClickException):
+    """A command that cannot run here: its message is the whole of what it prints."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(self.message, err=True)
 
 
 def to_json(value: Any) -> str:

@@ -1,15 +1,39 @@
-"""`shiftboss server ...`: start the mesh, migrate its databases."""
+"""`shiftboss server ...`: start the mesh, migrate its databases.
+
+The services come with the `server` extra; without it (`pip install shiftboss` gives the
+SDK, the CLI and the worker) these commands say so in one line, and nothing here imports
+the server's stack until a command runs."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Coroutine
 from typing import Any
 
 import click
 
+from shiftboss.cli.output import Refusal
+from shiftboss.cli.telemetry import configure_telemetry
 from shiftboss.errors import ShiftbossError
 from shiftboss.settings import load_settings
+
+#: What the services import that `pip install shiftboss` does not bring.
+SERVER_STACK = ("sqlalchemy", "alembic", "asyncpg", "aiosqlite", "jsonschema", "croniter", "grpc_health", "grpc_reflection", "opentelemetry.sdk")
+
+
+def _require_server_extra() -> None:
+    for module in SERVER_STACK:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # its parent package is missing
+            found = False
+        if not found:
+            raise Refusal("shiftboss server needs the server extra: pip install 'shiftboss[server]'")
+
+
+def _not_at_head(exc: Exception) -> Refusal:
+    return Refusal(f"shiftboss: {exc}")
 
 
 @click.group()
@@ -35,9 +59,10 @@ def server() -> None:
 )
 def start(host: str | None, port: int | None, services: tuple[str, ...], auth: bool | None, insecure: bool | None) -> None:
     """Start the services in this process: all of them on the embedded SQLite by default."""
+    _require_server_extra()
     from shiftboss._json_logs import configure_logging
+    from shiftboss.services.db import NotAtHead
     from shiftboss.services.mesh import Mesh
-    from shiftboss.telemetry import configure
 
     settings = load_settings(host=host, port=port, auth=auth, insecure=insecure)
     try:
@@ -46,7 +71,7 @@ def start(host: str | None, port: int | None, services: tuple[str, ...], auth: b
         raise click.ClickException(str(exc)) from None
     if settings.insecure and not (settings.auth or settings.tls_client_ca_file):
         click.echo("WARNING: --insecure: no API keys and no client certificates; anyone who reaches this port can run code on your workers", err=True)
-    telemetry = configure(settings, "shiftboss-server")
+    telemetry = configure_telemetry(settings, "shiftboss-server")
 
     async def run() -> None:
         try:
@@ -63,6 +88,8 @@ def start(host: str | None, port: int | None, services: tuple[str, ...], auth: b
 
     try:
         _serve(run())
+    except NotAtHead as exc:  # before anything listens
+        raise _not_at_head(exc) from None
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except ShiftbossError as exc:  # a TLS file that cannot be read
@@ -91,10 +118,14 @@ def create_admin_key(name: str, expires_in: float | None) -> None:
 
     Only someone who holds the server's storage can do this. The key is the last line printed.
     """
+    _require_server_extra()
+    from shiftboss.services.db import NotAtHead
     from shiftboss.services.keys.service import create_admin_key as create
 
     try:
         key = asyncio.run(create(load_settings(), name, expires_in))
+    except NotAtHead as exc:
+        raise _not_at_head(exc) from None
     except ShiftbossError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"Created admin key '{name}'. It is printed below, once: keep it safe.", err=True)
@@ -110,7 +141,8 @@ def database() -> None:
 @click.option("--service", "services", multiple=True, help="Only this service's tables; all by default.")
 def upgrade(services: tuple[str, ...]) -> None:
     """Apply every pending migration."""
-    from shiftboss.services.db import open_database, release_database
+    _require_server_extra()
+    from shiftboss.services.db import NotAtHead, has_migrations, open_database, release_database
     from shiftboss.services.mesh import SERVICE_NAMES, available_services
 
     settings = load_settings()
@@ -121,7 +153,7 @@ def upgrade(services: tuple[str, ...]) -> None:
 
     async def run() -> None:
         for name in names:
-            if not _has_migrations(name):
+            if not has_migrations(name):
                 continue
             db = open_database(settings.database_url_for(name))
             try:
@@ -130,13 +162,7 @@ def upgrade(services: tuple[str, ...]) -> None:
                 await release_database(db)
             click.echo(f"Upgraded {name} ({settings.database_url_for(name)})")
 
-    asyncio.run(run())
-
-
-def _has_migrations(service: str) -> bool:
-    from importlib import resources
-
     try:
-        return resources.files(f"shiftboss.services.{service}").joinpath("migrations").is_dir()
-    except ModuleNotFoundError:
-        return False
+        asyncio.run(run())
+    except NotAtHead as exc:
+        raise _not_at_head(exc) from None

@@ -37,7 +37,7 @@ def start(
     """Start a worker: hold a stream to the scheduler and run what it pushes."""
     from shiftboss.errors import ShiftbossError
     from shiftboss.workers.daemon import Daemon, Options
-    from shiftboss.telemetry import configure
+    from shiftboss.cli.telemetry import configure_telemetry
     from shiftboss.workers.infrastructure import backend_for
     from shiftboss.workers.telemetry import WorkerTelemetry
 
@@ -86,7 +86,7 @@ def start(
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         daemon.console = JsonConsole()  # type: ignore[assignment]
-    telemetry = configure(settings, "shiftboss-worker")
+    telemetry = configure_telemetry(settings, "shiftboss-worker")
     if telemetry is not None:
         daemon.telemetry = WorkerTelemetry(telemetry, options.pool, options.name)
     try:

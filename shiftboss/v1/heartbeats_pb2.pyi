@@ -48,7 +48,7 @@ class Worker(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., pool: _Optional[str] = ..., type: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[WorkerStatus, str]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., in_flight: _Optional[int] = ..., limit: _Optional[int] = ..., heartbeat_seconds: _Optional[float] = ...) -> None: ...
 
 class WorkerBeat(_message.Message):
-    __slots__ = ("id", "name", "pool", "type", "queues", "in_flight", "limit", "heartbeat_seconds", "at")
+    __slots__ = ("id", "name", "pool", "type", "queues", "in_flight", "limit", "heartbeat_seconds", "at", "gone")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class WorkerBeat(_message.Message):
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    GONE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     pool: str
@@ -67,7 +68,8 @@ class WorkerBeat(_message.Message):
     limit: int
     heartbeat_seconds: float
     at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., pool: _Optional[str] = ..., type: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., in_flight: _Optional[int] = ..., limit: _Optional[int] = ..., heartbeat_seconds: _Optional[float] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    gone: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., pool: _Optional[str] = ..., type: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., in_flight: _Optional[int] = ..., limit: _Optional[int] = ..., heartbeat_seconds: _Optional[float] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gone: _Optional[bool] = ...) -> None: ...
 
 class BeatRequest(_message.Message):
     __slots__ = ("beats",)

@@ -199,36 +199,40 @@ class UpdateDeploymentRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., description: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., clear_schedules: _Optional[bool] = ...) -> None: ...
 
 class RunDeploymentRequest(_message.Message):
-    __slots__ = ("name", "parameters", "job_variables", "start_in", "start_at", "queue")
+    __slots__ = ("name", "parameters", "job_variables", "start_in", "start_at", "queue", "idempotency_key")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     JOB_VARIABLES_FIELD_NUMBER: _ClassVar[int]
     START_IN_FIELD_NUMBER: _ClassVar[int]
     START_AT_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     name: str
     parameters: _struct_pb2.Struct
     job_variables: _struct_pb2.Struct
     start_in: float
     start_at: str
     queue: str
-    def __init__(self, name: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., start_in: _Optional[float] = ..., start_at: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, name: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., start_in: _Optional[float] = ..., start_at: _Optional[str] = ..., queue: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class CreateFlowRunRequest(_message.Message):
-    __slots__ = ("deployment", "queue", "parameters", "job_variables", "start_in", "start_at")
+    __slots__ = ("deployment", "queue", "parameters", "job_variables", "start_in", "start_at", "idempotency_key")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     JOB_VARIABLES_FIELD_NUMBER: _ClassVar[int]
     START_IN_FIELD_NUMBER: _ClassVar[int]
     START_AT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     queue: str
     parameters: _struct_pb2.Struct
     job_variables: _struct_pb2.Struct
     start_in: float
     start_at: str
-    def __init__(self, deployment: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., start_in: _Optional[float] = ..., start_at: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, deployment: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., start_in: _Optional[float] = ..., start_at: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class FlowRunRef(_message.Message):
     __slots__ = ("id",)
@@ -393,6 +397,10 @@ class Credits(_message.Message):
     free: int
     def __init__(self, free: _Optional[int] = ...) -> None: ...
 
+class Goodbye(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class LogLine(_message.Message):
     __slots__ = ("run", "at", "stream", "text")
     RUN_FIELD_NUMBER: _ClassVar[int]
@@ -448,7 +456,7 @@ class WorkerBatch(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[WorkerMessage, _Mapping]]] = ...) -> None: ...
 
 class WorkerMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "ack", "started", "finished", "credits", "logs", "batch")
+    __slots__ = ("hello", "heartbeat", "ack", "started", "finished", "credits", "logs", "batch", "goodbye")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
@@ -457,6 +465,7 @@ class WorkerMessage(_message.Message):
     CREDITS_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    GOODBYE_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     ack: Ack
@@ -465,7 +474,8 @@ class WorkerMessage(_message.Message):
     credits: Credits
     logs: LogBatch
     batch: WorkerBatch
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ..., credits: _Optional[_Union[Credits, _Mapping]] = ..., logs: _Optional[_Union[LogBatch, _Mapping]] = ..., batch: _Optional[_Union[WorkerBatch, _Mapping]] = ...) -> None: ...
+    goodbye: Goodbye
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ..., credits: _Optional[_Union[Credits, _Mapping]] = ..., logs: _Optional[_Union[LogBatch, _Mapping]] = ..., batch: _Optional[_Union[WorkerBatch, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("worker_id", "heartbeat_seconds", "queues", "pool_type")

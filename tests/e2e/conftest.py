@@ -26,11 +26,15 @@ class ServerProcess:
     proc: subprocess.Popen[str] | None = None
     port: int = 0
     lines: list[str] = field(default_factory=list)
+    #: The `shiftboss` command to run (another venv's, for an installed wheel).
+    executable: Path = BIN
+    cwd: Path | None = None
 
     def start(self, timeout: float = 30) -> ServerProcess:
         self.proc = subprocess.Popen(
-            [str(BIN), "server", "start", "--port", "0", *self.args],
+            [str(self.executable), "server", "start", "--port", "0", *self.args],
             env=self.env,
+            cwd=self.cwd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -73,9 +77,9 @@ class ServerProcess:
 class WorkerProcess:
     """`shiftboss worker start` as a child process whose console is followed line by line."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], executable: Path = BIN) -> None:
         self.proc = subprocess.Popen(
-            [str(BIN), "worker", "start", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            [str(executable), "worker", "start", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         self.lines: list[str] = []
         self.changed = threading.Condition()

@@ -59,3 +59,25 @@ def test_database_upgrade_command(tmp_path: Path) -> None:
 def test_unknown_service_is_refused(tmp_path: Path) -> None:
     done = subprocess.run([str(BIN), "server", "start", "--service", "billing", "--port", "0"], env=base_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "unknown service billing" in done.stderr
+
+
+def test_a_database_this_version_does_not_know_stops_the_start_in_one_line(tmp_path: Path) -> None:
+    """A database a newer shiftboss has migrated: the server says so and exits, before it
+    listens, rather than answering every call with a missing table."""
+    import sqlite3
+
+    env = base_env(tmp_path)
+    upgraded = subprocess.run([str(BIN), "server", "database", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
+    assert upgraded.returncode == 0, upgraded.stderr
+    with sqlite3.connect(tmp_path / "shiftboss.db") as db:
+        db.execute("update alembic_version_pools set version_num = '0007'")
+    done = subprocess.run([str(BIN), "server", "start", "--port", "0"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"shiftboss: the pools database (sqlite+aiosqlite:///{tmp_path / 'shiftboss.db'}) is at revision 0007, which this "
+        "version of shiftboss does not know; upgrade shiftboss, or point SHIFTBOSS_DATABASE_URL (or "
+        "SHIFTBOSS_POOLS_DATABASE_URL) at another database\n"
+    )
+    again = subprocess.run([str(BIN), "server", "database", "upgrade"], env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1
+    assert again.stderr == done.stderr

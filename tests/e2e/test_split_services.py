@@ -95,3 +95,45 @@ def test_split_services_with_auth_and_tls_check_keys_across_processes(tmp_path: 
             pools.stop()
     finally:
         first.stop()
+
+
+def test_a_call_for_a_service_another_process_runs_says_where_to_point(tmp_path: Path) -> None:
+    """The CLI against a process without the service it calls: UNIMPLEMENTED naming the
+    service and the address settings, not gRPC's bare "Method not found!"."""
+    import subprocess
+
+    from tests.e2e.conftest import BIN
+
+    templates = ServerProcess(tmp_path, base_env(tmp_path), ["--service", "templates"]).start()
+    try:
+        pools = ServerProcess(
+            tmp_path, base_env(tmp_path, SHIFTBOSS_TEMPLATES_ADDRESS=templates.address), ["--service", "pools"]
+        ).start()
+        try:
+
+            def cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+                env = base_env(tmp_path / "cli", SHIFTBOSS_API_ADDRESS=address)
+                return subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=60)
+
+            listed = cli(templates.address, "deployment", "ls")
+            assert listed.returncode == 1
+            assert listed.stderr == (
+                f"Error: this server ({templates.address}) does not run SchedulerService; start it with --service scheduler, "
+                "and point clients at it with SHIFTBOSS_API_ADDRESS (and the other services with SHIFTBOSS_SCHEDULER_ADDRESS)\n"
+            )
+            # A worker's stream gets the same answer.
+            worker = cli(templates.address, "worker", "start", "-p", "etl")
+            assert worker.returncode == 1
+            assert "does not run SchedulerService; start it with --service scheduler" in worker.stderr
+            # A process that knows where the service runs says so.
+            default = cli(pools.address, "work-pool", "get-default-base-job-template", "--type", "process")
+            assert default.returncode == 1
+            assert default.stderr == (
+                f"Error: this server ({pools.address}) does not run TemplateService; it runs at {templates.address} "
+                "(this server's SHIFTBOSS_TEMPLATES_ADDRESS): point SHIFTBOSS_API_ADDRESS there\n"
+            )
+            assert cli(templates.address, "work-pool", "get-default-base-job-template", "--type", "process").returncode == 0
+        finally:
+            pools.stop()
+    finally:
+        templates.stop()

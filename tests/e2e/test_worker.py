@@ -45,6 +45,13 @@ FLOWS = textwrap.dedent(
         print("going down", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
 
+    def leaves_a_child(out: str):
+        import subprocess
+        child = subprocess.Popen(["sleep", "106"])  # inherits the flow's stdout and stderr
+        with open(out, "w") as fh:
+            fh.write(str(child.pid))
+        print("leaving", flush=True)
+
     async def coro(out: str):
         with open(out, "w") as fh:
             fh.write("async ok")
@@ -250,6 +257,52 @@ def test_killed_worker_runs_are_crashed_or_picked_up_by_another(server: ServerPr
         assert [h.state for h in run.history].count(run.state) == 1  # completed exactly once
 
 
+def test_a_worker_restarted_under_its_name_settles_the_runs_its_old_process_held(server: ServerProcess, project: Path) -> None:
+    """Killed and started again within the heartbeat window, the worker is ONLINE the whole
+    time, so no offline sweep looks at its runs: its Hello says what it holds, and a run it
+    does not hold, started by the process that died, is CRASHED at once."""
+    with Client(server.address, timeout=10) as client:
+        client.create_work_pool("phoenix", "process")
+        client.create_deployment("sleepy-p", "phoenix", "flows/jobs.py:sleepy")
+        client.create_deployment("record-p", "phoenix", "flows/jobs.py:record")
+        first = start_worker(server, project, "-p", "phoenix", "-n", "same")
+        pid_file = project / "phoenix.pid"
+        held = client.create_flow_run("sleepy-p", parameters={"out": str(pid_file)})
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the flow to start", worker=first)
+        wait_state(client, held.id, "RUNNING")
+        first.kill()
+        wait_for(lambda: not alive(int(pid_file.read_text())), timeout=5, what="the orphaned flow to die with its worker")
+        second = start_worker(server, project, "-p", "phoenix", "-n", "same")
+        try:
+            crashed = wait_state(client, held.id, "CRASHED", timeout=10)
+            assert "reconnected without it" in crashed.message
+            out = project / "after.json"
+            later = client.create_flow_run("record-p", parameters={"out": str(out), "value": 7})
+            wait_state(client, later.id, "COMPLETED", timeout=30)
+        finally:
+            code, output = second.stop()
+        assert code == 0, output
+        assert json.loads(out.read_text())["value"] == 7
+
+
+def test_a_run_ends_when_its_process_ends_not_when_its_children_close_the_output(server: ServerProcess, project: Path) -> None:
+    """A flow that leaves a process holding its output (here `sleep 106`) is over when the
+    flow's process exits: the leftover is killed with its group and the slot freed."""
+    with Client(server.address, timeout=10) as client:
+        client.create_work_pool("leaky", "process")
+        client.create_deployment("leaves", "leaky", "flows/jobs.py:leaves_a_child")
+        worker = start_worker(server, project, "-p", "leaky", "-n", "w")
+        try:
+            out = project / "child.pid"
+            run = client.create_flow_run("leaves", parameters={"out": str(out)})
+            wait_state(client, run.id, "COMPLETED", timeout=15)
+            wait_for(lambda: not alive(int(out.read_text())), timeout=5, what="the leftover child to be killed")
+            assert [line.text for line in client.flow_run_logs(run.id)] == ["leaving"]
+        finally:
+            code, output = worker.stop()
+        assert code == 0, output
+
+
 def test_outcomes_reach_a_restarted_server(tmp_path: Path, project: Path) -> None:
     """A run that ends while the server is down is recorded once it is back, and never runs twice."""
     home = tmp_path / "home2"
@@ -272,6 +325,9 @@ def test_outcomes_reach_a_restarted_server(tmp_path: Path, project: Path) -> Non
             # Settled in the Hello, before anything could be dispatched.
             assert state_of(client, run.id) == "COMPLETED", worker.output + "".join(server.lines)
             assert client.get_flow_run(run.id).worker == "steady-worker"
+            # The stopping server drained the worker's stream; the new stream takes runs again.
+            after = client.create_flow_run("record-r", parameters={"out": str(project / "after.json"), "value": 4})
+            wait_state(client, after.id, "COMPLETED", timeout=15)
         code, output = worker.stop()
         assert code == 0, output
         assert "stream down, retrying" in output

@@ -104,3 +104,21 @@ async def test_a_deployment_changed_elsewhere_is_seen_by_the_next_run(client: As
     assert from_struct((await client.create_flow_run("moving")).parameters) == {"v": 3}
     listed = await client.list_flow_runs(deployment="moving")
     assert [from_struct(r.parameters) for r in listed.flow_runs] == [{"v": 3}]  # made from the new deployment
+
+
+async def test_a_create_retried_with_its_idempotency_key_makes_one_run(client: AsyncClient) -> None:
+    await client.create_work_pool("keyed", "process")
+    await client.create_deployment("once", "keyed", "flows/x.py:f")
+    await client.create_deployment("other", "keyed", "flows/x.py:f")
+    first = await client.create_flow_run("once", idempotency_key="k-1")
+    again = await client.create_flow_run("once", idempotency_key="k-1")  # as a retry after a lost answer
+    assert again.id == first.id
+    assert (await client.run_deployment("once", idempotency_key="k-1")).id == first.id
+    assert [r.id for r in (await client.list_flow_runs(deployment="once")).flow_runs] == [first.id]
+    with pytest.raises(errors.FailedPrecondition, match="idempotency_key: already used for a run of another deployment"):
+        await client.create_flow_run("other", idempotency_key="k-1")
+    with pytest.raises(errors.InvalidArgument, match="idempotency_key: at most 128 characters"):
+        await client.create_flow_run("once", idempotency_key="k" * 129)
+    # The SDK makes a key per call: two calls, two runs.
+    assert (await client.create_flow_run("once")).id != (await client.create_flow_run("once")).id
+    assert len((await client.list_flow_runs(deployment="once")).flow_runs) == 3

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import asynccontextmanager
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -415,3 +416,95 @@ async def test_watch_ends_when_a_waiting_run_is_deleted_with_its_deployment(clie
         await anext(events)
     with pytest.raises(errors.NotFound):
         await client.get_flow_run(run.id)
+
+
+async def test_runs_blocked_behind_a_limit_wait_without_admission_passes(mesh: Mesh, client: AsyncClient, pool: str) -> None:
+    """A due run held back by a queue limit waits for the slot to free, not in a loop of
+    admission passes: with a worker that has free slots and 200 runs blocked, the
+    scheduler is idle."""
+    dispatcher = next(s for s in mesh.services if s.name == "scheduler").dispatcher
+    await client.create_work_queue("one", pool, concurrency_limit=1)
+    await client.create_deployment("limited", pool, FLOW, queue="one")
+    async with worker(client, "w1", pool, limit=10) as stream:
+        first = await client.create_flow_run("limited")
+        dispatch = await next_dispatch(stream)
+        assert dispatch.run == first.id
+        stream.ack(dispatch)
+        stream.started(dispatch.run, dispatch.lease)  # it holds the queue's one slot
+        await wait_state(client, first.id, "RUNNING")
+        for _ in range(200):
+            await client.create_flow_run("limited")
+        await nothing_dispatched(stream, within=0.3)  # every later run is made, and held back
+        passes = dispatcher.pools[pool].turn
+        cpu = time.process_time()
+        await asyncio.sleep(1.0)  # the window in which a busy loop would show
+        passes, spent = dispatcher.pools[pool].turn - passes, time.process_time() - cpu
+    assert passes <= 2, f"{passes} admission passes in 1 s ({spent:.2f} s of CPU) while every run waited for a slot"
+
+
+async def test_pausing_a_deployment_removes_its_scheduled_runs_and_resuming_makes_them_again(settings: Settings) -> None:
+    """Prefect's deployment pause: the runs its schedules made that have not gone out are
+    removed (runs made by hand stay); resume makes the schedule's runs again."""
+    mesh = Mesh(settings.replace(port=0, schedule_horizon_seconds=600))
+    port = await mesh.start()
+    try:
+        async with AsyncClient(f"127.0.0.1:{port}", timeout=10) as client:
+            await client.create_work_pool("sched", "process")
+            await client.create_deployment("ticking", "sched", FLOW, interval=60)
+            by_hand = await client.create_flow_run("ticking", start_in=3600)
+
+            async def scheduled() -> list[scheduler_pb2.FlowRun]:
+                return [r for r in (await client.list_flow_runs(deployment="ticking")).flow_runs if r.id != by_hand.id]
+
+            async def until(predicate: Callable[[list[scheduler_pb2.FlowRun]], bool]) -> list[scheduler_pb2.FlowRun]:
+                deadline = asyncio.get_running_loop().time() + 10
+                while not predicate(runs := await scheduled()):
+                    assert asyncio.get_running_loop().time() < deadline, [r.id for r in runs]
+                    await asyncio.sleep(0.05)
+                return runs
+
+            made = await until(lambda runs: len(runs) >= 10)
+            await client.pause_deployment("ticking")
+            assert await scheduled() == []  # gone with the pause, not left to run up to the horizon
+            assert [r.id for r in (await client.list_flow_runs(deployment="ticking")).flow_runs] == [by_hand.id]
+            for run in made:
+                with pytest.raises(errors.NotFound):
+                    await client.get_flow_run(run.id)
+            await client.resume_deployment("ticking")
+            again = await until(lambda runs: len(runs) >= 10)
+            assert {r.scheduled_start.ToDatetime() for r in again} >= {r.scheduled_start.ToDatetime() for r in made[1:]}
+    finally:
+        await mesh.stop(0)
+
+
+async def test_a_worker_that_ends_its_stream_is_offline_at_once_and_a_lost_one_is_not(settings: Settings) -> None:
+    """Heartbeats every 30 s: a lost worker is OFFLINE after 90 s, one that says Goodbye (as
+    `worker start` does when it stops) within the next flush of beats."""
+    from shiftboss.v1 import heartbeats_pb2
+
+    mesh = Mesh(settings.replace(port=0, heartbeat_seconds=30.0))
+    port = await mesh.start()
+    try:
+        async with AsyncClient(f"127.0.0.1:{port}", timeout=10) as client:
+            await client.create_work_pool("bye", "process")
+
+            async def status(name: str) -> int:
+                return (await client.get_worker(name, "bye")).status
+
+            async def until(name: str, wanted: int) -> None:
+                deadline = asyncio.get_running_loop().time() + 5
+                while await status(name) != wanted:
+                    assert asyncio.get_running_loop().time() < deadline, f"{name} is not {heartbeats_pb2.WorkerStatus.Name(wanted)}"
+                    await asyncio.sleep(0.05)
+
+            leaving, lost = (WorkerStream(client, scheduler_pb2.Hello(name=n, pool="bye")) for n in ("leaving", "lost"))
+            for stream, name in ((leaving, "leaving"), (lost, "lost")):
+                await stream.open()
+                await until(name, heartbeats_pb2.ONLINE)
+            lost.abort()  # as a crash or a cut network would
+            leaving.goodbye()
+            await leaving.close()
+            await until("leaving", heartbeats_pb2.OFFLINE)
+            assert await status("lost") == heartbeats_pb2.ONLINE  # still within its three beats
+    finally:
+        await mesh.stop(0)

@@ -147,15 +147,11 @@ async def test_a_run_is_one_trace_from_the_caller_to_the_worker(otel: Otel, trac
     assert served.attributes["rpc.service"] == "shiftboss.v1.SchedulerService"
     assert served.attributes["rpc.method"] == "CreateFlowRun"
     assert served.attributes["rpc.grpc.status_code"] == 0
-    admission, link = linking(otel, served)
+    assert served.attributes["shiftboss.run.id"] == run.id  # what the admission span's link leads to
+    admission, _ = linking(otel, served)
     assert admission.parent is None  # a pass has no caller: a root, sampled on its own
     assert admission.attributes["shiftboss.pool"] == "etl"
     assert admission.attributes["shiftboss.admission.runs"] == 1
-    assert link.attributes["shiftboss.run.id"] == run.id
-    assert link.attributes["shiftboss.queue"] == "default"
-    assert link.attributes["shiftboss.worker"] == "etl/w1"
-    assert link.attributes["shiftboss.lease"] == dispatch.lease
-    assert link.attributes["shiftboss.admission.waited_seconds"] >= 0
 
 
 async def test_a_run_created_before_a_restart_keeps_its_callers_trace(otel: Otel, settings: Settings) -> None:
@@ -185,8 +181,7 @@ async def test_a_run_created_before_a_restart_keeps_its_callers_trace(otel: Otel
         await close_abandoned_connections()
     assert dispatch.run == run.id
     assert dispatch.traceparent == traceparent(served)
-    _, link = linking(otel, served)
-    assert link.attributes["shiftboss.run.id"] == run.id
+    linking(otel, served)
 
 
 async def test_one_admission_span_for_a_pass_links_every_run_it_sent(otel: Otel, traced_mesh: Mesh) -> None:
@@ -205,11 +200,13 @@ async def test_one_admission_span_for_a_pass_links_every_run_it_sent(otel: Otel,
     assert dispatched == {run.id for run in runs}
     (admission,) = otel.finished("admission")  # the worker's arrival admits all five at once
     assert admission.attributes["shiftboss.admission.runs"] == 5
-    linked = {link.attributes["shiftboss.run.id"]: link.context for link in admission.links}
-    assert set(linked) == dispatched
+    linked = {(link.context.trace_id, link.context.span_id) for link in admission.links}
+    made = set()
     for caller, run in zip(callers, runs):
         served = otel.one(CREATE, SpanKind.SERVER, caller.trace_id)
-        assert linked[run.id].span_id == served.context.span_id
+        assert served.attributes["shiftboss.run.id"] == run.id
+        made.add((served.context.trace_id, served.context.span_id))
+    assert linked == made
 
 
 async def test_a_run_made_by_a_schedule_is_part_of_its_admission_pass(otel: Otel, traced_mesh: Mesh) -> None:
@@ -229,14 +226,15 @@ async def test_a_run_made_by_a_schedule_is_part_of_its_admission_pass(otel: Otel
 
 @pytest.fixture
 def sampled_by_callers_only() -> Iterator[Otel]:
-    """Telemetry as `telemetry_sample_ratio` 0 would install it (parent-based): only what a
-    sampled caller asks for is recorded."""
+    """Telemetry as `telemetry_sample_ratio` 0 would install it (parent-based, so the server
+    asks for no span for a caller that did not sample its call): only what a sampled caller
+    asks for is recorded."""
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)))
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    installed = telemetry.Telemetry(tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    installed = telemetry.Telemetry(tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()]), follows_parent=True)
     with telemetry.use(installed):
         yield Otel(installed, spans, InMemoryMetricReader())
     tracer_provider.shutdown()
@@ -338,11 +336,9 @@ async def test_metrics_of_queues_slots_dispatch_and_outcomes(otel: Otel, traced_
         (*slow, ("shiftboss.state", "FAILED")): 1,
     }
     assert await otel.values("shiftboss.runs.queued") == {slow: 0, default: 0}
-    latencies = {tuple(sorted(p.attributes.items())): p for p in await otel.points("shiftboss.dispatch.since_created")}
-    assert latencies[slow].count == 2
-    assert latencies[slow].min >= 0
-    due = {tuple(sorted(p.attributes.items())): p for p in await otel.points("shiftboss.dispatch.since_due")}
-    assert due[slow].count == 2
+    delays = {tuple(sorted(p.attributes.items())): p for p in await otel.points("shiftboss.dispatch.delay")}
+    assert delays[slow].count == 2
+    assert delays[slow].min >= 0
 
 
 class Console:

@@ -10,15 +10,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"core": "shiftboss.core", "services": "shiftboss.services", "workers": "shiftboss.workers", "shiftboss": "shiftboss"}
 
+# What `pip install shiftboss` (no extra) leaves out: the SDK, the CLI and the worker run without it.
+SERVER_STACK = ("sqlalchemy", "alembic", "asyncpg", "aiosqlite", "jsonschema", "croniter", "grpc_health", "grpc_reflection", "uvloop", "Cython")
+
 # What each layer may not import (prefix match on the imported module).
 FORBIDDEN = {
     "shiftboss.core": ("grpc", "sqlalchemy", "alembic", "asyncpg", "aiosqlite", "shiftboss.services", "shiftboss.workers", "shiftboss.client", "shiftboss.v1", "shiftboss.cli"),
-    "shiftboss.workers": ("shiftboss.services", "sqlalchemy", "alembic"),
-    "shiftboss": ("shiftboss.services", "shiftboss.workers"),
+    "shiftboss.workers": ("shiftboss.services", *SERVER_STACK),
+    "shiftboss": ("shiftboss.services", "shiftboss.workers", *SERVER_STACK),
 }
-# `server start` runs the mesh and `worker start` the daemon: the only places the public
-# package reaches into services and workers.
-ALLOWED = {("shiftboss.cli.server", "shiftboss.services"), ("shiftboss.cli.worker", "shiftboss.workers")}
+# `server start` runs the mesh (on uvloop where it is installed) and `worker start` the
+# daemon: the only places the public package reaches into services and workers.
+ALLOWED = {("shiftboss.cli.server", "shiftboss.services"), ("shiftboss.cli.server", "uvloop"), ("shiftboss.cli.worker", "shiftboss.workers")}
 
 
 def modules() -> list[tuple[str, Path]]:
@@ -100,3 +103,30 @@ def test_opentelemetry_is_used_through_its_public_api_only() -> None:
             if name.split(".")[0] == "opentelemetry" and any(part.startswith("_") for part in name.split(".")):
                 private.append(f"{module} -> {name}")
     assert not private
+
+
+def test_the_sdk_and_the_cli_load_nothing_of_the_server() -> None:
+    """`pip install shiftboss` has no server stack: importing the SDK and the CLI, and its help
+    (the worker's too), must not reach for it (tests/e2e/test_packaging.py runs them where it
+    is absent)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+import grpc  # grpc itself imports grpc_tools (and with it grpc_health) where they are installed
+from click.testing import CliRunner
+before = set(sys.modules)
+import shiftboss
+from shiftboss import Client, AsyncClient
+from shiftboss.cli import cli
+for args in (["--help"], ["worker", "start", "--help"], ["work-pool", "ls", "--help"], ["server", "start", "--help"]):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, (args, result.output)
+stack = {SERVER_STACK!r}
+bad = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in stack or m.startswith(("shiftboss.services", "shiftboss.core")))
+print(bad)
+sys.exit(1 if bad else 0)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -142,3 +142,37 @@ def test_an_unknown_log_format_is_refused_before_logging_changes() -> None:
     with pytest.raises(ValueError, match="'xml' is not one of text, json"):
         configure_logging("xml")
     assert root.handlers == handlers
+
+
+def test_the_sample_ratio_setting_makes_a_parent_based_ratio_sampler() -> None:
+    settings = load_settings(environ={"SHIFTBOSS_TELEMETRY_SAMPLE_RATIO": "0.25"})
+    chosen = telemetry.sampler(settings, {})
+    assert chosen.get_description() == (
+        "ParentBased{root:TraceIdRatioBased{0.25},remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,"
+        "localParentSampled:AlwaysOnSampler,localParentNotSampled:AlwaysOffSampler}"
+    )
+    # The standard variable wins; an empty setting leaves the choice to it (the SDK's default).
+    assert telemetry.sampler(settings, {"OTEL_TRACES_SAMPLER": "always_on"}) is None
+    assert telemetry.sampler(load_settings(environ={}), {}) is None
+
+
+@pytest.mark.parametrize("ratio", ["1.5", "-0.1", "half", "nan"])
+def test_a_sample_ratio_outside_zero_to_one_is_refused_by_name(ratio: str) -> None:
+    settings = load_settings(environ={"SHIFTBOSS_TELEMETRY_SAMPLE_RATIO": ratio})
+    with pytest.raises(ValueError, match="SHIFTBOSS_TELEMETRY_SAMPLE_RATIO"):
+        telemetry.sampler(settings, {})
+
+
+@pytest.mark.parametrize(
+    ("environ", "follows"),
+    [
+        ({}, True),  # the SDK's default: parentbased_always_on
+        ({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio"}, True),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio"}, False),
+        ({"OTEL_TRACES_SAMPLER": "always_on"}, False),
+    ],
+)
+def test_the_server_follows_the_callers_decision_only_under_a_parent_based_sampler(environ: dict[str, str], follows: bool) -> None:
+    assert telemetry.parent_based(telemetry.sampler(load_settings(environ={}), environ), environ) is follows
+    ratio = load_settings(environ={"SHIFTBOSS_TELEMETRY_SAMPLE_RATIO": "0.5"})
+    assert telemetry.parent_based(telemetry.sampler(ratio, {}), {}) is True

@@ -1,0 +1,1 @@
+"""Fault scenarios against real processes (see harness.py)."""
