@@ -137,7 +137,8 @@ class Daemon:
         self.run_ended.set()
         took = time.monotonic() - run.started_at if run.started_at else 0.0
         style = {"COMPLETED": "green", "CANCELLED": "yellow"}.get(state, "red")
-        self.say(f"run {run.dispatch.name} ({run.dispatch.run[:8]}) finished {state} in {took:.2f}s" + (f": {message}" if message else ""), style)
+        shown = message if len(message) <= 500 else message[:499] + "…"  # a console line, not the record
+        self.say(f"run {run.dispatch.name} ({run.dispatch.run[:8]}) finished {state} in {took:.2f}s" + (f": {shown}" if shown else ""), style)
         self.send_credits()
 
     def _outcome(self, run_id: str) -> scheduler_pb2.Finished | None:

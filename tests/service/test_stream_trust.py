@@ -5,7 +5,9 @@ worker key, reproduced over a real stream on both databases, and shown closed.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import re
 import sqlite3
 import uuid
@@ -22,7 +24,7 @@ from shiftboss.services.keys.service import create_admin_key
 from shiftboss.services.mesh import Mesh
 from shiftboss.settings import Settings
 from shiftboss.v1 import heartbeats_pb2, scheduler_pb2
-from tests.conftest import close_abandoned_connections
+from tests.conftest import POSTGRES_DSN, close_abandoned_connections
 from tests.raw_stream import RawStream
 from tests.waiting import async_wait_state
 
@@ -401,5 +403,48 @@ async def test_the_stream_must_begin_with_hello_in_time(settings: Settings) -> N
             assert caught.value.details() == "hello: no Hello within 0.3s of opening the stream"
             await silent.close()
     finally:
+        await mesh.stop(0)
+        await close_abandoned_connections()
+
+
+async def test_a_report_the_database_cannot_take_now_is_written_again_not_refused(
+    settings: Settings, backend: str, db_url: str
+) -> None:
+    if backend != "postgres":
+        pytest.skip("SQLite waits out a lock for its busy timeout; PostgreSQL gives up after lock_timeout")
+    database = db_url.rsplit("/", 1)[1]
+    owner = await asyncpg.connect(POSTGRES_DSN)
+    try:  # every connection of the scheduler gives up waiting for a row lock after 200 ms
+        await owner.execute(f"ALTER DATABASE \"{database}\" SET lock_timeout = '200ms'")
+    finally:
+        await owner.close()
+    failed = asyncio.Event()
+
+    class Failures(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "not written" in record.getMessage():
+                failed.set()
+
+    watcher = Failures()
+    logging.getLogger("shiftboss.scheduler").addHandler(watcher)
+    mesh = Mesh(settings.replace(port=0, host="127.0.0.1"))
+    port = await mesh.start()
+    try:
+        async with AsyncClient(f"127.0.0.1:{port}", timeout=10) as client:
+            await client.create_work_pool("etl", "process")
+            await client.create_deployment("etl-job", "etl", FLOW)
+            stream = RawStream(client, Hello(name="w", pool="etl"))
+            await stream.next_of("welcome")
+            dispatch = await running_on(stream, client, "etl-job")
+            async with writes_held(db_url, dispatch.run):
+                stream.send(Worker(finished=finished(dispatch.run, dispatch.lease, exit_code=0)))
+                await asyncio.wait_for(failed.wait(), 10)  # the batch, then the report alone, gave up
+            # Not refused, not lost: written again by the scheduler once the database takes it.
+            answer = await stream.read()
+            assert answer.WhichOneof("kind") == "settled" and answer.settled.run == dispatch.run
+            assert (await async_wait_state(client, dispatch.run, "COMPLETED")).exit_code == 0
+            await stream.close()
+    finally:
+        logging.getLogger("shiftboss.scheduler").removeHandler(watcher)
         await mesh.stop(0)
         await close_abandoned_connections()
