@@ -2,9 +2,13 @@
 
 Every RPC declares its access in the contract (`option (access)` in proto/); this module
 reads those options, finds who the caller's key is through KeyService (remembered for
-`auth_cache_seconds`), and refuses with UNAUTHENTICATED (no key, or a bad one) or
-PERMISSION_DENIED (a key outside its role or pool). The mesh's own services present a
-shared token instead of a key.
+`auth_cache_seconds`), and refuses with UNAUTHENTICATED (no key, a bad one, or more than
+one) or PERMISSION_DENIED (a key outside its role or pool). The mesh's own services
+present a shared token instead of a key.
+
+The key is checked when the call arrives, before gRPC reads its request: a refused call
+is answered without its body ever being read, so requests without a good key cost the
+server no memory however large they are.
 """
 
 from __future__ import annotations
@@ -42,10 +46,16 @@ _NEEDS = {_ADMIN: "an admin key", _OPERATOR: "an operator or admin key", _WORKER
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 _REFLECTION_PREFIX = "/grpc.reflection."
 _MAX_CACHED = 10_000
+#: An open stream's key is checked again at most this often, however short the cache.
+MIN_RECHECK_SECONDS = 1.0
 
 _identity: contextvars.ContextVar[keys_pb2.Identity | None] = contextvars.ContextVar("shiftboss_identity", default=None)
 _enders: contextvars.ContextVar[list[Callable[[Unauthenticated], None]] | None] = contextvars.ContextVar(
     "shiftboss_stream_enders", default=None
+)
+#: The caller checked as its call arrived, for the call's handler: (method, identity, key).
+_arrived: contextvars.ContextVar[tuple[str, keys_pb2.Identity, str] | None] = contextvars.ContextVar(
+    "shiftboss_arrived", default=None
 )
 _MESH_IDENTITY = keys_pb2.Identity(name="mesh", role=keys_pb2.ADMIN)
 
@@ -134,7 +144,7 @@ class Authenticator:
         """End a stream once its key is revoked or expires, checked again each time the
         remembered identity runs out; the stream's servicer says how (`on_revoked`)."""
         while True:
-            await asyncio.sleep(self.cache_seconds)
+            await asyncio.sleep(max(self.cache_seconds, MIN_RECHECK_SECONDS))
             try:
                 await self.identify(key)
             except Unauthenticated as exc:
@@ -146,34 +156,44 @@ class Authenticator:
                 continue  # KeyService unreachable: the key is not at fault; keep the stream
 
     @staticmethod
-    def key_of(metadata: Sequence[tuple[str, Any]]) -> str:
+    def credentials(metadata: Sequence[tuple[str, Any]]) -> tuple[str | None, str | None]:
+        """(mesh token, authorization header) of a call, each None when absent; a call
+        carrying either twice is refused: which one would count is a guess, and a guess
+        let a stream outlive its key."""
+        token = header = None
         for name, value in metadata:
-            if name == "authorization" and isinstance(value, str):
-                return value.partition(" ")[2].strip()
-        return ""
+            if name == MESH_HEADER:
+                if token is not None:
+                    raise Unauthenticated(f"more than one {MESH_HEADER} header: send one")
+                token = value if isinstance(value, str) else ""
+            elif name == "authorization":
+                if header is not None:
+                    raise Unauthenticated("more than one authorization header: send one 'Bearer <key>'")
+                header = value if isinstance(value, str) else ""
+        return token, header
 
-    async def check(self, method: str, metadata: Sequence[tuple[str, Any]]) -> keys_pb2.Identity:
-        """The caller's identity, if it may call `method`; raises Unauthenticated or PermissionDenied."""
-        headers = {k: v for k, v in metadata if isinstance(v, str)}
-        token = headers.get(MESH_HEADER)
+    async def check(self, method: str, metadata: Sequence[tuple[str, Any]]) -> tuple[keys_pb2.Identity, str]:
+        """The caller's identity and API key ("" for the mesh), if it may call `method`;
+        raises Unauthenticated or PermissionDenied."""
+        token, header = self.credentials(metadata)
         if token is not None:
             if not hmac.compare_digest(token.encode(), self.token.encode()):
                 raise Unauthenticated("invalid mesh token: every service of one mesh must share SHIFTBOSS_MESH_TOKEN")
-            return _MESH_IDENTITY
-        header = headers.get("authorization")
+            return _MESH_IDENTITY, ""
         if not header:
             raise Unauthenticated("missing API key: this server requires one (set SHIFTBOSS_API_KEY)")
         scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
             raise Unauthenticated("malformed authorization metadata: expected 'Bearer <key>'")
-        identity = await self.identify(key.strip())
+        identity = await self.identify(key)
         access = method_access(method)
         name = method.rsplit("/", 1)[-1]
         if access == _MESH:
             raise PermissionDenied(f"{name} is called only by the mesh's own services")
         role = identity.role
         if role == keys_pb2.ADMIN or (role, access) in ((keys_pb2.OPERATOR, _OPERATOR), (keys_pb2.WORKER, _WORKER)):
-            return identity
+            return identity, key
         role_name = keys_pb2.Role.Name(role).lower() if role in keys_pb2.Role.values() else str(role)
         raise PermissionDenied(f"API key '{identity.name}' has role {role_name}; {name} needs {_NEEDS.get(access, _NEEDS[_ADMIN])}")
 
@@ -194,15 +214,29 @@ class AuthInterceptor(aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(_OPEN_PREFIXES):
             return handler
+        # Checked before gRPC reads the request: a refused call's body is never read. The
+        # handler runs in this same task, so it finds the result in `_arrived`.
+        try:
+            identity, key = await self.authenticator.check(method, handler_call_details.invocation_metadata or ())
+        except ShiftbossError as exc:
+            return _refusal(handler, exc)
+        _arrived.set((method, identity, key))
         return self._wrapped.get(method, handler, lambda handler: self._build(method, handler))
 
     def _build(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """The handler guarded for `method`; each call's key is read from its own context."""
         authenticator = self.authenticator
 
+        async def caller(context: aio.ServicerContext) -> tuple[keys_pb2.Identity, str]:
+            arrived = _arrived.get()
+            if arrived is not None and arrived[0] == method:
+                _arrived.set(None)
+                return arrived[1], arrived[2]
+            return await authenticator.check(method, context.invocation_metadata() or ())
+
         def unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             async def guarded(request: Any, context: aio.ServicerContext) -> Any:
-                token = _identity.set(await authenticator.check(method, context.invocation_metadata() or ()))
+                token = _identity.set((await caller(context))[0])
                 try:
                     return await behavior(request, context)
                 finally:
@@ -212,12 +246,10 @@ class AuthInterceptor(aio.ServerInterceptor):
 
         def stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
             async def guarded(request: Any, context: aio.ServicerContext) -> Any:
-                metadata = context.invocation_metadata() or ()
-                identity = await authenticator.check(method, metadata)
+                identity, key = await caller(context)
                 token = _identity.set(identity)
                 enders: list[Callable[[Unauthenticated], None]] = []
                 enders_token = _enders.set(enders)
-                key = authenticator.key_of(metadata) if identity is not _MESH_IDENTITY else ""
                 watcher = asyncio.ensure_future(authenticator.watch(key, enders)) if key else None
                 try:
                     async for reply in behavior(request, context):
@@ -231,3 +263,19 @@ class AuthInterceptor(aio.ServerInterceptor):
             return guarded
 
         return rewrap(handler, unary, stream)
+
+
+def _refusal(handler: grpc.RpcMethodHandler, error: ShiftbossError) -> grpc.RpcMethodHandler:
+    """A handler that answers `error` without reading the request: declared as reading a
+    stream of requests, so gRPC waits for the handler to ask for one, which it never does."""
+
+    async def refuse_once(requests: Any, context: aio.ServicerContext) -> Any:
+        raise error
+
+    async def refuse_stream(requests: Any, context: aio.ServicerContext) -> Any:
+        raise error
+        yield  # an async generator: answered by a stream
+
+    if handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse_stream, handler.request_deserializer, handler.response_serializer)
+    return grpc.stream_unary_rpc_method_handler(refuse_once, handler.request_deserializer, handler.response_serializer)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -93,6 +94,17 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
     event.listen(engine.sync_engine, "checkout", check)
 
 
+def _private_file(path: Path) -> None:
+    """The SQLite file readable by this user alone (0600; SQLite gives its -wal and -shm
+    files the same mode), in a folder made 0700 when it has to be made: they hold every
+    key's hash and every run's parameters."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if os.stat(path).st_mode & 0o077:  # made by an older version, or by hand
+        with contextlib.suppress(PermissionError):  # not ours to change
+            os.chmod(path, 0o600)
+
+
 class Database:
     """One engine and its sessions; `transaction()` is one request's unit of work."""
 
@@ -102,7 +114,7 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                _private_file(Path(parsed.database))
             self.engine: AsyncEngine = create_async_engine(url, connect_args={"timeout": 30})
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:

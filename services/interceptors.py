@@ -10,14 +10,30 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc import aio
 
-from shiftboss.errors import InvalidArgument, ShiftbossError
+from shiftboss.errors import Internal, InvalidArgument, ShiftbossError
+from shiftboss.services.db_errors import database_error
 
 log = logging.getLogger("shiftboss.server")
 
 
 async def abort(context: aio.ServicerContext, exc: ShiftbossError) -> None:
-    """End the call with the error's status code and message (raises gRPC's AbortError)."""
-    await context.abort(grpc.StatusCode[exc.code], exc.message)
+    """End the call with the error's status code and message (raises gRPC's AbortError).
+
+    A peer's UNKNOWN (the base class carries it) is passed on as INTERNAL: a client never
+    gets UNKNOWN."""
+    code = "INTERNAL" if exc.code == "UNKNOWN" else exc.code
+    await context.abort(grpc.StatusCode[code], exc.message)
+
+
+def fault(exc: Exception, method: str) -> ShiftbossError:
+    """The typed error for an exception a servicer did not expect: a database failure says
+    what it means for the caller; anything else is our bug, logged with its traceback and
+    answered INTERNAL without its text (which may hold other callers' data)."""
+    known = database_error(exc)
+    if known is not None:
+        return known
+    log.error("%s failed", method, exc_info=exc)
+    return Internal(f"{method.rsplit('/', 1)[-1]}: the server failed; its log says why")
 
 
 def checked(request: Any, streaming: bool) -> Any:
@@ -159,3 +175,50 @@ class ErrorInterceptor(aio.ServerInterceptor):
         """What wraps the behavior of `method` when answered once, and when answered by a
         stream (built once per method: see WrapCache)."""
         return (lambda behavior: _wrap_unary(behavior, streaming)), (lambda behavior: _wrap_stream(behavior, streaming))
+
+
+class FaultInterceptor(aio.ServerInterceptor):
+    """Innermost: what a servicer raises that is not a ShiftbossError becomes one (see
+    `fault`), so the error interceptor, or the tracing one in its place, maps every failure
+    to a precise code; gRPC would answer UNKNOWN with the exception's text."""
+
+    def __init__(self) -> None:
+        self._wrapped = WrapCache()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        return self._wrapped.get(method, handler, lambda handler: rewrap(handler, *_fault_wrappers(method)))
+
+
+def _fault_wrappers(method: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    def unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def guarded(request: Any, context: aio.ServicerContext) -> Any:
+            try:
+                return await behavior(request, context)
+            except (ShiftbossError, aio.AbortError):
+                raise
+            except Exception as exc:
+                raise fault(exc, method) from None
+
+        return guarded
+
+    def stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def guarded(request: Any, context: aio.ServicerContext) -> Any:
+            try:
+                async for reply in behavior(request, context):
+                    yield reply
+            except (ShiftbossError, aio.AbortError):
+                raise
+            except Exception as exc:
+                raise fault(exc, method) from None
+
+        return guarded
+
+    return unary, stream

@@ -3,11 +3,13 @@ taking the server down."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from grpc import aio
 
@@ -17,13 +19,29 @@ from shiftboss.services.interceptors import WrapCache, rewrap
 __all__ = ["DocumentLimitInterceptor", "MessageBudget", "refuse"]
 
 _LEAVES = {"google.protobuf.Timestamp", "google.protobuf.Duration"}
+_STRING = FieldDescriptor.TYPE_STRING
+_FLOATS = (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT)
 
 
 def refuse(message: Message, limit: int, prefix: str = "") -> InvalidArgument | None:
     """What is wrong with a request beyond what its type says: a document (Struct) over
-    `limit` bytes, or an enum number the contract does not define."""
+    `limit` bytes or holding a number that is not finite, an enum number the contract does
+    not define, a NUL in text (no database stores one in a text column), a number that is
+    not finite."""
     for field, value in message.ListFields():
         repeated = field.is_repeated
+        kind = field.type
+        if kind == _STRING:
+            for index, text in enumerate(value if repeated else [value]):
+                if "\x00" in text:
+                    name = f"{prefix}{field.name}" + (f"[{index}]" if repeated else "")
+                    return InvalidArgument(f"{name}: holds a NUL character", field=name)
+            continue
+        if kind in _FLOATS:
+            for number in value if repeated else [value]:
+                if not math.isfinite(number):
+                    return InvalidArgument(f"{prefix}{field.name}: must be a finite number, got {number}", field=prefix + field.name)
+            continue
         if field.enum_type is not None:
             for number in value if repeated else [value]:
                 if field.enum_type.values_by_number.get(number) is None:
@@ -32,7 +50,12 @@ def refuse(message: Message, limit: int, prefix: str = "") -> InvalidArgument | 
                     )
             continue
         kind = field.message_type
-        if kind is None or kind.GetOptions().map_entry or kind.full_name in _LEAVES:
+        if kind is None or kind.full_name in _LEAVES:
+            continue
+        if kind.GetOptions().map_entry:
+            for key in value:
+                if isinstance(key, str) and "\x00" in key:
+                    return InvalidArgument(f"{prefix}{field.name}: a key holds a NUL character", field=prefix + field.name)
             continue
         for index, item in enumerate(value if repeated else [value]):
             name = f"{prefix}{field.name}" + (f"[{index}]" if repeated else "")
@@ -42,10 +65,31 @@ def refuse(message: Message, limit: int, prefix: str = "") -> InvalidArgument | 
                     return InvalidArgument(
                         f"{name}: {size} bytes is over the limit of {limit} bytes (SHIFTBOSS_MAX_DOCUMENT_BYTES)", field=name
                     )
+                where = _not_finite(item.fields, name)
+                if where is not None:
+                    return InvalidArgument(f"{where}: must be a finite number (JSON has no NaN or Infinity)", field=name)
             else:
                 found = refuse(item, limit, name + ".")
                 if found:
                     return found
+    return None
+
+
+def _not_finite(fields: Any, path: str) -> str | None:
+    """The path of the first number in a document that is NaN or infinite, if any."""
+    stack: list[tuple[Any, str]] = [(fields, path)]
+    while stack:
+        node, where = stack.pop()
+        items = node.items() if hasattr(node, "items") else enumerate(node)
+        for key, value in items:
+            which = value.WhichOneof("kind")
+            if which == "number_value":
+                if not math.isfinite(value.number_value):
+                    return f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]"
+            elif which == "struct_value":
+                stack.append((value.struct_value.fields, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]"))
+            elif which == "list_value":
+                stack.append((value.list_value.values, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]"))
     return None
 
 

@@ -28,7 +28,7 @@ from shiftboss.errors import error_for_code
 from shiftboss.services.absent import AbsentServices
 from shiftboss.services.auth import MESH_HEADER, AuthInterceptor, Authenticator
 from shiftboss.services.db import Database, has_migrations, open_database, release_database
-from shiftboss.services.interceptors import ErrorInterceptor
+from shiftboss.services.interceptors import ErrorInterceptor, FaultInterceptor
 from shiftboss.services.limits import DocumentLimitInterceptor
 from shiftboss.services.tracing import server_interceptors
 from shiftboss.settings import Settings
@@ -179,6 +179,7 @@ class Mesh:
         if self.authenticator is not None:
             interceptors.append(AuthInterceptor(self.authenticator))
         interceptors.append(DocumentLimitInterceptor(self.settings.max_document_bytes))
+        interceptors.append(FaultInterceptor())
         return interceptors
 
     def _listen(self, server: aio.Server, address: str) -> int:
@@ -195,6 +196,9 @@ class Mesh:
     def _refuse_exposed(self, host: str) -> None:
         settings = self.settings
         # TLS alone encrypts but lets anyone in: only keys or client certificates guard the door.
+        if not is_loopback(host) and settings.auth and not settings.tls_cert_file:
+            log.warning("serving %s with --auth but without TLS: API keys cross the network in clear text; "
+                        "set SHIFTBOSS_TLS_CERT_FILE and SHIFTBOSS_TLS_KEY_FILE", host)
         if is_loopback(host) or settings.auth or settings.tls_client_ca_file:
             return
         if not settings.insecure:
@@ -240,6 +244,8 @@ class Mesh:
                 ("grpc.max_receive_message_length", self.settings.max_message_bytes),
                 ("grpc.max_send_message_length", self.settings.max_message_bytes),
                 ("grpc.so_reuseport", 0),
+                # A connection that carries no call is closed; an open worker stream counts as a call.
+                ("grpc.max_connection_idle_ms", int(self.settings.idle_connection_seconds * 1000)),
             ],
         )
         shown = f"[{host}]" if ":" in host and not host.startswith("[") else host  # IPv6 goes in brackets

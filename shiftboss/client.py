@@ -105,8 +105,11 @@ class _Api:
         paused: bool = False,
         concurrency_limit: int | None = None,
         base_job_template: dict[str, Any] | None = None,
+        worker_queue_limit: int = 0,
     ) -> pools_pb2.WorkPool:
-        request = pools_pb2.CreateWorkPoolRequest(name=name, type=type, description=description, paused=paused)
+        request = pools_pb2.CreateWorkPoolRequest(
+            name=name, type=type, description=description, paused=paused, worker_queue_limit=worker_queue_limit
+        )
         _set_optional(request, concurrency_limit=concurrency_limit, base_job_template=base_job_template)
         return self._invoke("PoolService", "CreateWorkPool", request)
 
@@ -123,12 +126,14 @@ class _Api:
         description: str | None = None,
         concurrency_limit: int | None = None,
         base_job_template: dict[str, Any] | None = None,
+        worker_queue_limit: int | None = None,
     ) -> pools_pb2.WorkPool:
         request = _set_optional(
             pools_pb2.UpdateWorkPoolRequest(name=name),
             description=description,
             concurrency_limit=concurrency_limit,
             base_job_template=base_job_template,
+            worker_queue_limit=worker_queue_limit,
         )
         return self._invoke("PoolService", "UpdateWorkPool", request)
 

@@ -52,6 +52,10 @@ class Settings:
     max_document_bytes: int = 1024 * 1024
     #: Messages per second one worker stream may send (a burst of twice that is allowed).
     stream_messages_per_second: float = 5000.0
+    #: Seconds a worker stream may take to send its Hello before the server ends it.
+    hello_timeout_seconds: float = 10.0
+    #: Seconds a connection may carry no call before the server closes it.
+    idle_connection_seconds: float = 300.0
     #: Require an API key on every call (`server start --auth`).
     auth: bool = False
     #: The API key the CLI, the SDK and workers present.

@@ -2,11 +2,12 @@
 
 One asyncio task group: the stream reader, a heartbeat, a log flusher, and one task per
 run. The stream reconnects with jittered backoff while runs keep going. Every outcome is
-kept until the scheduler answers it with Settled: it is sent again on the same stream
-with backoff (a write that failed on the scheduler's side gets no answer) and in the next
-Hello (the scheduler ignores repeats); none is ever dropped. A Drain belongs to the stream
-it came on: a new stream offers every free slot again. SIGTERM or Ctrl-C drains: no new
-runs, in-flight ones get a grace period, then whatever remains is killed.
+kept until the scheduler answers it with Settled, or Refused (which sending it again would
+not change): it is sent again on the same stream with backoff (a write that failed on the
+scheduler's side gets no answer) and in the next Hello (the scheduler ignores repeats);
+none is dropped unanswered. A Drain belongs to the stream it came on: a new stream offers
+every free slot again. SIGTERM or Ctrl-C drains: no new runs, in-flight ones get a grace
+period, then whatever remains is killed.
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ Worker = scheduler_pb2.WorkerMessage
 RESEND_FIRST_SECONDS, RESEND_MOST_SECONDS = 5.0, 30.0
 LOG_FLUSH_SECONDS = 0.2
 LOG_BATCH_LINES = 200
+#: Longest text the scheduler takes in an outcome's message or a log line.
+MAX_TEXT = 65_536
+
+
+def sendable(text: str) -> str:
+    """Text as the scheduler takes it: no NUL (no database stores one), at most MAX_TEXT
+    characters. A flow's output may hold either; its outcome must not be refused for it."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
 @dataclass(slots=True)
@@ -112,7 +123,7 @@ class Daemon:
             run=run.dispatch.run,
             lease=run.dispatch.lease,
             state=scheduler_pb2.RunState.Value(state),
-            message=message,
+            message=sendable(message),
             at=to_timestamp(datetime.now(timezone.utc)),
         )
         if exit_code is not None:
@@ -126,7 +137,8 @@ class Daemon:
         self.run_ended.set()
         took = time.monotonic() - run.started_at if run.started_at else 0.0
         style = {"COMPLETED": "green", "CANCELLED": "yellow"}.get(state, "red")
-        self.say(f"run {run.dispatch.name} ({run.dispatch.run[:8]}) finished {state} in {took:.2f}s" + (f": {message}" if message else ""), style)
+        shown = message if len(message) <= 500 else message[:499] + "…"  # a console line, not the record
+        self.say(f"run {run.dispatch.name} ({run.dispatch.run[:8]}) finished {state} in {took:.2f}s" + (f": {shown}" if shown else ""), style)
         self.send_credits()
 
     def _outcome(self, run_id: str) -> scheduler_pb2.Finished | None:
@@ -196,7 +208,7 @@ class Daemon:
                 self.report(run, "CRASHED", None, f"the worker failed while running it: {exc!r}")
 
     def log_line(self, run_id: str, stream: str, text: str) -> None:
-        self.logs.append(scheduler_pb2.LogLine(run=run_id, stream=stream, text=text, at=to_timestamp(datetime.now(timezone.utc))))
+        self.logs.append(scheduler_pb2.LogLine(run=run_id, stream=stream, text=sendable(text), at=to_timestamp(datetime.now(timezone.utc))))
         if len(self.logs) >= LOG_BATCH_LINES:
             self.flush_logs()
 
@@ -262,6 +274,7 @@ class Daemon:
             self.forget_outcome(message.settled.run, message.settled.lease)
         elif kind == "refused":
             refused = message.refused
+            self.forget_outcome(refused.run, refused.lease)  # refused for good: sending it again changes nothing
             run = self.runs.get(refused.run)
             if run is not None and refused.lease in (0, run.dispatch.lease):
                 del self.runs[refused.run]

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shiftboss.errors import InvalidArgument, NotFound
 from shiftboss.services.heartbeats.models import WorkerRow
+from shiftboss.services.names import validate_name
 
 #: Heartbeats a worker may miss before it is OFFLINE.
 MISSED_BEATS = 3
@@ -47,19 +48,34 @@ def deadline(worker: WorkerRow) -> datetime:
     return as_utc(worker.last_heartbeat) + timedelta(seconds=MISSED_BEATS * worker.heartbeat_seconds)
 
 
+#: Longest infrastructure type (its column).
+MAX_TYPE = 64
+
+
+def check_beat(beat: Beat) -> None:
+    """Every field of one beat, before it is written with others: one bad beat is refused
+    alone rather than failing the batch it came in."""
+    validate_name("beats.name", beat.name)
+    validate_name("beats.pool", beat.pool)
+    if len(beat.type) > MAX_TYPE or "\x00" in beat.type:
+        raise InvalidArgument(f"beats.type: at most {MAX_TYPE} characters, no NUL", field="beats.type")
+    for queue in beat.queues:
+        validate_name("beats.queues", queue)
+    if not (math.isfinite(beat.heartbeat_seconds) and 0 < beat.heartbeat_seconds <= MAX_HEARTBEAT_SECONDS):
+        # NaN passed a plain `<= 0` check and reached the NOT NULL column as NULL.
+        raise InvalidArgument(
+            f"beats.heartbeat_seconds: must be a positive number of seconds, at most a year, got {beat.heartbeat_seconds}",
+            field="beats.heartbeat_seconds",
+        )
+    if beat.in_flight < 0 or beat.limit < 0:
+        raise InvalidArgument("beats.in_flight, beats.limit: must not be negative", field="beats")
+
+
 async def record(session: AsyncSession, beats: list[Beat]) -> list[WorkerRow]:
-    """Store beats; returns the workers whose status changed: ONLINE (new, or back from
-    OFFLINE), or OFFLINE (a beat that says it is gone)."""
+    """Store beats (each passed `check_beat`); returns the workers whose status changed:
+    ONLINE (new, or back from OFFLINE), or OFFLINE (a beat that says it is gone)."""
     changed: list[WorkerRow] = []
     for beat in beats:
-        if not beat.name or not beat.pool:
-            raise InvalidArgument("beats: every beat needs a worker name and a pool", field="beats")
-        if not (math.isfinite(beat.heartbeat_seconds) and 0 < beat.heartbeat_seconds <= MAX_HEARTBEAT_SECONDS):
-            # NaN passed a plain `<= 0` check and reached the NOT NULL column as NULL.
-            raise InvalidArgument(
-                f"beats.heartbeat_seconds: must be a positive number of seconds, at most a year, got {beat.heartbeat_seconds}",
-                field="beats",
-            )
         key = worker_id(beat.pool, beat.name)
         worker = await session.get(WorkerRow, key)
         if worker is None:

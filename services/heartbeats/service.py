@@ -12,7 +12,9 @@ from typing import Any
 from grpc import aio
 
 from shiftboss._wire import from_timestamp, to_timestamp
+from shiftboss.errors import InvalidArgument, ShiftbossError, Unavailable
 from shiftboss.services.broadcast import Broadcaster
+from shiftboss.services.db_errors import database_error
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.heartbeats import domain
 from shiftboss.services.heartbeats.models import WorkerRow
@@ -39,6 +41,10 @@ def worker_to_proto(worker: WorkerRow) -> heartbeats_pb2.Worker:
 
 
 def beat_from_proto(beat: heartbeats_pb2.WorkerBeat, now: datetime) -> domain.Beat:
+    try:
+        at = from_timestamp(beat.at) if beat.HasField("at") else now
+    except (ValueError, OverflowError):
+        raise InvalidArgument("beats.at: not a valid time", field="beats.at") from None
     return domain.Beat(
         name=beat.name,
         pool=beat.pool,
@@ -47,7 +53,7 @@ def beat_from_proto(beat: heartbeats_pb2.WorkerBeat, now: datetime) -> domain.Be
         in_flight=beat.in_flight,
         limit=beat.limit,
         heartbeat_seconds=beat.heartbeat_seconds,
-        at=from_timestamp(beat.at) if beat.HasField("at") else now,
+        at=at,
         gone=beat.gone,
     )
 
@@ -106,13 +112,44 @@ class HeartbeatService(heartbeats_pb2_grpc.HeartbeatServiceServicer):
                 await asyncio.wait_for(self._wake.wait(), timeout=min(wait, 60.0) + 0.01)
 
     async def Beat(self, request: heartbeats_pb2.BeatRequest, context: Any) -> heartbeats_pb2.BeatResponse:
+        """Beats of many workers (of any pools) in one transaction; a bad beat is refused
+        alone and the others are recorded: checked first, then, should the database still
+        refuse the batch, written one by one."""
         now = datetime.now(timezone.utc)
-        async with self.db.transaction() as session:
-            changed = await domain.record(session, [beat_from_proto(b, now) for b in request.beats])
+        reply = heartbeats_pb2.BeatResponse()
+        beats: list[tuple[int, domain.Beat]] = []
+        first: ShiftbossError | None = None
+        for index, message in enumerate(request.beats):
+            try:
+                beat = beat_from_proto(message, now)
+                domain.check_beat(beat)
+            except ShiftbossError as exc:
+                first = first or exc
+                reply.refused.add(index=index, reason=exc.message)
+                continue
+            beats.append((index, beat))
+        if first is not None and not beats:
+            raise first  # nothing in the request stands: the request is refused
+        try:
+            changed = await self._record([beat for _, beat in beats])
+        except Exception:
+            changed = []
+            for index, beat in beats:
+                try:
+                    changed += await self._record([beat])
+                except Exception as exc:
+                    error = database_error(exc)
+                    if error is None or isinstance(error, Unavailable):
+                        raise  # the database, not the beat: the caller keeps them all for later
+                    reply.refused.add(index=index, reason=error.message)
         if changed:
             self._publish(changed)
             self._wake.set()
-        return heartbeats_pb2.BeatResponse()
+        return reply
+
+    async def _record(self, beats: list[domain.Beat]) -> list[WorkerRow]:
+        async with self.db.transaction() as session:
+            return await domain.record(session, beats)
 
     async def ListWorkers(self, request: heartbeats_pb2.ListWorkersRequest, context: Any) -> heartbeats_pb2.ListWorkersResponse:
         async with self.db.reading() as session:

@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import lazyload
 
 from shiftboss.core import MAX_LIMIT
 from shiftboss.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -44,6 +45,12 @@ def validate_limit(field: str, value: int | None) -> int | None:
         raise InvalidArgument(f"{field}: must be at least 1, got {value}", field=field)
     if value is not None and value > MAX_CONCURRENCY_LIMIT:
         raise InvalidArgument(f"{field}: must be at most {MAX_CONCURRENCY_LIMIT}, got {value}", field=field)
+    return value
+
+
+def validate_worker_queue_limit(value: int) -> int:
+    if value < 0:
+        raise InvalidArgument(f"worker_queue_limit: must not be negative, got {value}", field="worker_queue_limit")
     return value
 
 
@@ -114,10 +121,12 @@ async def create_pool(
     paused: bool = False,
     concurrency_limit: int | None = None,
     base_job_template: dict[str, Any],
+    worker_queue_limit: int = 0,
 ) -> WorkPoolRow:
     validate_name("name", name)
     validate_type(type)
     validate_limit("concurrency_limit", concurrency_limit)
+    validate_worker_queue_limit(worker_queue_limit)
     existing = (await session.execute(select(WorkPoolRow.id).where(WorkPoolRow.name == name))).first()
     if existing is not None:
         raise AlreadyExists(f"work pool {name!r} already exists", field="name")
@@ -128,6 +137,8 @@ async def create_pool(
         paused=paused,
         concurrency_limit=concurrency_limit,
         base_job_template=base_job_template,
+        worker_queue_limit=worker_queue_limit,
+        queue_count=1,
     )
     pool.queues = [WorkQueueRow(name=DEFAULT_QUEUE, priority=1, description="The pool's default queue", paused=False)]
     session.add(pool)
@@ -143,8 +154,11 @@ async def update_pool(
     concurrency_limit: int | None = _UNSET,
     base_job_template: dict[str, Any] | None = None,
     paused: bool | None = None,
+    worker_queue_limit: int | None = None,
 ) -> WorkPoolRow:
     pool = await get_pool(session, name, lock=True)
+    if worker_queue_limit is not None:
+        pool.worker_queue_limit = validate_worker_queue_limit(worker_queue_limit)
     if description is not None:
         pool.description = description
     if concurrency_limit is not _UNSET:
@@ -234,24 +248,76 @@ async def create_queue(
     else:
         place(list(pool.queues), queue, priority)
     pool.queues.append(queue)
+    pool.queue_count += 1
     await session.flush()
     return queue
 
 
-async def ensure_queues(session: AsyncSession, pool_name: str, names: list[str]) -> list[WorkQueueRow]:
-    """The named queues of a pool, creating the missing ones (a worker naming queues)."""
+async def ensure_queues(
+    session: AsyncSession, pool_name: str, names: list[str], *, worker_key: str = ""
+) -> tuple[list[WorkQueueRow], list[str]]:
+    """The named queues of a pool in priority order, creating the missing ones (a worker
+    naming queues), and the names it created. A worker key creates them only as far as
+    the pool's `worker_queue_limit` allows.
+
+    Neither the pool's queues are loaded nor counted: the named ones are found by their
+    unique index, the count is the pool's own, and the new priorities come from the
+    largest one taken (`free_priorities`), so adding a queue costs O(log n) in the pool's
+    queues rather than O(n)."""
     for name in names:
         validate_name("names", name)
-    pool = await get_pool(session, pool_name, lock=True, field="pool")
-    have = {q.name for q in pool.queues}
-    for name in dict.fromkeys(names):
-        if name not in have:
-            pool.queues.append(
-                WorkQueueRow(name=name, priority=lowest_free_priority(q.priority for q in pool.queues), description="")
+    if not names:
+        return await list_queues(session, pool_name), []
+    query = select(WorkPoolRow).options(lazyload(WorkPoolRow.queues)).where(WorkPoolRow.name == validate_name("pool", pool_name))
+    pool = (await session.execute(query.with_for_update())).scalar_one_or_none()
+    if pool is None:
+        raise NotFound(f"work pool {pool_name!r} not found", field="pool")
+    wanted = list(dict.fromkeys(names))
+    found = await session.execute(
+        select(WorkQueueRow).options(lazyload(WorkQueueRow.pool)).where(WorkQueueRow.pool_id == pool.id, WorkQueueRow.name.in_(wanted))
+    )
+    queues = {queue.name: queue for queue in found.scalars()}
+    missing = [name for name in wanted if name not in queues]
+    if missing and worker_key:
+        limit = pool.worker_queue_limit
+        if limit <= 0:
+            raise NotFound(
+                f"queues: work queue {missing[0]!r} not found in work pool {pool.name!r}; worker key '{worker_key}' "
+                f"serves existing queues only (an admin lets workers add queues: "
+                f"work-pool update {pool.name} --worker-queue-limit N)",
+                field="queues",
             )
-            have.add(name)
-    await session.flush()
-    return [q for q in sorted(pool.queues, key=lambda q: q.priority) if q.name in names] if names else list(pool.queues)
+        if pool.queue_count + len(missing) > limit:
+            raise FailedPrecondition(
+                f"queues: work pool {pool.name!r} has {pool.queue_count} queues; worker keys may add queues only up to "
+                f"{limit} (its worker_queue_limit), and {len(missing)} more were named",
+                field="queues",
+            )
+    if missing:
+        for name, priority in zip(missing, await free_priorities(session, pool, len(missing))):
+            queue = queues[name] = WorkQueueRow(pool_id=pool.id, name=name, priority=priority, description="", paused=False)
+            session.add(queue)
+        pool.queue_count += len(missing)
+        await session.flush()
+    return sorted(queues.values(), key=lambda q: q.priority), missing
+
+
+async def free_priorities(session: AsyncSession, pool: WorkPoolRow, count: int) -> list[int]:
+    """The `count` lowest priorities no queue of the pool holds. When the largest taken one
+    equals the pool's count of queues, 1 to it are all taken: one look at the index. Only
+    a pool with gaps (a deleted queue, one placed further down) is read in full, and each
+    queue created then fills a gap."""
+    top = (await session.execute(select(func.max(WorkQueueRow.priority)).where(WorkQueueRow.pool_id == pool.id))).scalar() or 0
+    if top == pool.queue_count:
+        return list(range(top + 1, top + 1 + count))
+    taken = set((await session.execute(select(WorkQueueRow.priority).where(WorkQueueRow.pool_id == pool.id))).scalars())
+    free: list[int] = []
+    candidate = 1
+    while len(free) < count:
+        if candidate not in taken:
+            free.append(candidate)
+        candidate += 1
+    return free
 
 
 async def update_queue(
@@ -287,6 +353,7 @@ async def delete_queue(session: AsyncSession, pool_name: str, name: str) -> Work
         )
     pool = queue.pool
     pool.queues.remove(queue)
+    pool.queue_count -= 1
     await session.flush()
     return queue
 

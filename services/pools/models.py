@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shiftboss.services.db import naming
@@ -35,6 +35,11 @@ class WorkPoolRow(PoolsBase):
     base_job_template: Mapped[dict] = mapped_column(JSON, default=dict)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    #: Worker keys may add queues by naming them while the pool has fewer than this; 0: none.
+    worker_queue_limit: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: How many queues the pool has, kept with every create and delete: a queue is added
+    #: without counting (or loading) the others.
+    queue_count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     queues: Mapped[list[WorkQueueRow]] = relationship(
         back_populates="pool", cascade="all, delete-orphan", order_by="WorkQueueRow.priority", lazy="selectin"
@@ -43,7 +48,7 @@ class WorkPoolRow(PoolsBase):
 
 class WorkQueueRow(PoolsBase):
     __tablename__ = "work_queues"
-    __table_args__ = (UniqueConstraint("pool_id", "name"),)
+    __table_args__ = (UniqueConstraint("pool_id", "name"), Index("ix_work_queues_pool_id_priority", "pool_id", "priority"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
     pool_id: Mapped[str] = mapped_column(ForeignKey("work_pools.id", ondelete="CASCADE"), index=True)

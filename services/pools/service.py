@@ -122,6 +122,7 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
                 paused=request.paused,
                 concurrency_limit=optional(request, "concurrency_limit"),
                 base_job_template=template,
+                worker_queue_limit=request.worker_queue_limit,
             )
             reply = pool_to_proto(pool)
             default = queue_to_proto(pool.queues[0], pool.name)
@@ -142,7 +143,10 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         return pools_pb2.ListWorkPoolsResponse(work_pools=[pool_to_proto(p, online.get(p.name, 0)) for p in pools])
 
     async def UpdateWorkPool(self, request: pools_pb2.UpdateWorkPoolRequest, context: Any) -> pools_pb2.WorkPool:
-        changes: dict[str, Any] = {"description": optional(request, "description")}
+        changes: dict[str, Any] = {
+            "description": optional(request, "description"),
+            "worker_queue_limit": optional(request, "worker_queue_limit"),
+        }
         if request.HasField("concurrency_limit"):
             changes["concurrency_limit"] = domain.validate_limit("concurrency_limit", request.concurrency_limit)
         if request.HasField("base_job_template"):
@@ -263,13 +267,16 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         self, request: pools_pb2.EnsureWorkQueuesRequest, context: Any
     ) -> pools_pb2.ListWorkQueuesResponse:
         async with self.db.transaction() as session:
-            before = {q.name for q in (await domain.get_pool(session, request.pool, field="pool")).queues}
-            queues = await domain.ensure_queues(session, request.pool, list(request.names))
-            pool = pool_to_proto(queues[0].pool) if queues else None
+            queues, created = await domain.ensure_queues(
+                session, request.pool, list(request.names), worker_key=request.worker_key
+            )
             replies = [queue_to_proto(q, request.pool) for q in queues]
-        for reply in replies:
-            if reply.name not in before and pool is not None:
-                self._pool_event(Event.CREATED, pool, reply)
+        if created:  # the pool as it is now, for the events: read once, only when it changed
+            async with self.db.reading() as session:
+                pool = pool_to_proto(await domain.get_pool(session, request.pool, field="pool"))
+            for reply in replies:
+                if reply.name in created:
+                    self._pool_event(Event.CREATED, pool, reply)
         return pools_pb2.ListWorkQueuesResponse(work_queues=replies)
 
     async def MarkPolled(self, request: pools_pb2.MarkPolledRequest, context: Any) -> pools_pb2.MarkPolledResponse:

@@ -183,18 +183,16 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         publishes it (wire.transition_event) if anyone watches.
 
         ``late`` is the outcome of a run that ended while its worker could not reach us:
-        with its lease still current, it overrides what we guessed meanwhile (SCHEDULED
-        again, or CRASHED), since the worker knows how the run really ended."""
-        guessed = late and run.state in (states.SCHEDULED, states.CRASHED) and run.worker in ("", worker)
-        if lease is not None and (run.lease != lease or (worker is not None and run.worker != worker and not guessed)):
-            raise FailedPrecondition(
-                f"lease: {lease} is stale for flow run {run.id!r} (current lease {run.lease})", field="lease"
-            )
+        with its lease still current and given to that very worker (a run keeps the worker
+        of its last lease when it goes back to SCHEDULED), it overrides what we guessed
+        meanwhile (SCHEDULED again, or CRASHED), since the worker knows how the run really
+        ended. The refusal names no lease but the one the caller sent."""
+        if lease is not None and (run.lease != lease or (worker is not None and run.worker != worker)):
+            raise FailedPrecondition(f"lease: {lease} is stale or not this worker's for flow run {run.id!r}", field="lease")
+        guessed = late and worker is not None and lease is not None and run.state in (states.SCHEDULED, states.CRASHED)
         if idempotent and run.state == to:
             return None
         states.check(run.state, to, force=force or guessed)
-        if guessed and worker:
-            run.worker = worker
         moment = at or now_utc()
         change = run_store.record(history, run, to, moment, message)
         if to == states.RUNNING:

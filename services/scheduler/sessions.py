@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from shiftboss.errors import ShiftbossError
+from shiftboss.errors import ResourceExhausted, ShiftbossError
 from shiftboss.v1 import scheduler_pb2
+
+#: Messages waiting for a worker that does not read them; past this its stream is ended
+#: rather than the server's memory filled.
+MAX_OUTBOX = 65_536
 
 
 @dataclass(eq=False)
@@ -50,13 +54,20 @@ class WorkerSession:
         return max(0, min(caps)) if caps else None
 
     def send(self, message: scheduler_pb2.SchedulerMessage) -> None:
-        if not self.closed:
-            self.outbox.put_nowait(message)
+        if self.closed:
+            return
+        if self.outbox.qsize() >= MAX_OUTBOX:
+            self.end(ResourceExhausted(f"worker {self.key} does not read its stream: {MAX_OUTBOX} messages wait for it"))
+            return
+        self.outbox.put_nowait(message)
 
     def end(self, failure: ShiftbossError) -> None:
-        """Close the stream with this status."""
+        """Close the stream with this status at once: what still waits for the worker is dropped."""
         self.failure = failure
-        self.close()
+        while not self.outbox.empty():
+            self.outbox.get_nowait()
+        self.closed = True
+        self.outbox.put_nowait(None)
 
     def close(self) -> None:
         if not self.closed:

@@ -5,6 +5,11 @@ Finished with the current lease is a no-op, and one with a stale lease is refuse
 a Refused message instead of breaking the stream. A recorded Finished is answered with
 Settled; outcomes not settled when a stream drops travel in the next Hello and are
 recorded before anything is dispatched, so a finished run is never sent out again.
+
+What a worker sends is trusted no further than its stream's identity: Hello must come
+within `hello_timeout_seconds` and pass the checks of a unary request (inbound.py); every
+later message is checked on its own, and one touching a run of another pool, or a run not
+leased to this worker, is refused without a word about that run.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from collections.abc import AsyncIterator
 import grpc
 
 from shiftboss._wire import from_timestamp, gather, to_timestamp
-from shiftboss.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, ResourceExhausted, ShiftbossError
+from shiftboss.errors import DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument, NotFound, ResourceExhausted, ShiftbossError
 from shiftboss.services.auth import on_revoked, require_pool, worker_key_name
+from shiftboss.services.db_errors import database_error
 from shiftboss.services.limits import MessageBudget
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
+from shiftboss.services.scheduler.inbound import check_hello, check_log_line
 from shiftboss.services.scheduler.models import FlowRunRow
 from shiftboss.services.scheduler.outcomes import OutcomeWriter
 from shiftboss.services.scheduler.sessions import WorkerSession, worker_key
@@ -35,6 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shiftboss.scheduler")
 Message = scheduler_pb2.SchedulerMessage
+#: Most log lines one LogBatch may carry (the worker daemon sends at most 200).
+MAX_LOG_LINES = 5_000
 #: Runs a stream may say it took without finishing them, remembered (WorkerSession.acked).
 MAX_ACKED = 10_000
 
@@ -52,9 +61,14 @@ class StreamHandler:
     # ------------------------------------------------------------ connect
 
     async def connect(self, requests: Any, context: Any) -> AsyncIterator[scheduler_pb2.SchedulerMessage]:
-        first = await anext(aiter(requests), None)
+        wait = self.service.settings.hello_timeout_seconds
+        try:
+            first = await asyncio.wait_for(anext(aiter(requests), None), wait)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(f"hello: no Hello within {wait:g}s of opening the stream", field="hello") from None
         if first is None or first.WhichOneof("kind") != "hello":
             raise InvalidArgument("hello: the first message on the stream must be Hello", field="hello")
+        check_hello(first.hello, self.service.settings.max_document_bytes)
         await self.service.ready.wait()
         session, welcome = await self.hello(first.hello)
         on_revoked(session.end)
@@ -95,20 +109,19 @@ class StreamHandler:
                 log.info("worker %s disconnected", session.key)
 
     async def hello(self, hello: scheduler_pb2.Hello) -> tuple[WorkerSession, scheduler_pb2.Welcome]:
+        """Settle what the Hello carries and attach the worker; the Hello's fields are
+        checked already (inbound.check_hello)."""
         service = self.service
-        if not hello.name:
-            raise InvalidArgument("name: the worker needs a name", field="name")
-        if not hello.pool:
-            raise InvalidArgument("pool: the worker needs a work pool", field="pool")
-        if hello.limit < 0:
-            raise InvalidArgument(f"limit: must be at least 1, got {hello.limit}", field="limit")
-        if hello.prefetch_seconds < 0:
-            raise InvalidArgument(f"prefetch_seconds: must not be negative, got {hello.prefetch_seconds:g}", field="prefetch_seconds")
         pool = await self._pool_for(hello)
         queues: list[str] | None = None
         if hello.queues:
-            await self._refuse_foreign_queues(hello)
-            reply = await service.call(service.pools.EnsureWorkQueues, pools_pb2.EnsureWorkQueuesRequest(pool=pool.name, names=list(hello.queues)))
+            api_key = worker_key_name()
+            if api_key is None:  # a caller who may see every pool is told of a queue named in the wrong one
+                await self._refuse_foreign_queues(hello)
+            # A worker key may create queues only as far as the pool's setting allows.
+            names = list(dict.fromkeys(hello.queues))
+            request = pools_pb2.EnsureWorkQueuesRequest(pool=pool.name, names=names, worker_key=api_key or "")
+            reply = await service.call(service.pools.EnsureWorkQueues, request)
             queues = [q.name for q in reply.work_queues]
         listed = await service.call(service.pools.ListWorkQueues, pools_pb2.ListWorkQueuesRequest(pool=pool.name))
         self.dispatcher.apply_pool(pool)
@@ -132,7 +145,10 @@ class StreamHandler:
         await self._reclaim_holdings(session, dict(hello.holding))
         self.dispatcher.attach(session)
         self.beat(session)
-        await self.flush()
+        try:  # ONLINE at once; should HeartbeatService not answer, the next flush sends the beat
+            await self.flush()
+        except ShiftbossError as exc:
+            log.warning("heartbeats of worker %s not sent yet: %s", key, exc.message)
         log.info("worker %s connected (queues: %s, limit: %s)", key, ", ".join(queues or ["all"]), hello.limit or "none")
         welcome = scheduler_pb2.Welcome(
             worker_id=key,
@@ -173,7 +189,8 @@ class StreamHandler:
         return pool
 
     async def _refuse_foreign_queues(self, hello: scheduler_pb2.Hello) -> None:
-        """A queue missing here but present in another pool is a mistake, not a new queue."""
+        """A queue missing here but present in another pool is a mistake, not a new queue.
+        Never said to a worker key: it may not learn what other pools hold."""
         service = self.service
         here = await service.call(service.pools.ListWorkQueues, pools_pb2.ListWorkQueuesRequest(pool=hello.pool))
         missing = set(hello.queues) - {q.name for q in here.work_queues}
@@ -195,7 +212,7 @@ class StreamHandler:
             held = await run_store.held_by(db, session.key)
         current = {run.id: run for run in held}
         for run_id, lease in holding.items():
-            run = current.get(run_id)
+            run = current.get(run_id)  # only this worker's runs: nothing is said of others
             if run is not None and run.lease == lease:
                 session.held.add(run.seq)
             else:
@@ -241,9 +258,9 @@ class StreamHandler:
         except ShiftbossError as exc:  # a bad message ends this session only, with its status
             session.failure = exc
             log.info("stream of worker %s ended: %s", session.key, exc.message)
-        except Exception as exc:  # a broken stream ends this session only
-            session.failure = Internal(f"the scheduler could not read the stream of worker {session.key}: {exc}")
-            log.warning("stream of worker %s ended: %s", session.key, exc)
+        except Exception as exc:  # a broken stream ends this session only; its text stays in our log
+            session.failure = database_error(exc) or Internal(f"the scheduler could not read the stream of worker {session.key}")
+            log.warning("stream of worker %s ended", session.key, exc_info=exc)
         finally:
             session.close()
 
@@ -251,11 +268,12 @@ class StreamHandler:
         kind = message.WhichOneof("kind")
         if kind in ("ack", "started", "finished"):
             body = getattr(message, kind)
-            if kind == "finished":
-                session.acked.pop(body.run, None)
-            elif len(session.acked) < MAX_ACKED:
-                session.acked[body.run] = body.lease
-            self.outcomes.submit(session, kind, body)  # answered (Settled or Refused) once written
+            # Answered (Settled or Refused) once written; a malformed one is refused now, unremembered.
+            if self.outcomes.submit(session, kind, body):
+                if kind == "finished":
+                    session.acked.pop(body.run, None)
+                elif len(session.acked) < MAX_ACKED:
+                    session.acked[body.run] = body.lease
         elif kind == "heartbeat":
             self.beat(session)
         elif kind == "credits":
@@ -264,8 +282,11 @@ class StreamHandler:
         elif kind == "logs":
             try:
                 await self.store_logs(session, message.logs)
-            except ShiftbossError as exc:
-                log.info("logs of worker %s dropped: %s", session.key, exc.message)
+            except Exception as exc:  # noqa: BLE001 - lines lost, never the stream
+                error = exc if isinstance(exc, ShiftbossError) else database_error(exc)
+                if error is None:
+                    raise
+                log.info("logs of worker %s dropped: %s", session.key, error.message)
         elif kind == "goodbye":
             session.goodbye = True
         elif kind == "batch":
@@ -274,20 +295,28 @@ class StreamHandler:
             raise InvalidArgument("hello: the stream already began with Hello; send it once", field="hello")
 
     async def store_logs(self, session: WorkerSession, batch: scheduler_pb2.LogBatch) -> None:
-        """Keep the lines of runs this worker ran; lines naming any other run are dropped."""
+        """Keep the lines of runs this worker ran; lines naming any other run, or malformed,
+        are dropped. The batch's runs are read with one query, whatever it names."""
         by_run: dict[str, list[tuple[datetime, str, str]]] = {}
-        for line in batch.lines:
+        if len(batch.lines) > MAX_LOG_LINES:
+            log.info("log lines of worker %s past the first %d of a batch dropped", session.key, MAX_LOG_LINES)
+        for line in batch.lines[:MAX_LOG_LINES]:
+            try:
+                check_log_line(line)
+            except ShiftbossError as exc:
+                log.info("a log line of worker %s dropped: %s", session.key, exc.message)
+                continue
             at = from_timestamp(line.at) if line.HasField("at") else datetime.now(timezone.utc)
             by_run.setdefault(line.run, []).append((at, line.stream, line.text))
         kept: list[tuple[str, str, list[tuple[datetime, str, str]]]] = []
+        if not by_run:
+            return
         async with self.service.db.transaction() as db:
+            runs = await run_store.get_many(db, set(by_run))
             for run_id, lines in by_run.items():
-                try:
-                    run = await run_store.get(db, run_id)
-                except NotFound:
-                    continue
-                if run.worker != session.key:
-                    log.info("log lines of flow run %s from worker %s dropped: the run is not its", run_id, session.key)
+                run = runs.get(run_id)
+                if run is None or run.worker != session.key:
+                    log.info("log lines of flow run %r from worker %s dropped: the run is not its", run_id, session.key)
                     continue
                 await run_store.add_logs(db, run, lines)
                 kept.append((run_id, run.state, lines))
@@ -333,16 +362,41 @@ class StreamHandler:
             served.update(session.queues)
             self.polled[session.pool] = served
 
+    async def _send_beats(self, stub: Any, beats: list[heartbeats_pb2.WorkerBeat]) -> None:
+        """Every worker's beat in one call; each beat stands alone: HeartbeatService refuses a
+        bad one in its reply, and should the whole request be refused for one beat, each is
+        sent on its own and only the bad one is dropped."""
+        try:
+            reply = await self.service.call(stub.Beat, heartbeats_pb2.BeatRequest(beats=beats))
+        except InvalidArgument:
+            if len(beats) == 1:
+                raise
+            for beat in beats:
+                try:
+                    await self._send_beats(stub, [beat])
+                except InvalidArgument as exc:
+                    log.warning("heartbeat of worker %s/%s refused: %s", beat.pool, beat.name, exc.message)
+            return
+        for refused in reply.refused:
+            who = beats[refused.index].id if 0 <= refused.index < len(beats) else "?"
+            log.warning("heartbeat of worker %s refused: %s", who, refused.reason)
+
     async def flush(self) -> None:
         """Send buffered beats to HeartbeatService and mark the served queues polled."""
         from shiftboss.v1 import heartbeats_pb2_grpc
 
-        beats, self.beats = list(self.beats.values()), {}
+        beats, self.beats = self.beats, {}
         polled, self.polled = self.polled, {}
         service = self.service
         if beats:
             stub = service.mesh.peers.stub("heartbeats", heartbeats_pb2_grpc.HeartbeatServiceStub)
-            await service.call(stub.Beat, heartbeats_pb2.BeatRequest(beats=beats))
+            try:
+                await self._send_beats(stub, list(beats.values()))
+            except ShiftbossError:
+                # Not recorded: kept for the next flush, under any beat newer than it.
+                self.beats = {**beats, **self.beats}
+                self.polled = {**polled, **self.polled}
+                raise
         for pool, names in polled.items():
             request = pools_pb2.MarkPolledRequest(pool=pool, names=sorted(names or []))
             with contextlib.suppress(NotFound):

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from shiftboss._wire import to_struct, to_timestamp
 from shiftboss.services.scheduler import runs as run_store
+from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, ScheduleRow, StateChangeRow
 from shiftboss.v1 import scheduler_pb2
 
@@ -54,7 +55,8 @@ def run_to_proto(
         job_variables=to_struct(run.job_variables),
         scheduled_start=to_timestamp(run.scheduled_start),
         state=RunState.Value(run_store.shown_state(run, now, late_seconds)),
-        worker=run.worker.split("/", 1)[-1] if run.worker else "",
+        # A run back in its queue is nobody's, though it keeps the worker of its last lease.
+        worker=run.worker.split("/", 1)[-1] if run.worker and run.state != states.SCHEDULED else "",
         created=to_timestamp(run.created),
         entrypoint=run.entrypoint,
         job_configuration=to_struct(run.job_configuration),

@@ -77,9 +77,19 @@ class BeatRequest(_message.Message):
     beats: _containers.RepeatedCompositeFieldContainer[WorkerBeat]
     def __init__(self, beats: _Optional[_Iterable[_Union[WorkerBeat, _Mapping]]] = ...) -> None: ...
 
+class RefusedBeat(_message.Message):
+    __slots__ = ("index", "reason")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    reason: str
+    def __init__(self, index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class BeatResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("refused",)
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    refused: _containers.RepeatedCompositeFieldContainer[RefusedBeat]
+    def __init__(self, refused: _Optional[_Iterable[_Union[RefusedBeat, _Mapping]]] = ...) -> None: ...
 
 class ListWorkersRequest(_message.Message):
     __slots__ = ("pool",)

@@ -14,7 +14,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WorkPool(_message.Message):
-    __slots__ = ("id", "name", "type", "description", "paused", "concurrency_limit", "status", "base_job_template", "created", "updated", "queues")
+    __slots__ = ("id", "name", "type", "description", "paused", "concurrency_limit", "status", "base_job_template", "created", "updated", "queues", "worker_queue_limit")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,7 @@ class WorkPool(_message.Message):
     CREATED_FIELD_NUMBER: _ClassVar[int]
     UPDATED_FIELD_NUMBER: _ClassVar[int]
     QUEUES_FIELD_NUMBER: _ClassVar[int]
+    WORKER_QUEUE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     type: str
@@ -37,7 +38,8 @@ class WorkPool(_message.Message):
     created: _timestamp_pb2.Timestamp
     updated: _timestamp_pb2.Timestamp
     queues: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., paused: _Optional[bool] = ..., concurrency_limit: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queues: _Optional[_Iterable[str]] = ...) -> None: ...
+    worker_queue_limit: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., paused: _Optional[bool] = ..., concurrency_limit: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queues: _Optional[_Iterable[str]] = ..., worker_queue_limit: _Optional[int] = ...) -> None: ...
 
 class WorkQueue(_message.Message):
     __slots__ = ("id", "name", "pool", "priority", "concurrency_limit", "paused", "status", "description", "last_polled", "created", "updated")
@@ -66,20 +68,22 @@ class WorkQueue(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., concurrency_limit: _Optional[int] = ..., paused: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., description: _Optional[str] = ..., last_polled: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateWorkPoolRequest(_message.Message):
-    __slots__ = ("name", "type", "description", "paused", "concurrency_limit", "base_job_template")
+    __slots__ = ("name", "type", "description", "paused", "concurrency_limit", "base_job_template", "worker_queue_limit")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     BASE_JOB_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    WORKER_QUEUE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     description: str
     paused: bool
     concurrency_limit: int
     base_job_template: _struct_pb2.Struct
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., paused: _Optional[bool] = ..., concurrency_limit: _Optional[int] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    worker_queue_limit: int
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., paused: _Optional[bool] = ..., concurrency_limit: _Optional[int] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., worker_queue_limit: _Optional[int] = ...) -> None: ...
 
 class WorkPoolRef(_message.Message):
     __slots__ = ("name",)
@@ -98,16 +102,18 @@ class ListWorkPoolsResponse(_message.Message):
     def __init__(self, work_pools: _Optional[_Iterable[_Union[WorkPool, _Mapping]]] = ...) -> None: ...
 
 class UpdateWorkPoolRequest(_message.Message):
-    __slots__ = ("name", "description", "concurrency_limit", "base_job_template")
+    __slots__ = ("name", "description", "concurrency_limit", "base_job_template", "worker_queue_limit")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     BASE_JOB_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    WORKER_QUEUE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     concurrency_limit: int
     base_job_template: _struct_pb2.Struct
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    worker_queue_limit: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., worker_queue_limit: _Optional[int] = ...) -> None: ...
 
 class SetWorkPoolConcurrencyLimitRequest(_message.Message):
     __slots__ = ("name", "concurrency_limit")
@@ -182,12 +188,14 @@ class SetWorkQueueConcurrencyLimitRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., pool: _Optional[str] = ...) -> None: ...
 
 class EnsureWorkQueuesRequest(_message.Message):
-    __slots__ = ("pool", "names")
+    __slots__ = ("pool", "names", "worker_key")
     POOL_FIELD_NUMBER: _ClassVar[int]
     NAMES_FIELD_NUMBER: _ClassVar[int]
+    WORKER_KEY_FIELD_NUMBER: _ClassVar[int]
     pool: str
     names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, pool: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ...) -> None: ...
+    worker_key: str
+    def __init__(self, pool: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., worker_key: _Optional[str] = ...) -> None: ...
 
 class MarkPolledRequest(_message.Message):
     __slots__ = ("pool", "names")

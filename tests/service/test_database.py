@@ -78,3 +78,20 @@ async def test_an_installation_without_the_migration_scripts_is_refused(
             await database.upgrade("pools")
     finally:
         await database.dispose()
+
+
+async def test_the_sqlite_file_is_this_users_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "home"
+    database = Database(f"sqlite+aiosqlite:///{home / 'shiftboss.db'}")
+    try:
+        async with database.connection() as conn:
+            await conn.execute(text("create table t (x integer)"))
+    finally:
+        await database.dispose()
+    assert (home.stat().st_mode & 0o777, (home / "shiftboss.db").stat().st_mode & 0o777) == (0o700, 0o600)
+    # A file an older version made readable by others is closed up.
+    older = tmp_path / "older.db"
+    older.touch(mode=0o644)
+    older.chmod(0o644)
+    await Database(f"sqlite+aiosqlite:///{older}").dispose()
+    assert older.stat().st_mode & 0o777 == 0o600

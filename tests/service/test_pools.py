@@ -263,3 +263,21 @@ async def test_watch_of_unknown_pool_is_not_found(client: AsyncClient) -> None:
     with pytest.raises(errors.NotFound, match="work pool 'ghost' not found"):
         async for _ in client.watch("ghost"):
             pass
+
+
+async def test_queues_a_worker_names_fill_the_gaps_first_then_go_last(client: AsyncClient) -> None:
+    await client.create_work_pool("gaps", "process")
+    # No gaps: the new ones go after the largest priority, found without reading the pool's queues.
+    reply = await client.ensure_work_queues("gaps", ["a", "b", "c", "a"])
+    assert [(q.name, q.priority) for q in reply.work_queues] == [("a", 2), ("b", 3), ("c", 4)]
+    await client.delete_work_queue("b", "gaps")
+    await client.create_work_queue("far", "gaps", priority=8)
+    # Gaps at 3 and 5-7: filled lowest first.
+    reply = await client.ensure_work_queues("gaps", ["d", "e", "a"])
+    assert [(q.name, q.priority) for q in reply.work_queues] == [("a", 2), ("d", 3), ("e", 5)]
+    await client.ensure_work_queues("gaps", ["f", "g"])
+    await client.create_work_queue("top", "gaps", priority=1)  # every queue moves down one
+    await client.ensure_work_queues("gaps", ["h"])  # the count is kept through all of it: no gap left, so last
+    assert await queue_order(client, "gaps") == [
+        ("top", 1), ("default", 2), ("a", 3), ("d", 4), ("c", 5), ("e", 6), ("f", 7), ("g", 8), ("far", 9), ("h", 10)
+    ]
