@@ -4,6 +4,7 @@ an in-process mesh on a loopback port, and clients."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import uuid
@@ -77,9 +78,10 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
     return load_settings(environ={"SHIFTBOSS_HOME": str(tmp_path / "home")}, database_url=db_url)
 
 
-@pytest.fixture
-async def mesh(settings: Settings) -> AsyncIterator[Mesh]:
-    """Every service in this process on a free loopback port."""
+@contextlib.asynccontextmanager
+async def running_mesh(settings: Settings) -> AsyncIterator[Mesh]:
+    """Every service in this process on a free loopback port, its api_address set to it;
+    stopped at the end."""
     mesh = Mesh(settings.replace(port=0, host="127.0.0.1"))
     port = await mesh.start()
     mesh.settings = mesh.settings.replace(api_address=f"127.0.0.1:{port}")
@@ -89,6 +91,13 @@ async def mesh(settings: Settings) -> AsyncIterator[Mesh]:
     finally:
         await mesh.stop(0)
         await close_abandoned_connections()
+
+
+@pytest.fixture
+async def mesh(settings: Settings) -> AsyncIterator[Mesh]:
+    """Every service in this process on a free loopback port."""
+    async with running_mesh(settings) as started:
+        yield started
 
 
 async def close_abandoned_connections() -> None:

@@ -21,7 +21,7 @@ from shiftboss.services.mesh import Mesh
 from shiftboss.settings import Settings
 from shiftboss.stream import WorkerStream
 from shiftboss.v1 import common_pb2, heartbeats_pb2, keys_pb2, pools_pb2, scheduler_pb2, templates_pb2
-from tests.conftest import close_abandoned_connections
+from tests.conftest import close_abandoned_connections, running_mesh
 
 MODULES = (pools_pb2, templates_pb2, heartbeats_pb2, scheduler_pb2, keys_pb2)
 
@@ -67,14 +67,8 @@ async def call_raw(channel: aio.Channel, path: str, method: Any, key: str | None
 
 @pytest.fixture
 async def secured(settings: Settings) -> AsyncIterator[Mesh]:
-    mesh = Mesh(settings.replace(port=0, host="127.0.0.1", auth=True))
-    port = await mesh.start()
-    mesh.settings = mesh.settings.replace(api_address=f"127.0.0.1:{port}")
-    try:
+    async with running_mesh(settings.replace(auth=True)) as mesh:
         yield mesh
-    finally:
-        await mesh.stop(0)
-        await close_abandoned_connections()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from shiftboss.services.keys.service import create_admin_key
 from shiftboss.services.mesh import Mesh
 from shiftboss.settings import Settings
 from shiftboss.v1 import pools_pb2, scheduler_pb2
-from tests.conftest import close_abandoned_connections
+from tests.conftest import close_abandoned_connections, running_mesh
 from tests.raw_stream import RawStream
 
 CREATE_POOL = "/shiftboss.v1.PoolService/CreateWorkPool"
@@ -32,14 +32,8 @@ CREATE_POOL = "/shiftboss.v1.PoolService/CreateWorkPool"
 @pytest.fixture
 async def secured(settings: Settings) -> AsyncIterator[Mesh]:
     """With auth, and a 1 MiB message limit to tell a read request from an unread one."""
-    mesh = Mesh(settings.replace(port=0, host="127.0.0.1", auth=True, max_message_bytes=1 << 20))
-    port = await mesh.start()
-    mesh.settings = mesh.settings.replace(api_address=f"127.0.0.1:{port}")
-    try:
+    async with running_mesh(settings.replace(auth=True, max_message_bytes=1 << 20)) as mesh:
         yield mesh
-    finally:
-        await mesh.stop(0)
-        await close_abandoned_connections()
 
 
 @pytest.fixture

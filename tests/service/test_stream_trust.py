@@ -24,7 +24,7 @@ from shiftboss.services.keys.service import create_admin_key
 from shiftboss.services.mesh import Mesh
 from shiftboss.settings import Settings
 from shiftboss.v1 import heartbeats_pb2, scheduler_pb2
-from tests.conftest import POSTGRES_DSN, close_abandoned_connections
+from tests.conftest import POSTGRES_DSN, close_abandoned_connections, running_mesh
 from tests.raw_stream import RawStream
 from tests.waiting import async_wait_state
 
@@ -53,14 +53,8 @@ def settings(settings: Settings) -> Settings:  # type: ignore[override]
 
 @pytest.fixture
 async def secured(settings: Settings) -> AsyncIterator[Mesh]:
-    mesh = Mesh(settings.replace(port=0, host="127.0.0.1", auth=True))
-    port = await mesh.start()
-    mesh.settings = mesh.settings.replace(api_address=f"127.0.0.1:{port}")
-    try:
+    async with running_mesh(settings.replace(auth=True)) as mesh:
         yield mesh
-    finally:
-        await mesh.stop(0)
-        await close_abandoned_connections()
 
 
 @pytest.fixture
