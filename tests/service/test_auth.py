@@ -21,7 +21,7 @@ from shiftboss.services.mesh import Mesh
 from shiftboss.settings import Settings
 from shiftboss.stream import WorkerStream
 from shiftboss.v1 import common_pb2, heartbeats_pb2, keys_pb2, pools_pb2, scheduler_pb2, templates_pb2
-from tests.conftest import close_abandoned_connections, running_mesh
+from tests.conftest import close_abandoned_connections
 
 MODULES = (pools_pb2, templates_pb2, heartbeats_pb2, scheduler_pb2, keys_pb2)
 
@@ -63,19 +63,6 @@ async def call_raw(channel: aio.Channel, path: str, method: Any, key: str | None
     except aio.AioRpcError as exc:
         return exc.code()
     return grpc.StatusCode.OK
-
-
-@pytest.fixture
-async def secured(settings: Settings) -> AsyncIterator[Mesh]:
-    async with running_mesh(settings.replace(auth=True)) as mesh:
-        yield mesh
-
-
-@pytest.fixture
-async def admin(secured: Mesh) -> AsyncIterator[AsyncClient]:
-    key = await create_admin_key(secured.settings, "root")
-    async with AsyncClient(secured.settings.api_address, timeout=10, api_key=key) as client:
-        yield client
 
 
 async def client_for(mesh: Mesh, key: str) -> AsyncClient:

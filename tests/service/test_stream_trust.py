@@ -20,11 +20,10 @@ from grpc import aio
 
 from shiftboss._wire import to_timestamp
 from shiftboss.client import AsyncClient
-from shiftboss.services.keys.service import create_admin_key
 from shiftboss.services.mesh import Mesh
 from shiftboss.settings import Settings
 from shiftboss.v1 import heartbeats_pb2, scheduler_pb2
-from tests.conftest import POSTGRES_DSN, close_abandoned_connections, running_mesh
+from tests.conftest import POSTGRES_DSN, close_abandoned_connections
 from tests.raw_stream import RawStream
 from tests.waiting import async_wait_state
 
@@ -49,19 +48,6 @@ def leases_named(reason: str) -> set[str]:
 def settings(settings: Settings) -> Settings:  # type: ignore[override]
     # Short leases, so that a run leased to a worker that went away is soon back in its queue.
     return settings.replace(lease_seconds=1.0)
-
-
-@pytest.fixture
-async def secured(settings: Settings) -> AsyncIterator[Mesh]:
-    async with running_mesh(settings.replace(auth=True)) as mesh:
-        yield mesh
-
-
-@pytest.fixture
-async def admin(secured: Mesh) -> AsyncIterator[AsyncClient]:
-    key = await create_admin_key(secured.settings, "root")
-    async with AsyncClient(secured.settings.api_address, timeout=10, api_key=key) as client:
-        yield client
 
 
 @pytest.fixture
