@@ -50,6 +50,14 @@ class Otel:
         assert len(found) == 1, f"{len(found)} spans named {name!r}: {[s.name for s in self.spans.get_finished_spans()]}"
         return found[0]
 
+    async def ended(self, name: str, kind: SpanKind) -> ReadableSpan:
+        """The one span named so, once it has ended: a server span ends when its handler
+        unwinds, which may be just after the caller has its answer."""
+        deadline = asyncio.get_running_loop().time() + 5
+        while not self.finished(name, kind) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        return self.one(name, kind)
+
     async def points(self, metric: str) -> list[Any]:
         """The metric's data points, collected on another thread as a periodic reader would."""
         data = await asyncio.to_thread(self.metrics.get_metrics_data)
@@ -274,7 +282,7 @@ async def test_rpc_spans_record_the_status_the_caller_got(otel: Otel, traced_mes
     async with AsyncClient(traced_mesh.settings.api_address, timeout=10) as client:
         with pytest.raises(errors.NotFound):
             await client.get_flow_run("no-such-run")
-    served = otel.one("/shiftboss.v1.SchedulerService/GetFlowRun", SpanKind.SERVER)
+    served = await otel.ended("/shiftboss.v1.SchedulerService/GetFlowRun", SpanKind.SERVER)
     sent = otel.one("/shiftboss.v1.SchedulerService/GetFlowRun", SpanKind.CLIENT)
     assert served.attributes["rpc.grpc.status_code"] == 5  # NOT_FOUND, not UNKNOWN
     assert served.status.status_code == StatusCode.UNSET  # the caller's mistake, not the server's fault
@@ -294,7 +302,7 @@ async def test_a_call_refused_before_its_servicer_still_gets_its_span(otel: Otel
     finally:
         await mesh.stop(0)
         await close_abandoned_connections()
-    served = otel.one("/shiftboss.v1.SchedulerService/CreateDeployment", SpanKind.SERVER)
+    served = await otel.ended("/shiftboss.v1.SchedulerService/CreateDeployment", SpanKind.SERVER)
     assert served.attributes["rpc.grpc.status_code"] == 3  # INVALID_ARGUMENT
     assert served.status.status_code == StatusCode.UNSET
 
