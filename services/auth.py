@@ -27,9 +27,12 @@ from grpc import aio
 
 from shiftboss.errors import PermissionDenied, ShiftbossError, Unauthenticated, Unavailable
 from shiftboss.services.interceptors import WrapCache, rewrap
+from shiftboss.services.sealing import is_run_token
 from shiftboss.v1 import common_pb2, heartbeats_pb2, keys_pb2, keys_pb2_grpc, pools_pb2, scheduler_pb2, templates_pb2
 
-__all__ = ["AuthInterceptor", "Authenticator", "MESH_HEADER", "method_access", "on_revoked", "require_pool", "worker_key_name"]
+__all__ = [
+    "AuthInterceptor", "Authenticator", "MESH_HEADER", "method_access", "on_revoked", "require_pool", "run_scope", "worker_key_name",
+]
 
 log = logging.getLogger("shiftboss.server")
 
@@ -60,17 +63,22 @@ _arrived: contextvars.ContextVar[tuple[str, keys_pb2.Identity, str] | None] = co
 _MESH_IDENTITY = keys_pb2.Identity(name="mesh", role=keys_pb2.ADMIN)
 
 
-def _access_table() -> dict[str, int]:
-    table = {}
+def _access_table() -> tuple[dict[str, int], frozenset[str]]:
+    """Each RPC's declared access, and the RPCs a run token may call."""
+    table, for_runs = {}, set()
     for module in (pools_pb2, templates_pb2, heartbeats_pb2, scheduler_pb2, keys_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
-                access = method.GetOptions().Extensions[common_pb2.access]
-                table[f"/{service.full_name}/{method.name}"] = access or _ADMIN
-    return table
+                options = method.GetOptions()
+                path = f"/{service.full_name}/{method.name}"
+                table[path] = options.Extensions[common_pb2.access] or _ADMIN
+                if options.Extensions[common_pb2.run_token]:
+                    for_runs.add(path)
+    return table, frozenset(for_runs)
 
 
-_ACCESS = _access_table()
+_ACCESS, _RUN_TOKEN_METHODS = _access_table()
+_RUN_TOKEN_NAMES = ", ".join(sorted(m.rsplit("/", 1)[-1] for m in _RUN_TOKEN_METHODS))
 
 
 def method_access(method: str) -> int:
@@ -97,6 +105,14 @@ def on_revoked(end: Callable[[Unauthenticated], None]) -> None:
         enders.append(end)
 
 
+def run_scope() -> tuple[str, int] | None:
+    """(run id, lease) when the caller presents a run token; None for any other caller."""
+    identity = _identity.get()
+    if identity is not None and identity.role == keys_pb2.RUN:
+        return identity.run, identity.lease
+    return None
+
+
 def worker_key_name() -> str | None:
     """The name of the caller's key when it is a worker key; None otherwise."""
     identity = _identity.get()
@@ -114,6 +130,8 @@ class Authenticator:
         self._call = call
         self._keys = keys
         self._cache: dict[str, tuple[keys_pb2.Identity, float]] = {}
+        #: Checks run tokens (services/sealing.py) where the scheduler runs; None elsewhere.
+        self.seal: Any = None
 
     async def identify(self, key: str) -> keys_pb2.Identity:
         cached = self._cache.get(key)
@@ -186,6 +204,8 @@ class Authenticator:
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
             raise Unauthenticated("malformed authorization metadata: expected 'Bearer <key>'")
+        if is_run_token(key):
+            return self._run_identity(method, key), ""
         identity = await self.identify(key)
         access = method_access(method)
         name = method.rsplit("/", 1)[-1]
@@ -196,6 +216,15 @@ class Authenticator:
             return identity, key
         role_name = keys_pb2.Role.Name(role).lower() if role in keys_pb2.Role.values() else str(role)
         raise PermissionDenied(f"API key '{identity.name}' has role {role_name}; {name} needs {_NEEDS.get(access, _NEEDS[_ADMIN])}")
+
+
+    def _run_identity(self, method: str, token: str) -> keys_pb2.Identity:
+        """A run token may call a few RPCs, for its own run (which each checks: run_scope)."""
+        if method not in _RUN_TOKEN_METHODS or self.seal is None:
+            name = method.rsplit("/", 1)[-1]
+            raise PermissionDenied(f"a run token may call only {_RUN_TOKEN_NAMES}, for its own run; not {name}")
+        run_id, lease = self.seal.check_run_token(token)
+        return keys_pb2.Identity(name=f"run {run_id}", role=keys_pb2.RUN, run=run_id, lease=lease)
 
 
 class AuthInterceptor(aio.ServerInterceptor):

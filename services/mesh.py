@@ -262,6 +262,8 @@ class Mesh:
             service: Service = module.build(self)
             service.register(self.server)
             self.services.append(service)
+            if self.authenticator is not None and getattr(service, "seal", None) is not None:
+                self.authenticator.seal = service.seal  # the scheduler's: run tokens are checked here
         self.server.add_generic_rpc_handlers((AbsentServices(self.names, f"{shown}:{self.port}", self.settings),))
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)

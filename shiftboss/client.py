@@ -276,6 +276,23 @@ class _Api:
     def list_deployments(self, pool: str = "") -> scheduler_pb2.ListDeploymentsResponse:
         return self._invoke("SchedulerService", "ListDeployments", scheduler_pb2.ListDeploymentsRequest(pool=pool))
 
+    def update_deployment(
+        self,
+        name: str,
+        *,
+        entrypoint: str | None = None,
+        queue: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        job_variables: dict[str, Any] | None = None,
+        description: str | None = None,
+    ) -> scheduler_pb2.Deployment:
+        """Change what is given; a secret job variable sent back as ******** keeps its value."""
+        request = scheduler_pb2.UpdateDeploymentRequest(name=name)
+        _set_optional(
+            request, entrypoint=entrypoint, queue=queue, parameters=parameters, job_variables=job_variables, description=description
+        )
+        return self._invoke("SchedulerService", "UpdateDeployment", request)
+
     def pause_deployment(self, name: str) -> scheduler_pb2.Deployment:
         return self._invoke("SchedulerService", "PauseDeployment", scheduler_pb2.DeploymentRef(name=name))
 
@@ -347,6 +364,12 @@ class _Api:
             id=id, state=scheduler_pb2.RunState.Value(state), force=force, message=message
         )
         return self._invoke("SchedulerService", "SetFlowRunState", request)
+
+    def write_flow_run_logs(self, id: str, lines: list[str], *, stream: str = "stdout") -> scheduler_pb2.WriteLogsResponse:
+        """Add lines to a run's logs: what a flow does with its run token (its
+        SHIFTBOSS_API_KEY, and its run id in SHIFTBOSS_FLOW_RUN_ID)."""
+        request = scheduler_pb2.WriteLogsRequest(id=id, lines=[scheduler_pb2.LogLine(stream=stream, text=t) for t in lines])
+        return self._invoke("SchedulerService", "WriteFlowRunLogs", request)
 
     def explain_flow_run(self, id: str) -> scheduler_pb2.Explanation:
         return self._invoke("SchedulerService", "ExplainFlowRun", scheduler_pb2.FlowRunRef(id=id))

@@ -63,6 +63,9 @@ class Settings:
     #: Shared secret the mesh's services present to each other; needed with --auth when
     #: they run in separate processes (one process makes its own).
     mesh_token: str = ""
+    #: The scheduler's key (32 bytes, URL-safe base64): signs run tokens and encrypts secret
+    #: job variables; empty: `secret.key` in home, made on first start.
+    secret_key: str = ""
     #: Seconds a service may reuse a key's identity before asking KeyService again.
     auth_cache_seconds: float = 5.0
     #: Server certificate and private key (PEM): with both, the server speaks only TLS.

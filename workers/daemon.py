@@ -42,6 +42,8 @@ Worker = scheduler_pb2.WorkerMessage
 RESEND_FIRST_SECONDS, RESEND_MOST_SECONDS = 5.0, 30.0
 LOG_FLUSH_SECONDS = 0.2
 LOG_BATCH_LINES = 200
+#: What a secret value of a run reads as in its logs.
+MASK = "********"
 #: Longest text the scheduler takes in an outcome's message or a log line.
 MAX_TEXT = 65_536
 
@@ -70,6 +72,10 @@ class Options:
     #: (host, port) of the health endpoint; None: no endpoint.
     healthcheck: tuple[str, int] | None = None
     healthcheck_down_seconds: float = 90.0
+    #: Modules and folders whose flows run beyond the working directory ('*': any).
+    allowed_entrypoints: list[str] = field(default_factory=list)
+    #: Whether a job configuration may choose the command that runs a flow.
+    allow_command: bool = False
 
 
 @dataclass(eq=False)
@@ -173,7 +179,11 @@ class Daemon:
             config = from_struct(dispatch.job_configuration)
             # The flow's parent is this worker's run span when there is one (see workers/telemetry.py).
             traceparent = current_traceparent() or dispatch.traceparent
-            spec = RunSpec(dispatch.run, dispatch.entrypoint, from_struct(dispatch.parameters), config, self.options.address, traceparent)
+            spec = RunSpec(
+                dispatch.run, dispatch.entrypoint, from_struct(dispatch.parameters), config, self.options.address, traceparent,
+                token=dispatch.run_token, allowed_entrypoints=self.options.allowed_entrypoints,
+                allow_command=self.options.allow_command,
+            )
             self.send(Worker(started=scheduler_pb2.Started(run=dispatch.run, lease=dispatch.lease, at=to_timestamp(datetime.now(timezone.utc)))))
             run.started_at = time.monotonic()
             self.say(f"run {dispatch.name} ({dispatch.run[:8]}) started")
@@ -207,15 +217,22 @@ class Daemon:
             if run.dispatch.run in self.runs:
                 self.report(run, "CRASHED", None, f"the worker failed while running it: {exc!r}")
 
-    def log_line(self, run_id: str, stream: str, text: str) -> None:
+    def log_line(self, run_id: str, stream: str, text: str) -> str:
+        """Queue a line of a run's output for the scheduler; the line as sent (masked)."""
+        run = self.runs.get(run_id)
+        if run is not None:
+            for secret in run.dispatch.masked:  # the run's secret values never reach its logs
+                if secret in text:
+                    text = text.replace(secret, MASK)
         self.logs.append(scheduler_pb2.LogLine(run=run_id, stream=stream, text=sendable(text), at=to_timestamp(datetime.now(timezone.utc))))
         if len(self.logs) >= LOG_BATCH_LINES:
             self.flush_logs()
+        return text
 
     async def pump(self, run: Run, echo: bool) -> None:
         assert run.handle is not None
         async for stream, text in run.handle.logs():
-            self.log_line(run.dispatch.run, stream, text)
+            text = self.log_line(run.dispatch.run, stream, text)
             if echo:
                 self.console.print(f"  {run.dispatch.name} | {text}", markup=False, highlight=False)
 

@@ -1,7 +1,9 @@
 """Run one flow: `python -m shiftboss.workers.execute`.
 
-Reads the entrypoint (`path/to/file.py:function` or `package.module:function`) and the
-parameters (a JSON object) from SHIFTBOSS_ENTRYPOINT and SHIFTBOSS_PARAMETERS, checks
+Reads the entrypoint (`path/to/file.py:function` or `package.module:function`) from
+SHIFTBOSS_ENTRYPOINT and the parameters (a JSON object) from its standard input when
+SHIFTBOSS_PARAMETERS_STDIN is set (as the worker runs it; any size travels), else from
+SHIFTBOSS_PARAMETERS; checks
 the parameters against the function's signature, calls it (awaiting a coroutine) and
 exits 0; any failure exits 1 with the traceback on stderr. It imports nothing of
 shiftboss beyond this file, so the flow starts as fast as Python can.
@@ -25,6 +27,47 @@ class EntrypointError(Exception):
     """The flow could not be loaded or called as asked."""
 
 
+def _allowed() -> list[str]:
+    """What the worker allows beyond its working directory (SHIFTBOSS_ALLOWED_ENTRYPOINTS,
+    one per line): module names (`pkg`, `pkg.flows`), folders, or `*` for anything."""
+    return [line.strip() for line in os.environ.get("SHIFTBOSS_ALLOWED_ENTRYPOINTS", "").splitlines() if line.strip()]
+
+
+def _under(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_policy(target: str, path: Path | None) -> None:
+    """Refuse an entrypoint outside the project: a flow is a file under the working directory,
+    or a module found there, or what the worker allows (`--allow-entrypoint`). So an
+    operator's `os:system` or a function of an installed package is not run by default."""
+    allowed = _allowed()
+    if "*" in allowed:
+        return
+    cwd = Path.cwd().resolve()
+    folders = [Path(a).resolve() for a in allowed if "/" in a]
+    modules = [a for a in allowed if "/" not in a]
+    if path is None:
+        if any(target == m or target.startswith(m + ".") for m in modules):
+            return
+        spec = importlib.util.find_spec(target.partition(".")[0])
+        origin = spec.origin if spec is not None else None
+        if spec is None:
+            raise EntrypointError(f"entrypoint module {target!r} not found (working directory {cwd})")
+        if origin in (None, "built-in", "frozen"):
+            locations = list(spec.submodule_search_locations or [])
+            path = Path(locations[0]).resolve() if locations else None
+        else:
+            path = Path(origin).resolve()
+    if path is not None and any(_under(path, folder) for folder in [cwd, *folders]):
+        return
+    where = f" ({path})" if path is not None else " (built into Python)"
+    raise EntrypointError(
+        f"entrypoint {target!r} is outside the project{where}: this worker runs flows under its working directory "
+        f"{cwd} and what it allows with --allow-entrypoint"
+    )
+
+
 def load(entrypoint: str) -> Callable[..., Any]:
     target, sep, name = entrypoint.rpartition(":")
     if not sep or not target or not name:
@@ -33,6 +76,7 @@ def load(entrypoint: str) -> Callable[..., Any]:
         path = Path(target).resolve()
         if not path.is_file():
             raise EntrypointError(f"entrypoint file {target!r} not found (working directory {os.getcwd()})")
+        check_policy(target, path)
         sys.path.insert(0, str(path.parent))
         spec = importlib.util.spec_from_file_location(f"__shiftboss_flow__{path.stem}", path)
         if spec is None or spec.loader is None:
@@ -41,6 +85,7 @@ def load(entrypoint: str) -> Callable[..., Any]:
         spec.loader.exec_module(module)
     else:
         sys.path.insert(0, os.getcwd())
+        check_policy(target, None)
         module = importlib.import_module(target)
     function = getattr(module, name, None)
     if not callable(function):
@@ -83,11 +128,23 @@ def die_with_worker() -> None:
         os._exit(1)
 
 
+def read_parameters() -> dict[str, Any]:
+    """The run's parameters; standard input is left at its end for the flow."""
+    if os.environ.get("SHIFTBOSS_PARAMETERS_STDIN"):
+        text = sys.stdin.buffer.read().decode()
+    else:
+        text = os.environ.get("SHIFTBOSS_PARAMETERS", "")
+    parameters = json.loads(text or "{}")
+    if not isinstance(parameters, dict):
+        raise EntrypointError(f"parameters must be a JSON object, got {type(parameters).__name__}")
+    return parameters
+
+
 def main() -> int:
     die_with_worker()
     entrypoint = os.environ.get("SHIFTBOSS_ENTRYPOINT", "")
     try:
-        parameters = json.loads(os.environ.get("SHIFTBOSS_PARAMETERS") or "{}")
+        parameters = read_parameters()
         function = load(entrypoint)
         check_parameters(function, parameters)
     except EntrypointError as exc:

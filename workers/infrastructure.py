@@ -29,6 +29,12 @@ class RunSpec:
     configuration: dict[str, Any]
     api_address: str
     traceparent: str = ""
+    #: The run's own credential (Dispatch.run_token): the flow's SHIFTBOSS_API_KEY.
+    token: str = ""
+    #: The worker's entrypoint policy (see execute.check_policy) and whether a job
+    #: configuration may choose the command.
+    allowed_entrypoints: list[str] = field(default_factory=list)
+    allow_command: bool = False
 
 
 @dataclass(slots=True)
@@ -50,15 +56,30 @@ class Infrastructure(Protocol):
 # ---------------------------------------------------------------- process
 
 
+#: The worker's own settings a flow keeps: where the server is and how to reach it. Every
+#: other SHIFTBOSS_* variable (the worker's key, the mesh token, database URLs, the
+#: scheduler's key) stays with the worker.
+FLOW_SETTINGS = frozenset({
+    "SHIFTBOSS_TLS_CA_FILE", "SHIFTBOSS_TLS_CLIENT_CERT_FILE", "SHIFTBOSS_TLS_CLIENT_KEY_FILE", "SHIFTBOSS_TLS_SERVER_NAME",
+    "SHIFTBOSS_INSECURE", "SHIFTBOSS_REQUEST_TIMEOUT", "SHIFTBOSS_CREATE_RETRY_SECONDS", "SHIFTBOSS_LOG_FORMAT",
+    "SHIFTBOSS_TELEMETRY_CONSOLE", "SHIFTBOSS_TELEMETRY_SAMPLE_RATIO",
+})
+
+
 def flow_environment(spec: RunSpec) -> dict[str, str]:
+    """The flow's environment: the worker's, less its SHIFTBOSS_* secrets, then the job
+    configuration's `env`, then the run's own variables. The parameters are not here: they
+    reach the launcher on its standard input (`parameters_input`), whatever their size."""
     config = spec.configuration
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIFTBOSS_") or k in FLOW_SETTINGS}
     env.update({str(k): str(v) for k, v in (config.get("env") or {}).items()})
     env.update(
         SHIFTBOSS_FLOW_RUN_ID=spec.run_id,
         SHIFTBOSS_API_ADDRESS=spec.api_address,
+        SHIFTBOSS_API_KEY=spec.token,
         SHIFTBOSS_ENTRYPOINT=spec.entrypoint,
-        SHIFTBOSS_PARAMETERS=json.dumps(spec.parameters),
+        SHIFTBOSS_PARAMETERS_STDIN="1",
+        SHIFTBOSS_ALLOWED_ENTRYPOINTS="\n".join(spec.allowed_entrypoints),
         # The launcher dies with this worker, even when the worker is killed with SIGKILL.
         SHIFTBOSS_WORKER_PID=str(os.getpid()),
         PYTHONUNBUFFERED="1",
@@ -68,12 +89,32 @@ def flow_environment(spec: RunSpec) -> dict[str, str]:
     return env
 
 
+def parameters_input(spec: RunSpec) -> bytes:
+    """What the launcher reads on its standard input: the parameters, as JSON."""
+    return json.dumps(spec.parameters, separators=(",", ":")).encode()
+
+
 @dataclass
 class ProcessHandle:
     process: asyncio.subprocess.Process
     lines: asyncio.Queue[tuple[str, str] | None] = field(default_factory=asyncio.Queue)
     killed: bool = False
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def feed(self, data: bytes) -> None:
+        """Write `data` to the process's standard input, then close it, without waiting:
+        a flow that never reads it (a `command` of its own) holds nothing up."""
+        stdin = self.process.stdin
+        if stdin is None:
+            return
+
+        async def write() -> None:
+            with contextlib.suppress(ConnectionError, BrokenPipeError):
+                stdin.write(data)
+                await stdin.drain()
+            stdin.close()
+
+        self._readers.append(asyncio.create_task(write()))
 
     def start_reading(self) -> None:
         self._readers = [
@@ -152,13 +193,29 @@ class ProcessHandle:
             yield item
 
 
+LAUNCHER = ("-m", "shiftboss.workers.execute")
+
+
+def launcher_command(spec: RunSpec) -> list[str]:
+    """The command that runs the flow: this worker's launcher, or the job configuration's
+    `command` when the worker allows one (`--allow-command`): a command is any program."""
+    command = spec.configuration.get("command")
+    if isinstance(command, str):
+        command = command.split()
+    if not command:
+        return [sys.executable, *LAUNCHER]
+    if not spec.allow_command:
+        raise PermissionError(
+            "command: this worker runs flows with its own launcher; start it with --allow-command "
+            "to let a job configuration choose the command"
+        )
+    return [str(part) for part in command]
+
+
 class ProcessInfrastructure:
     async def submit(self, spec: RunSpec) -> ProcessHandle:
+        argv = launcher_command(spec)
         config = spec.configuration
-        command = config.get("command")
-        argv = command.split() if isinstance(command, str) and command.strip() else [sys.executable, "-m", "shiftboss.workers.execute"]
-        if isinstance(command, list) and command:
-            argv = [str(part) for part in command]
         cwd = config.get("working_dir") or None
         if cwd and not os.path.isdir(cwd):
             raise FileNotFoundError(f"working_dir {cwd!r} does not exist")
@@ -166,13 +223,14 @@ class ProcessInfrastructure:
             *argv,
             cwd=cwd,
             env=flow_environment(spec),
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group, so a kill reaches its children
         )
         handle = ProcessHandle(process)
         handle.start_reading()
+        handle.feed(parameters_input(spec))
         return handle
 
 

@@ -24,8 +24,10 @@ from shiftboss.services.scheduler import hot
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.models import FlowRunRow
+from shiftboss.services.scheduler.secret_values import open_configuration
 from shiftboss.services.scheduler.sessions import WorkerSession
 from shiftboss.services.scheduler.wire import state_event
+from shiftboss.services.sealing import Seal
 from shiftboss.v1 import pools_pb2, scheduler_pb2
 
 log = logging.getLogger("shiftboss.scheduler")
@@ -52,9 +54,11 @@ class PoolRuntime:
 
 
 class Dispatcher:
-    def __init__(self, db: Any, settings: Any) -> None:
+    def __init__(self, db: Any, settings: Any, seal: Seal | None = None) -> None:
         self.db = db
         self.settings = settings
+        #: Opens sealed job configurations and signs run tokens (services/sealing.py).
+        self.seal = seal
         self.pools: dict[str, PoolRuntime] = {}
         self.sessions: dict[str, WorkerSession] = {}
         #: Every committed state change and log line of every run, for watchers.
@@ -279,7 +283,7 @@ class Dispatcher:
                     runtime.state.remove_run(key)
             for run in rows:
                 worker.held.add(run.seq)
-                message = dispatch_message(run)
+                message = dispatch_message(run, self.seal)
                 if self.observer is not None:
                     self.observer.dispatching(run, message, now)
                 worker.send(scheduler_pb2.SchedulerMessage(dispatch=message))
@@ -319,13 +323,17 @@ def _wake_for(state: Any, worker: WorkerSession, now: float) -> float | None:
     return min(later, default=None)
 
 
-def dispatch_message(run: Any) -> scheduler_pb2.Dispatch:
-    """The Dispatch of a run (a FlowRunRow, or a row of the flow_runs table)."""
+def dispatch_message(run: Any, seal: Seal | None) -> scheduler_pb2.Dispatch:
+    """The Dispatch of a run (a FlowRunRow, or a row of the flow_runs table): its job
+    configuration in clear, the texts to mask in its logs, and its run token."""
+    configuration, masked = open_configuration(seal, run.job_configuration)
     return scheduler_pb2.Dispatch(
         run=run.id,
         lease=run.lease,
         scheduled_start=to_timestamp(run.scheduled_start),
-        job_configuration=to_struct(run.job_configuration),
+        job_configuration=to_struct(configuration),
+        masked=masked,
+        run_token=seal.run_token(run.id, run.lease) if seal is not None else "",
         entrypoint=run.entrypoint,
         parameters=to_struct(run.parameters),
         deployment=run.deployment,

@@ -12,6 +12,7 @@ per deployment and template instead of one per run. Refusals are not kept.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shiftboss._wire import from_struct
@@ -21,6 +22,15 @@ from shiftboss.v1 import templates_pb2
 if TYPE_CHECKING:
     from shiftboss.services.scheduler.service import SchedulerService
 
+@dataclass(frozen=True, slots=True)
+class Rendering:
+    configuration: dict[str, Any]
+    #: The values of the template's secret variables in this rendering.
+    secrets: list[Any]
+    #: The names of the template's secret variables.
+    secret_names: frozenset[str]
+
+
 #: Renderings kept per pool; the oldest goes first.
 MAX_PER_POOL = 1024
 
@@ -28,10 +38,10 @@ MAX_PER_POOL = 1024
 class RenderCache:
     def __init__(self, service: SchedulerService) -> None:
         self.service = service
-        #: pool -> (the template rendered with, {variables key: job configuration})
-        self._pools: dict[str, tuple[Any, dict[str, dict[str, Any]]]] = {}
+        #: pool -> (the template rendered with, {variables key: rendering})
+        self._pools: dict[str, tuple[Any, dict[str, Rendering]]] = {}
 
-    async def render(self, pool: str, deployment_variables: dict[str, Any], run_variables: dict[str, Any]) -> dict[str, Any]:
+    async def render(self, pool: str, deployment_variables: dict[str, Any], run_variables: dict[str, Any]) -> Rendering:
         """The job configuration for these variables; callers must not modify it (runs share it)."""
         runtime = self.service.dispatcher.pools.get(pool)
         template = runtime.template if runtime is not None else None
@@ -44,15 +54,15 @@ class RenderCache:
             held = self._pools[pool] = (template, {})
         entries = held[1]
         key = json.dumps((deployment_variables, run_variables), sort_keys=True, separators=(",", ":"))
-        configuration = entries.get(key)
-        if configuration is not None:
-            return configuration
-        configuration = await self._ask(templates_pb2.RenderRequest(template=template), deployment_variables, run_variables)
+        rendering = entries.get(key)
+        if rendering is not None:
+            return rendering
+        rendering = await self._ask(templates_pb2.RenderRequest(template=template), deployment_variables, run_variables)
         if runtime.template is template:  # still the pool's template once the answer is back
             if len(entries) >= MAX_PER_POOL:
                 del entries[next(iter(entries))]
-            entries[key] = configuration
-        return configuration
+            entries[key] = rendering
+        return rendering
 
     @property
     def observer(self) -> Any:
@@ -62,9 +72,11 @@ class RenderCache:
     @traced("render")
     async def _ask(
         self, request: templates_pb2.RenderRequest, deployment_variables: dict[str, Any], run_variables: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> Rendering:
         service = self.service
         request.deployment_variables.update(deployment_variables)
         request.run_variables.update(run_variables)
         reply = await service.call(service.templates.Render, request)
-        return from_struct(reply.job_configuration)
+        values = from_struct(reply.values) if reply.secret_variables else {}
+        secrets = [values[name] for name in reply.secret_variables if values.get(name) is not None]
+        return Rendering(from_struct(reply.job_configuration), secrets, frozenset(reply.secret_variables))

@@ -12,7 +12,7 @@ from typing import Any
 from grpc import aio
 from sqlalchemy.exc import IntegrityError
 
-from shiftboss._wire import from_struct, to_timestamp
+from shiftboss._wire import from_struct, from_timestamp, to_timestamp
 from shiftboss.core import PoolState
 from shiftboss.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
 from shiftboss.services.db import open_database, release_database
@@ -21,10 +21,14 @@ from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler.creation import DeploymentReader, RunInserter, StaleDeployment
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
 from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, ScheduleRow, new_id, now_utc
-from shiftboss.services.scheduler.rendering import RenderCache
-from shiftboss.services.scheduler.stream import StreamHandler
+from shiftboss.services.scheduler.rendering import RenderCache, Rendering
+from shiftboss.services.scheduler.inbound import check_log_line
+from shiftboss.services.scheduler.run_access import check_own_run
+from shiftboss.services.scheduler.secret_values import check_unsealed, open_variables, seal_configuration, seal_variables
+from shiftboss.services.scheduler.stream import MAX_LOG_LINES, StreamHandler
 from shiftboss.services.scheduler.telemetry import observe
 from shiftboss.services.scheduler.wire import deployment_to_proto, log_event, run_to_proto, state_event, transition_event
+from shiftboss.services.sealing import Seal
 from shiftboss.v1 import pools_pb2, pools_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, templates_pb2, templates_pb2_grpc
 
 log = logging.getLogger("shiftboss.scheduler")
@@ -53,7 +57,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.mesh = mesh
         self.settings = mesh.settings
         self.db = open_database(self.settings.database_url_for(self.name))
-        self.dispatcher = Dispatcher(self.db, self.settings)
+        self.seal = Seal.load(self.settings.secret_key, self.settings.home)
+        self.dispatcher = Dispatcher(self.db, self.settings, self.seal)
         self.ready = asyncio.Event()
         self.events = self.dispatcher.events
         self.stream = StreamHandler(self)
@@ -109,16 +114,22 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def call(self, method: Any, request: Any) -> Any:
         return await self.mesh.peers.call(method, request)
 
-    async def render(self, pool: str, deployment_variables: dict[str, Any], run_variables: dict[str, Any]) -> dict[str, Any]:
+    async def render(self, pool: str, deployment_variables: dict[str, Any], run_variables: dict[str, Any]) -> Rendering:
         """The job configuration, as TemplateService renders it (see rendering.py)."""
         return await self.renders.render(pool, deployment_variables, run_variables)
 
-    async def check_variables(self, pool: str, job_variables: dict[str, Any]) -> None:
+    async def check_variables(self, pool: str, job_variables: dict[str, Any]) -> frozenset[str]:
         """A deployment's job variables, checked against its pool's template: each must be
-        declared and fit its schema; what the schema requires may be left to the runs."""
+        declared and fit its schema; what the schema requires may be left to the runs.
+        Returns the names of the template's secret variables."""
+        check_unsealed(job_variables)
         request = templates_pb2.RenderRequest(pool=pool, leave_required=True)
         request.deployment_variables.update(job_variables)
-        await self.call(self.templates.Render, request)
+        return frozenset((await self.call(self.templates.Render, request)).secret_variables)
+
+    def stored_variables(self, secrets: frozenset[str], job_variables: dict[str, Any], before: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Job variables as stored: secret values sealed (see secret_values.py)."""
+        return seal_variables(self.seal, secrets, job_variables, before)
 
     async def check_queue(self, pool: str, queue: str) -> None:
         await self.call(self.pools.GetWorkQueue, pools_pb2.WorkQueueRef(name=queue, pool=pool))
@@ -262,7 +273,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         queue = queue or deployment.queue
         if queue != deployment.queue:
             await self.check_queue(deployment.pool, queue)
-        configuration = await self.render(deployment.pool, deployment.job_variables, run_variables)
+        check_unsealed(run_variables)
+        rendering = await self.render(deployment.pool, open_variables(self.seal, deployment.job_variables), run_variables)
         await self.ready.wait()
         if not self.dispatcher.knows_queue(deployment.pool, queue):
             raise NotFound(f"work queue {queue!r} not found in work pool {deployment.pool!r}", field="queue")
@@ -277,8 +289,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             queue=queue,
             entrypoint=deployment.entrypoint,
             parameters={**deployment.parameters, **parameters},
-            job_variables=run_variables,
-            job_configuration=configuration,
+            job_variables=self.stored_variables(rendering.secret_names, run_variables),
+            job_configuration=seal_configuration(self.seal, rendering.configuration, rendering.secrets),
             scheduled_start=start or created,
             state=states.SCHEDULED,
             created=created,
@@ -318,7 +330,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         queue = request.queue or "default"
         await self.check_queue(request.pool, queue)
         job_variables = from_struct(request.job_variables)
-        await self.check_variables(request.pool, job_variables)
+        job_variables = self.stored_variables(await self.check_variables(request.pool, job_variables), job_variables)
         async with self.db.transaction() as session:
             row = await deployments.create(
                 session,
@@ -357,8 +369,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             deployments.validate_entrypoint(request.entrypoint)
         if request.HasField("queue"):
             await self.check_queue(current.pool, request.queue)
+        secrets = frozenset[str]()
         if request.HasField("job_variables"):
-            await self.check_variables(current.pool, from_struct(request.job_variables))
+            secrets = await self.check_variables(current.pool, from_struct(request.job_variables))
         new_schedule = None
         replace_schedules = request.clear_schedules or request.HasField("cron") or request.HasField("interval")
         if request.HasField("cron") or request.HasField("interval"):
@@ -372,7 +385,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             if request.HasField("parameters"):
                 row.parameters = from_struct(request.parameters)
             if request.HasField("job_variables"):
-                row.job_variables = from_struct(request.job_variables)
+                row.job_variables = self.stored_variables(secrets, from_struct(request.job_variables), row.job_variables)
             if request.HasField("description"):
                 row.description = request.description
             dropped: list[FlowRunRow] = []
@@ -387,13 +400,13 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.schedules_due.set()
         return reply
 
-    async def _check_spec(self, spec: scheduler_pb2.DeploymentSpec) -> list[ScheduleRow]:
+    async def _check_spec(self, spec: scheduler_pb2.DeploymentSpec) -> tuple[list[ScheduleRow], frozenset[str]]:
         deployments.validate_name("name", spec.name)
         deployments.validate_entrypoint(spec.entrypoint)
         if not spec.pool:
             raise InvalidArgument("pool: a work pool name is required", field="pool")
         await self.check_queue(spec.pool, spec.queue or "default")
-        await self.check_variables(spec.pool, from_struct(spec.job_variables))
+        secrets = await self.check_variables(spec.pool, from_struct(spec.job_variables))
         rows = []
         for i, schedule in enumerate(spec.schedules):
             if not schedule.cron and not schedule.interval:
@@ -405,7 +418,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             assert row is not None
             row.paused = schedule.paused
             rows.append(row)
-        return rows
+        return rows, secrets
 
     async def ApplyDeployments(
         self, request: scheduler_pb2.ApplyDeploymentsRequest, context: Any
@@ -415,7 +428,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if not request.deployments:
             raise InvalidArgument("deployments: nothing to apply", field="deployments")
         problems: list[ShiftbossError] = []
-        schedules: list[list[ScheduleRow]] = []
+        checked: list[tuple[list[ScheduleRow], frozenset[str]]] = []
         seen: set[str] = set()
         for i, spec in enumerate(request.deployments):
             where = f"deployments[{i}]"
@@ -423,7 +436,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 if spec.name in seen:
                     raise InvalidArgument(f"name: {spec.name!r} appears more than once", field="name")
                 seen.add(spec.name)
-                schedules.append(await self._check_spec(spec))
+                checked.append(await self._check_spec(spec))
             except ShiftbossError as exc:
                 named = exc.field is not None and exc.message.startswith(f"{exc.field}")
                 problems.append(type(exc)(f"{where}.{exc.message}" if named else f"{where}: {exc.message}"))
@@ -432,15 +445,19 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         applied: list[scheduler_pb2.AppliedDeployment] = []
         dropped: list[FlowRunRow] = []
         async with self.db.transaction() as session:
-            for spec, rows in zip(request.deployments, schedules):
+            for spec, (rows, secrets) in zip(request.deployments, checked):
+                try:
+                    row: DeploymentRow | None = await deployments.get(session, spec.name)
+                except NotFound:
+                    row = None
+                job_variables = from_struct(spec.job_variables)
                 fields = dict(
                     entrypoint=spec.entrypoint, pool=spec.pool, queue=spec.queue or "default",
-                    parameters=from_struct(spec.parameters), job_variables=from_struct(spec.job_variables),
+                    parameters=from_struct(spec.parameters),
+                    job_variables=self.stored_variables(secrets, job_variables, row.job_variables if row else None),
                     description=spec.description, tags=list(spec.tags), paused=spec.paused,
                 )
-                try:
-                    row = await deployments.get(session, spec.name)
-                except NotFound:
+                if row is None:
                     row = await deployments.create(session, name=spec.name, **fields)
                     row.schedules = rows
                     action = "created"
@@ -518,6 +535,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         return self.to_proto(run)
 
     async def GetFlowRun(self, request: scheduler_pb2.FlowRunRef, context: Any) -> scheduler_pb2.FlowRun:
+        await check_own_run(self.db, request.id)
         async with self.db.reading() as session:
             run = await run_store.get(session, request.id)
             return self.to_proto(run, await run_store.history(session, run))
@@ -560,10 +578,31 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if request.state == scheduler_pb2.RUN_STATE_UNSPECIFIED:
             raise InvalidArgument("state: a state is required", field="state")
         target = states.parse_state(scheduler_pb2.RunState.Name(request.state))
+        await check_own_run(self.db, request.id, to=target, force=request.force)
         run = await self.change_state(request.id, target, force=request.force, message=request.message or "set by a user")
         if target == states.CANCELLING:
             self.stream.cancel(run)
         return self.to_proto(run)
+
+    async def WriteFlowRunLogs(self, request: scheduler_pb2.WriteLogsRequest, context: Any) -> scheduler_pb2.WriteLogsResponse:
+        await check_own_run(self.db, request.id)
+        if len(request.lines) > MAX_LOG_LINES:
+            raise InvalidArgument(f"lines: at most {MAX_LOG_LINES} per request, got {len(request.lines)}", field="lines")
+        lines = []
+        for i, line in enumerate(request.lines):
+            line.run = request.id
+            try:
+                check_log_line(line)
+            except ShiftbossError as exc:
+                raise type(exc)(f"lines[{i}].{exc.message}", field="lines") from None
+            lines.append((from_timestamp(line.at) if line.HasField("at") else now_utc(), line.stream or "stdout", line.text))
+        async with self.db.transaction() as session:
+            run = await run_store.get(session, request.id)
+            await run_store.add_logs(session, run, lines)
+            state = run.state
+        for at, stream, text in lines:
+            self.events.publish(log_event(request.id, state, at, stream, text))
+        return scheduler_pb2.WriteLogsResponse(written=len(lines))
 
     async def ExplainFlowRun(self, request: scheduler_pb2.FlowRunRef, context: Any) -> scheduler_pb2.Explanation:
         async with self.db.reading() as session:

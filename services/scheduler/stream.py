@@ -230,7 +230,7 @@ class StreamHandler:
                 session.held.add(run.seq)
                 from shiftboss.services.scheduler.dispatch import dispatch_message
 
-                session.send(Message(dispatch=dispatch_message(run)))
+                session.send(Message(dispatch=dispatch_message(run, self.service.seal)))
                 continue
             target = states.CANCELLED if run.state == states.CANCELLING else states.CRASHED
             reason = f"worker {session.name} reconnected without it: the process that ran it is gone"

@@ -8,6 +8,7 @@ from shiftboss._wire import to_struct, to_timestamp
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, ScheduleRow, StateChangeRow
+from shiftboss.services.scheduler.secret_values import shown_configuration, shown_variables
 from shiftboss.v1 import scheduler_pb2
 
 RunState = scheduler_pb2.RunState
@@ -32,7 +33,7 @@ def deployment_to_proto(row: DeploymentRow) -> scheduler_pb2.Deployment:
         pool=row.pool,
         queue=row.queue,
         parameters=to_struct(row.parameters),
-        job_variables=to_struct(row.job_variables),
+        job_variables=to_struct(shown_variables(row.job_variables)),
         schedules=[schedule_to_proto(s) for s in row.schedules],
         paused=row.paused,
         description=row.description,
@@ -52,14 +53,14 @@ def run_to_proto(
         pool=run.pool,
         queue=run.queue,
         parameters=to_struct(run.parameters),
-        job_variables=to_struct(run.job_variables),
+        job_variables=to_struct(shown_variables(run.job_variables)),
         scheduled_start=to_timestamp(run.scheduled_start),
         state=RunState.Value(run_store.shown_state(run, now, late_seconds)),
         # A run back in its queue is nobody's, though it keeps the worker of its last lease.
         worker=run.worker.split("/", 1)[-1] if run.worker and run.state != states.SCHEDULED else "",
         created=to_timestamp(run.created),
         entrypoint=run.entrypoint,
-        job_configuration=to_struct(run.job_configuration),
+        job_configuration=to_struct(shown_configuration(run.job_configuration)),
         message=run.message,
         history=[
             scheduler_pb2.StateChange(state=RunState.Value(h.state), at=to_timestamp(h.at), message=h.message)

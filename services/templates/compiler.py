@@ -144,6 +144,8 @@ class CompiledTemplate:
     defaults: dict[str, Any]
     plan: Any
     validator: Draft202012Validator = field(repr=False)
+    #: Variables whose values are secret ("format": "password" or "writeOnly": true).
+    secrets: frozenset[str] = frozenset()
 
     def merge(
         self,
@@ -175,9 +177,15 @@ class CompiledTemplate:
         if leave_required:
             errors = [e for e in errors if e.validator != "required"]
         if errors:
-            found = [f"job_variables.{_path(list(e.absolute_path)) or '(root)'}: {e.message}" for e in errors]
+            found = [f"job_variables.{_path(list(e.absolute_path)) or '(root)'}: {self._message(e)}" for e in errors]
             raise InvalidArgument("; ".join(found), field="job_variables", details=found)
         return values
+
+    def _message(self, error: Any) -> str:
+        """What is wrong with a value; for a secret, without the value."""
+        if error.absolute_path and error.absolute_path[0] in self.secrets:
+            return f"the secret value does not fit its schema ({error.validator} {error.validator_value!r})"
+        return error.message
 
     def render(self, deployment_variables: dict[str, Any] | None = None, run_variables: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.render_values(self.merge(deployment_variables, run_variables))
@@ -185,6 +193,11 @@ class CompiledTemplate:
     def render_values(self, values: dict[str, Any]) -> dict[str, Any]:
         rendered = _render(self.plan, values)
         return {} if rendered is _MISSING else rendered
+
+
+def is_secret(spec: Any) -> bool:
+    """Whether a variable's schema marks its value secret."""
+    return isinstance(spec, dict) and (spec.get("format") == "password" or spec.get("writeOnly") is True)
 
 
 def validate_template(template: Any) -> CompiledTemplate:
@@ -231,6 +244,12 @@ def validate_template(template: Any) -> CompiledTemplate:
         if error.validator != "required" and error.absolute_path:
             where = _path(["base_job_template", "variables", "properties", error.absolute_path[0], "default", *list(error.absolute_path)[1:]])
             problems.append(f"{where}: {error.message}")
+    secrets = frozenset(name for name, spec in properties.items() if is_secret(spec))
+    for name in sorted(secrets & set(defaults)):
+        problems.append(
+            f"base_job_template.variables.properties.{name}.default: a secret variable has no default "
+            "(it would be stored and shown in clear); give its value per deployment or run"
+        )
     if problems:
         raise InvalidArgument("; ".join(problems), field="base_job_template", details=problems)
     return CompiledTemplate(
@@ -240,6 +259,7 @@ def validate_template(template: Any) -> CompiledTemplate:
         defaults=defaults,
         plan=plan,
         validator=validator,
+        secrets=secrets,
     )
 
 

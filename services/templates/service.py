@@ -61,7 +61,11 @@ class TemplateService(templates_pb2_grpc.TemplateServiceServicer):
         deployment = from_struct(request.deployment_variables)
         run = from_struct(request.run_variables)
         values = compiled.merge(deployment, run, leave_required=request.leave_required)
-        return templates_pb2.RenderResponse(job_configuration=to_struct(compiled.render_values(values)), values=to_struct(values))
+        return templates_pb2.RenderResponse(
+            job_configuration=to_struct(compiled.render_values(values)),
+            values=to_struct(values),
+            secret_variables=sorted(compiled.secrets),
+        )
 
 
 def build(mesh: Any) -> TemplateService:

@@ -23,6 +23,11 @@ from shiftboss.settings import load_settings
 @click.option("--run-once", is_flag=True, help="Take the runs due now, run them to the end and exit.")
 @click.option("--with-healthcheck", is_flag=True, help="Serve GET /health (SHIFTBOSS_WORKER_HEALTHCHECK_HOST/_PORT).")
 @click.option("--base-job-template", type=click.Path(dir_okay=False), default=None, help="Template (JSON file) for a pool this worker creates.")
+@click.option(
+    "--allow-entrypoint", "allow_entrypoints", multiple=True,
+    help="Also run flows of this module (pkg or pkg.flows) or folder, beyond the working directory; '*' for any. Repeat for several.",
+)
+@click.option("--allow-command", is_flag=True, help="Let a job configuration choose the command that runs a flow.")
 def start(
     pool: str,
     name: str | None,
@@ -33,6 +38,8 @@ def start(
     run_once: bool,
     with_healthcheck: bool,
     base_job_template: str | None,
+    allow_entrypoints: tuple[str, ...],
+    allow_command: bool,
 ) -> None:
     """Start a worker: hold a stream to the scheduler and run what it pushes."""
     from shiftboss.errors import ShiftbossError
@@ -76,6 +83,8 @@ def start(
         connect_timeout=settings.worker_connect_timeout,
         healthcheck=(settings.worker_healthcheck_host, settings.worker_healthcheck_port) if with_healthcheck else None,
         healthcheck_down_seconds=settings.worker_healthcheck_down_seconds,
+        allowed_entrypoints=[a.strip() for a in allow_entrypoints if a.strip()],
+        allow_command=allow_command,
     )
     daemon = Daemon(options)
     if settings.log_format != "text":

@@ -30,3 +30,5 @@ ACCESS_WORKER: Access
 ACCESS_MESH: Access
 ACCESS_FIELD_NUMBER: _ClassVar[int]
 access: _descriptor.FieldDescriptor
+RUN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+run_token: _descriptor.FieldDescriptor

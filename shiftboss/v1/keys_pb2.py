@@ -27,7 +27,7 @@ from shiftboss.v1 import cli_pb2 as shiftboss_dot_v1_dot_cli__pb2
 from shiftboss.v1 import common_pb2 as shiftboss_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shiftboss/v1/keys.proto\x12\x0cshiftboss.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16shiftboss/v1/cli.proto\x1a\x19shiftboss/v1/common.proto\"\xe6\x01\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12 \n\x04role\x18\x03 \x01(\x0e\x32\x12.shiftboss.v1.Role\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65xpires\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07revoked\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03key\x18\x08 \x01(\t\"\x8c\x01\n\x13\x43reateApiKeyRequest\x12\x14\n\x04name\x18\x01 \x01(\tB\x06\xb2\xd4\x18\x02\x08\x01\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.shiftboss.v1.Role\x12\x15\n\x04pool\x18\x03 \x01(\tB\x07\xb2\xd4\x18\x03\x1a\x01p\x12\x17\n\nexpires_in\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\r\n\x0b_expires_in\"\x14\n\x12ListApiKeysRequest\"=\n\x13ListApiKeysResponse\x12&\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x14.shiftboss.v1.ApiKey\"!\n\tApiKeyRef\x12\x14\n\x04name\x18\x01 \x01(\tB\x06\xb2\xd4\x18\x02\x08\x01\"\"\n\x13\x41uthenticateRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"u\n\x08Identity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.shiftboss.v1.Role\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12+\n\x07\x65xpires\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*A\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44MIN\x10\x01\x12\x0c\n\x08OPERATOR\x10\x02\x12\n\n\x06WORKER\x10\x03\x32\xfd\x03\n\nKeyService\x12y\n\x0c\x43reateApiKey\x12!.shiftboss.v1.CreateApiKeyRequest\x1a\x14.shiftboss.v1.ApiKey\"0\xaa\xd4\x18(\n\x0e\x61pi-key create(\x01\x32\x0f\x43reated API keyR\x03key\xb8\xd4\x18\x01\x12\xaf\x01\n\x0bListApiKeys\x12 .shiftboss.v1.ListApiKeysRequest\x1a!.shiftboss.v1.ListApiKeysResponse\"[\xaa\xd4\x18S\n\napi-key ls\x12\x08\x61pi_keys\x1a\x04name\x1a\x04role\x1a\x04pool\x1a\x02id\x1a\x07\x63reated\x1a\x07\x65xpires\x1a\x07revoked(\x01\x32\x08\x41PI keys\xb8\xd4\x18\x01\x12q\n\x0cRevokeApiKey\x12\x17.shiftboss.v1.ApiKeyRef\x1a\x14.shiftboss.v1.ApiKey\"2\xaa\xd4\x18*\n\x0e\x61pi-key revoke\"\x18Revoked API key \'{name}\'\xb8\xd4\x18\x01\x12O\n\x0c\x41uthenticate\x12!.shiftboss.v1.AuthenticateRequest\x1a\x16.shiftboss.v1.Identity\"\x04\xb8\xd4\x18\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shiftboss/v1/keys.proto\x12\x0cshiftboss.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16shiftboss/v1/cli.proto\x1a\x19shiftboss/v1/common.proto\"\xe6\x01\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12 \n\x04role\x18\x03 \x01(\x0e\x32\x12.shiftboss.v1.Role\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65xpires\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07revoked\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03key\x18\x08 \x01(\t\"\x8c\x01\n\x13\x43reateApiKeyRequest\x12\x14\n\x04name\x18\x01 \x01(\tB\x06\xb2\xd4\x18\x02\x08\x01\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.shiftboss.v1.Role\x12\x15\n\x04pool\x18\x03 \x01(\tB\x07\xb2\xd4\x18\x03\x1a\x01p\x12\x17\n\nexpires_in\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\r\n\x0b_expires_in\"\x14\n\x12ListApiKeysRequest\"=\n\x13ListApiKeysResponse\x12&\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x14.shiftboss.v1.ApiKey\"!\n\tApiKeyRef\x12\x14\n\x04name\x18\x01 \x01(\tB\x06\xb2\xd4\x18\x02\x08\x01\"\"\n\x13\x41uthenticateRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\x91\x01\n\x08Identity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.shiftboss.v1.Role\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12+\n\x07\x65xpires\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03run\x18\x05 \x01(\t\x12\r\n\x05lease\x18\x06 \x01(\x03*J\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44MIN\x10\x01\x12\x0c\n\x08OPERATOR\x10\x02\x12\n\n\x06WORKER\x10\x03\x12\x07\n\x03RUN\x10\x04\x32\xfd\x03\n\nKeyService\x12y\n\x0c\x43reateApiKey\x12!.shiftboss.v1.CreateApiKeyRequest\x1a\x14.shiftboss.v1.ApiKey\"0\xaa\xd4\x18(\n\x0e\x61pi-key create(\x01\x32\x0f\x43reated API keyR\x03key\xb8\xd4\x18\x01\x12\xaf\x01\n\x0bListApiKeys\x12 .shiftboss.v1.ListApiKeysRequest\x1a!.shiftboss.v1.ListApiKeysResponse\"[\xaa\xd4\x18S\n\napi-key ls\x12\x08\x61pi_keys\x1a\x04name\x1a\x04role\x1a\x04pool\x1a\x02id\x1a\x07\x63reated\x1a\x07\x65xpires\x1a\x07revoked(\x01\x32\x08\x41PI keys\xb8\xd4\x18\x01\x12q\n\x0cRevokeApiKey\x12\x17.shiftboss.v1.ApiKeyRef\x1a\x14.shiftboss.v1.ApiKey\"2\xaa\xd4\x18*\n\x0e\x61pi-key revoke\"\x18Revoked API key \'{name}\'\xb8\xd4\x18\x01\x12O\n\x0c\x41uthenticate\x12!.shiftboss.v1.AuthenticateRequest\x1a\x16.shiftboss.v1.Identity\"\x04\xb8\xd4\x18\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,8 +48,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KEYSERVICE'].methods_by_name['RevokeApiKey']._serialized_options = b'\252\324\030*\n\016api-key revoke\"\030Revoked API key \'{name}\'\270\324\030\001'
   _globals['_KEYSERVICE'].methods_by_name['Authenticate']._loaded_options = None
   _globals['_KEYSERVICE'].methods_by_name['Authenticate']._serialized_options = b'\270\324\030\004'
-  _globals['_ROLE']._serialized_start=776
-  _globals['_ROLE']._serialized_end=841
+  _globals['_ROLE']._serialized_start=805
+  _globals['_ROLE']._serialized_end=879
   _globals['_APIKEY']._serialized_start=126
   _globals['_APIKEY']._serialized_end=356
   _globals['_CREATEAPIKEYREQUEST']._serialized_start=359
@@ -62,8 +62,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APIKEYREF']._serialized_end=619
   _globals['_AUTHENTICATEREQUEST']._serialized_start=621
   _globals['_AUTHENTICATEREQUEST']._serialized_end=655
-  _globals['_IDENTITY']._serialized_start=657
-  _globals['_IDENTITY']._serialized_end=774
-  _globals['_KEYSERVICE']._serialized_start=844
-  _globals['_KEYSERVICE']._serialized_end=1353
+  _globals['_IDENTITY']._serialized_start=658
+  _globals['_IDENTITY']._serialized_end=803
+  _globals['_KEYSERVICE']._serialized_start=882
+  _globals['_KEYSERVICE']._serialized_end=1391
 # @@protoc_insertion_point(module_scope)

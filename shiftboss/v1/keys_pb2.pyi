@@ -18,10 +18,12 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ADMIN: _ClassVar[Role]
     OPERATOR: _ClassVar[Role]
     WORKER: _ClassVar[Role]
+    RUN: _ClassVar[Role]
 ROLE_UNSPECIFIED: Role
 ADMIN: Role
 OPERATOR: Role
 WORKER: Role
+RUN: Role
 
 class ApiKey(_message.Message):
     __slots__ = ("id", "name", "role", "pool", "created", "expires", "revoked", "key")
@@ -78,13 +80,17 @@ class AuthenticateRequest(_message.Message):
     def __init__(self, key: _Optional[str] = ...) -> None: ...
 
 class Identity(_message.Message):
-    __slots__ = ("name", "role", "pool", "expires")
+    __slots__ = ("name", "role", "pool", "expires", "run", "lease")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
     name: str
     role: Role
     pool: str
     expires: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., pool: _Optional[str] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    run: str
+    lease: int
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., pool: _Optional[str] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run: _Optional[str] = ..., lease: _Optional[int] = ...) -> None: ...

@@ -413,6 +413,20 @@ class LogLine(_message.Message):
     text: str
     def __init__(self, run: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stream: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
+class WriteLogsRequest(_message.Message):
+    __slots__ = ("id", "lines")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    lines: _containers.RepeatedCompositeFieldContainer[LogLine]
+    def __init__(self, id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ...) -> None: ...
+
+class WriteLogsResponse(_message.Message):
+    __slots__ = ("written",)
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    written: int
+    def __init__(self, written: _Optional[int] = ...) -> None: ...
+
 class WatchFlowRunRequest(_message.Message):
     __slots__ = ("id", "no_logs")
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -490,7 +504,7 @@ class Welcome(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., heartbeat_seconds: _Optional[float] = ..., queues: _Optional[_Iterable[str]] = ..., pool_type: _Optional[str] = ...) -> None: ...
 
 class Dispatch(_message.Message):
-    __slots__ = ("run", "lease", "scheduled_start", "job_configuration", "entrypoint", "parameters", "deployment", "queue", "name", "traceparent")
+    __slots__ = ("run", "lease", "scheduled_start", "job_configuration", "entrypoint", "parameters", "deployment", "queue", "name", "traceparent", "run_token", "masked")
     RUN_FIELD_NUMBER: _ClassVar[int]
     LEASE_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_START_FIELD_NUMBER: _ClassVar[int]
@@ -501,6 +515,8 @@ class Dispatch(_message.Message):
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    RUN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MASKED_FIELD_NUMBER: _ClassVar[int]
     run: str
     lease: int
     scheduled_start: _timestamp_pb2.Timestamp
@@ -511,7 +527,9 @@ class Dispatch(_message.Message):
     queue: str
     name: str
     traceparent: str
-    def __init__(self, run: _Optional[str] = ..., lease: _Optional[int] = ..., scheduled_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_configuration: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., entrypoint: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deployment: _Optional[str] = ..., queue: _Optional[str] = ..., name: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
+    run_token: str
+    masked: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run: _Optional[str] = ..., lease: _Optional[int] = ..., scheduled_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_configuration: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., entrypoint: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deployment: _Optional[str] = ..., queue: _Optional[str] = ..., name: _Optional[str] = ..., traceparent: _Optional[str] = ..., run_token: _Optional[str] = ..., masked: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("run", "lease")

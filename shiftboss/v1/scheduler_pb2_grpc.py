@@ -109,6 +109,11 @@ class SchedulerServiceStub:
                 request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.WatchFlowRunRequest.SerializeToString,
                 response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.FlowRunEvent.FromString,
                 _registered_method=True)
+        self.WriteFlowRunLogs = channel.unary_unary(
+                '/shiftboss.v1.SchedulerService/WriteFlowRunLogs',
+                request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.WriteLogsRequest.SerializeToString,
+                response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.WriteLogsResponse.FromString,
+                _registered_method=True)
         self.FlowRunLogs = channel.unary_stream(
                 '/shiftboss.v1.SchedulerService/FlowRunLogs',
                 request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.LogsRequest.SerializeToString,
@@ -259,6 +264,13 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WriteFlowRunLogs(self, request, context):
+        """Add log lines to a flow run: what a flow writes with its run token beside its output.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def FlowRunLogs(self, request, context):
         """Print a flow run's logs; --follow keeps printing until the run ends.
         """
@@ -392,6 +404,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.WatchFlowRun,
                     request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.WatchFlowRunRequest.FromString,
                     response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.FlowRunEvent.SerializeToString,
+            ),
+            'WriteFlowRunLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.WriteFlowRunLogs,
+                    request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.WriteLogsRequest.FromString,
+                    response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.WriteLogsResponse.SerializeToString,
             ),
             'FlowRunLogs': grpc.unary_stream_rpc_method_handler(
                     servicer.FlowRunLogs,
@@ -839,6 +856,33 @@ class SchedulerService:
             '/shiftboss.v1.SchedulerService/WatchFlowRun',
             shiftboss_dot_v1_dot_scheduler__pb2.WatchFlowRunRequest.SerializeToString,
             shiftboss_dot_v1_dot_scheduler__pb2.FlowRunEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteFlowRunLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shiftboss.v1.SchedulerService/WriteFlowRunLogs',
+            shiftboss_dot_v1_dot_scheduler__pb2.WriteLogsRequest.SerializeToString,
+            shiftboss_dot_v1_dot_scheduler__pb2.WriteLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,9 +50,11 @@ class RenderRequest(_message.Message):
     def __init__(self, pool: _Optional[str] = ..., template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deployment_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., run_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., leave_required: _Optional[bool] = ...) -> None: ...
 
 class RenderResponse(_message.Message):
-    __slots__ = ("job_configuration", "values")
+    __slots__ = ("job_configuration", "values", "secret_variables")
     JOB_CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    SECRET_VARIABLES_FIELD_NUMBER: _ClassVar[int]
     job_configuration: _struct_pb2.Struct
     values: _struct_pb2.Struct
-    def __init__(self, job_configuration: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    secret_variables: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job_configuration: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., secret_variables: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -465,3 +465,39 @@ def test_deployment_run_watch_follows_the_run_to_its_end(server: ServerProcess, 
     finally:
         code, output = worker.stop()
     assert code == 0, output
+
+
+def test_entrypoints_outside_the_project_and_custom_commands_are_refused_unless_allowed(
+    server: ServerProcess, project: Path
+) -> None:
+    """An operator's `os:system`, a function of an installed package, or a command of a job
+    configuration's choosing is arbitrary code on the worker's machine: refused by default,
+    each run FAILED saying why; run once the worker allows it."""
+    marker = project / "pwned"
+    with Client(server.address, timeout=10) as client:
+        client.create_work_pool("guarded", "process")
+        client.create_deployment("system", "guarded", "os:system", parameters={"command": f"touch {marker}"})
+        client.create_deployment("installed", "guarded", "json:dumps", parameters={"obj": 1})
+        client.create_deployment("outside", "guarded", "/etc/../tmp/elsewhere.py:f")
+        client.create_deployment("own", "guarded", "flows.jobs:coro", parameters={"out": str(project / "own.txt")})
+        refused = [client.create_flow_run(name) for name in ("system", "installed", "outside")]
+        own = client.create_flow_run("own")
+        commanded = client.create_flow_run("own", job_variables={"command": f"touch {marker}"})
+        code, output = start_worker(server, project, "-p", "guarded", "--run-once").finish()
+        assert code == 0, output
+        assert [state_of(client, r.id) for r in refused] == ["FAILED"] * 3, output
+        assert state_of(client, own.id) == "COMPLETED" and (project / "own.txt").read_text() == "async ok"
+        assert state_of(client, commanded.id) == "FAILED"
+        assert not marker.exists()
+        logs = {r.id: "\n".join(line.text for line in client.flow_run_logs(r.id)) for r in [*refused, commanded]}
+        assert "entrypoint 'os' is outside the project" in logs[refused[0].id]
+        assert "entrypoint 'json' is outside the project" in logs[refused[1].id]
+        assert "not found" in logs[refused[2].id] or "outside the project" in logs[refused[2].id]
+        assert "command: this worker runs flows with its own launcher; start it with --allow-command" in logs[commanded.id]
+
+        allowed = client.create_flow_run("system")
+        commanded = client.create_flow_run("own", job_variables={"command": f"touch {marker}"})
+        code, output = start_worker(server, project, "-p", "guarded", "--run-once", "--allow-entrypoint", "os", "--allow-command").finish()
+        assert code == 0, output
+        assert [state_of(client, r.id) for r in (allowed, commanded)] == ["COMPLETED", "COMPLETED"], output
+        assert marker.exists()

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"core": "shiftboss.core", "services": "shiftboss.services", "workers": "shiftboss.workers", "shiftboss": "shiftboss"}
 
 # What `pip install shiftboss` (no extra) leaves out: the SDK, the CLI and the worker run without it.
-SERVER_STACK = ("sqlalchemy", "alembic", "asyncpg", "aiosqlite", "jsonschema", "croniter", "grpc_health", "grpc_reflection", "uvloop", "Cython")
+SERVER_STACK = ("sqlalchemy", "alembic", "asyncpg", "aiosqlite", "jsonschema", "croniter", "cryptography", "grpc_health", "grpc_reflection", "uvloop", "Cython")
 
 # What each layer may not import (prefix match on the imported module).
 FORBIDDEN = {
