@@ -106,9 +106,11 @@ class _Api:
         concurrency_limit: int | None = None,
         base_job_template: dict[str, Any] | None = None,
         worker_queue_limit: int = 0,
+        allowed_entrypoints: list[str] | None = None,
     ) -> pools_pb2.WorkPool:
         request = pools_pb2.CreateWorkPoolRequest(
-            name=name, type=type, description=description, paused=paused, worker_queue_limit=worker_queue_limit
+            name=name, type=type, description=description, paused=paused, worker_queue_limit=worker_queue_limit,
+            allowed_entrypoints=allowed_entrypoints or [],
         )
         _set_optional(request, concurrency_limit=concurrency_limit, base_job_template=base_job_template)
         return self._invoke("PoolService", "CreateWorkPool", request)
@@ -127,9 +129,15 @@ class _Api:
         concurrency_limit: int | None = None,
         base_job_template: dict[str, Any] | None = None,
         worker_queue_limit: int | None = None,
+        allowed_entrypoints: list[str] | None = None,
     ) -> pools_pb2.WorkPool:
+        """Change what is given; `allowed_entrypoints=[]` lets every entrypoint through again."""
         request = _set_optional(
-            pools_pb2.UpdateWorkPoolRequest(name=name),
+            pools_pb2.UpdateWorkPoolRequest(
+                name=name,
+                allowed_entrypoints=allowed_entrypoints or [],
+                clear_allowed_entrypoints=allowed_entrypoints == [],
+            ),
             description=description,
             concurrency_limit=concurrency_limit,
             base_job_template=base_job_template,

@@ -182,7 +182,7 @@ class Daemon:
             spec = RunSpec(
                 dispatch.run, dispatch.entrypoint, from_struct(dispatch.parameters), config, self.options.address, traceparent,
                 token=dispatch.run_token, allowed_entrypoints=self.options.allowed_entrypoints,
-                allow_command=self.options.allow_command,
+                allow_command=self.options.allow_command, pool_entrypoints=list(dispatch.allowed_entrypoints),
             )
             self.send(Worker(started=scheduler_pb2.Started(run=dispatch.run, lease=dispatch.lease, at=to_timestamp(datetime.now(timezone.utc)))))
             run.started_at = time.monotonic()

@@ -6,7 +6,8 @@ SHIFTBOSS_PARAMETERS_STDIN is set (as the worker runs it; any size travels), els
 SHIFTBOSS_PARAMETERS; checks
 the parameters against the function's signature, calls it (awaiting a coroutine) and
 exits 0; any failure exits 1 with the traceback on stderr. It imports nothing of
-shiftboss beyond this file, so the flow starts as fast as Python can.
+shiftboss beyond this file and the pure shiftboss.entrypoints, so the flow starts as fast
+as Python can.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import sys
 import traceback
 from pathlib import Path
 from typing import Any, Callable
+
+from shiftboss.entrypoints import admitted
 
 
 class EntrypointError(Exception):
@@ -40,7 +43,11 @@ def _under(path: Path, folder: Path) -> bool:
 def check_policy(target: str, path: Path | None) -> None:
     """Refuse an entrypoint outside the project: a flow is a file under the working directory,
     or a module found there, or what the worker allows (`--allow-entrypoint`). So an
-    operator's `os:system` or a function of an installed package is not run by default."""
+    operator's `os:system` or a function of an installed package is not run by default.
+    The pool's policy, when it has one (SHIFTBOSS_POOL_ENTRYPOINTS), must admit it too."""
+    pool = [line.strip() for line in os.environ.get("SHIFTBOSS_POOL_ENTRYPOINTS", "").splitlines() if line.strip()]
+    if not admitted(f"{target}:_", pool):
+        raise EntrypointError(f"entrypoint {target!r} is not among the entrypoints its work pool allows ({', '.join(pool)})")
     allowed = _allowed()
     if "*" in allowed:
         return

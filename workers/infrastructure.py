@@ -35,6 +35,8 @@ class RunSpec:
     #: configuration may choose the command.
     allowed_entrypoints: list[str] = field(default_factory=list)
     allow_command: bool = False
+    #: The pool's entrypoint policy (Dispatch.allowed_entrypoints), checked by the launcher too.
+    pool_entrypoints: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -80,6 +82,7 @@ def flow_environment(spec: RunSpec) -> dict[str, str]:
         SHIFTBOSS_ENTRYPOINT=spec.entrypoint,
         SHIFTBOSS_PARAMETERS_STDIN="1",
         SHIFTBOSS_ALLOWED_ENTRYPOINTS="\n".join(spec.allowed_entrypoints),
+        SHIFTBOSS_POOL_ENTRYPOINTS="\n".join(spec.pool_entrypoints),
         # The launcher dies with this worker, even when the worker is killed with SIGKILL.
         SHIFTBOSS_WORKER_PID=str(os.getpid()),
         PYTHONUNBUFFERED="1",

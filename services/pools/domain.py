@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import lazyload
 
 from shiftboss.core import MAX_LIMIT
+from shiftboss.entrypoints import check_patterns
 from shiftboss.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from shiftboss.services.names import validate_name
 from shiftboss.services.pools.models import WorkPoolRow, WorkQueueRow
@@ -46,6 +47,13 @@ def validate_limit(field: str, value: int | None) -> int | None:
     if value is not None and value > MAX_CONCURRENCY_LIMIT:
         raise InvalidArgument(f"{field}: must be at most {MAX_CONCURRENCY_LIMIT}, got {value}", field=field)
     return value
+
+
+def validate_entrypoint_patterns(patterns: list[str]) -> list[str]:
+    try:
+        return check_patterns(patterns)
+    except ValueError as exc:
+        raise InvalidArgument(f"allowed_entrypoints: {exc}", field="allowed_entrypoints") from None
 
 
 def validate_worker_queue_limit(value: int) -> int:
@@ -122,6 +130,7 @@ async def create_pool(
     concurrency_limit: int | None = None,
     base_job_template: dict[str, Any],
     worker_queue_limit: int = 0,
+    allowed_entrypoints: list[str] | None = None,
 ) -> WorkPoolRow:
     validate_name("name", name)
     validate_type(type)
@@ -138,6 +147,7 @@ async def create_pool(
         concurrency_limit=concurrency_limit,
         base_job_template=base_job_template,
         worker_queue_limit=worker_queue_limit,
+        allowed_entrypoints=validate_entrypoint_patterns(allowed_entrypoints or []),
         queue_count=1,
     )
     pool.queues = [WorkQueueRow(name=DEFAULT_QUEUE, priority=1, description="The pool's default queue", paused=False)]
@@ -155,8 +165,11 @@ async def update_pool(
     base_job_template: dict[str, Any] | None = None,
     paused: bool | None = None,
     worker_queue_limit: int | None = None,
+    allowed_entrypoints: list[str] | None = None,
 ) -> WorkPoolRow:
     pool = await get_pool(session, name, lock=True)
+    if allowed_entrypoints is not None:
+        pool.allowed_entrypoints = validate_entrypoint_patterns(allowed_entrypoints)
     if worker_queue_limit is not None:
         pool.worker_queue_limit = validate_worker_queue_limit(worker_queue_limit)
     if description is not None:

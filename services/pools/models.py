@@ -40,6 +40,8 @@ class WorkPoolRow(PoolsBase):
     #: How many queues the pool has, kept with every create and delete: a queue is added
     #: without counting (or loading) the others.
     queue_count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    #: The entrypoints the pool's deployments may use (shiftboss.entrypoints); empty: any.
+    allowed_entrypoints: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
 
     queues: Mapped[list[WorkQueueRow]] = relationship(
         back_populates="pool", cascade="all, delete-orphan", order_by="WorkQueueRow.priority", lazy="selectin"

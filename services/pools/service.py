@@ -9,7 +9,7 @@ from typing import Any
 
 from grpc import aio
 
-from shiftboss.errors import FailedPrecondition, ShiftbossError, Unimplemented
+from shiftboss.errors import FailedPrecondition, InvalidArgument, ShiftbossError, Unimplemented
 from shiftboss._wire import from_struct
 from shiftboss.services.broadcast import Broadcaster
 from shiftboss.services.db import open_database, release_database
@@ -123,6 +123,7 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
                 concurrency_limit=optional(request, "concurrency_limit"),
                 base_job_template=template,
                 worker_queue_limit=request.worker_queue_limit,
+                allowed_entrypoints=list(request.allowed_entrypoints),
             )
             reply = pool_to_proto(pool)
             default = queue_to_proto(pool.queues[0], pool.name)
@@ -147,6 +148,12 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
             "description": optional(request, "description"),
             "worker_queue_limit": optional(request, "worker_queue_limit"),
         }
+        if request.allowed_entrypoints and request.clear_allowed_entrypoints:
+            raise InvalidArgument(
+                "allowed_entrypoints: give --allow-entrypoint or --clear-allowed-entrypoints, not both", field="allowed_entrypoints"
+            )
+        if request.allowed_entrypoints or request.clear_allowed_entrypoints:
+            changes["allowed_entrypoints"] = list(request.allowed_entrypoints)
         if request.HasField("concurrency_limit"):
             changes["concurrency_limit"] = domain.validate_limit("concurrency_limit", request.concurrency_limit)
         if request.HasField("base_job_template"):

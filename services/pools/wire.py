@@ -23,6 +23,7 @@ def pool_to_proto(pool: WorkPoolRow, online_workers: int = 0) -> pools_pb2.WorkP
         updated=to_timestamp(pool.updated),
         queues=[q.name for q in sorted(pool.queues, key=lambda q: q.priority)],
         worker_queue_limit=pool.worker_queue_limit or 0,
+        allowed_entrypoints=pool.allowed_entrypoints or [],
     )
     if pool.concurrency_limit is not None:
         message.concurrency_limit = pool.concurrency_limit

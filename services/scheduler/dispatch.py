@@ -44,6 +44,8 @@ class PoolRuntime:
     state: PoolState
     #: The pool's base job template as PoolService last sent it (rendering needs no lookup).
     template: Any = None
+    #: The pool's entrypoint policy (shiftboss.entrypoints), sent with each Dispatch.
+    allowed_entrypoints: list[str] = field(default_factory=list)
     #: Last seen `updated` of the pool and of each queue, so stale events are ignored.
     seen: dict[str, float] = field(default_factory=dict)
     workers: list[WorkerSession] = field(default_factory=list)
@@ -86,6 +88,7 @@ class Dispatcher:
         runtime.seen[""] = stamp
         runtime.type = pool.type
         runtime.template = pool.base_job_template
+        runtime.allowed_entrypoints = list(pool.allowed_entrypoints)
         self.kick(runtime.name)
         return runtime
 
@@ -283,7 +286,7 @@ class Dispatcher:
                     runtime.state.remove_run(key)
             for run in rows:
                 worker.held.add(run.seq)
-                message = dispatch_message(run, self.seal)
+                message = dispatch_message(run, self.seal, runtime.allowed_entrypoints)
                 if self.observer is not None:
                     self.observer.dispatching(run, message, now)
                 worker.send(scheduler_pb2.SchedulerMessage(dispatch=message))
@@ -323,9 +326,10 @@ def _wake_for(state: Any, worker: WorkerSession, now: float) -> float | None:
     return min(later, default=None)
 
 
-def dispatch_message(run: Any, seal: Seal | None) -> scheduler_pb2.Dispatch:
+def dispatch_message(run: Any, seal: Seal | None, allowed_entrypoints: Iterable[str] = ()) -> scheduler_pb2.Dispatch:
     """The Dispatch of a run (a FlowRunRow, or a row of the flow_runs table): its job
-    configuration in clear, the texts to mask in its logs, and its run token."""
+    configuration in clear, the texts to mask in its logs, its run token, and its pool's
+    entrypoint policy."""
     configuration, masked = open_configuration(seal, run.job_configuration)
     return scheduler_pb2.Dispatch(
         run=run.id,
@@ -333,6 +337,7 @@ def dispatch_message(run: Any, seal: Seal | None) -> scheduler_pb2.Dispatch:
         scheduled_start=to_timestamp(run.scheduled_start),
         job_configuration=to_struct(configuration),
         masked=masked,
+        allowed_entrypoints=allowed_entrypoints,
         run_token=seal.run_token(run.id, run.lease) if seal is not None else "",
         entrypoint=run.entrypoint,
         parameters=to_struct(run.parameters),

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shiftboss._wire import from_struct, from_timestamp, to_timestamp
 from shiftboss.core import PoolState
+from shiftboss.entrypoints import admitted
 from shiftboss.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.scheduler import background, deployments, states
@@ -24,7 +25,9 @@ from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, Flo
 from shiftboss.services.scheduler.rendering import RenderCache, Rendering
 from shiftboss.services.scheduler.inbound import check_log_line
 from shiftboss.services.scheduler.run_access import check_own_run
-from shiftboss.services.scheduler.secret_values import check_unsealed, open_variables, seal_configuration, seal_variables
+from shiftboss.services.scheduler.secret_values import (
+    check_unsealed, masked, open_configuration, open_variables, seal_configuration, seal_variables,
+)
 from shiftboss.services.scheduler.stream import MAX_LOG_LINES, StreamHandler
 from shiftboss.services.scheduler.telemetry import observe
 from shiftboss.services.scheduler.wire import deployment_to_proto, log_event, run_to_proto, state_event, transition_event
@@ -130,6 +133,19 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     def stored_variables(self, secrets: frozenset[str], job_variables: dict[str, Any], before: dict[str, Any] | None = None) -> dict[str, Any]:
         """Job variables as stored: secret values sealed (see secret_values.py)."""
         return seal_variables(self.seal, secrets, job_variables, before)
+
+    async def check_entrypoint(self, pool: str, entrypoint: str) -> None:
+        """Refuse an entrypoint the pool's policy does not admit (shiftboss.entrypoints)."""
+        runtime = self.dispatcher.pools.get(pool)
+        if runtime is not None:
+            allowed = runtime.allowed_entrypoints
+        else:
+            allowed = list((await self.call(self.pools.GetWorkPool, pools_pb2.WorkPoolRef(name=pool))).allowed_entrypoints)
+        if not admitted(entrypoint, allowed):
+            raise FailedPrecondition(
+                f"entrypoint: {entrypoint!r} is not among the entrypoints work pool {pool!r} allows ({', '.join(allowed)})",
+                field="entrypoint",
+            )
 
     async def check_queue(self, pool: str, queue: str) -> None:
         await self.call(self.pools.GetWorkQueue, pools_pb2.WorkQueueRef(name=queue, pool=pool))
@@ -278,6 +294,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         await self.ready.wait()
         if not self.dispatcher.knows_queue(deployment.pool, queue):
             raise NotFound(f"work queue {queue!r} not found in work pool {deployment.pool!r}", field="queue")
+        await self.check_entrypoint(deployment.pool, deployment.entrypoint)
         created = now_utc()
         run_id = new_id()
         return FlowRunDraft(
@@ -329,6 +346,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             raise InvalidArgument("pool: a work pool name is required", field="pool")
         queue = request.queue or "default"
         await self.check_queue(request.pool, queue)
+        await self.check_entrypoint(request.pool, request.entrypoint)
         job_variables = from_struct(request.job_variables)
         job_variables = self.stored_variables(await self.check_variables(request.pool, job_variables), job_variables)
         async with self.db.transaction() as session:
@@ -367,6 +385,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             current = await deployments.get(session, request.name)
         if request.HasField("entrypoint"):
             deployments.validate_entrypoint(request.entrypoint)
+            await self.check_entrypoint(current.pool, request.entrypoint)
         if request.HasField("queue"):
             await self.check_queue(current.pool, request.queue)
         secrets = frozenset[str]()
@@ -406,6 +425,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if not spec.pool:
             raise InvalidArgument("pool: a work pool name is required", field="pool")
         await self.check_queue(spec.pool, spec.queue or "default")
+        await self.check_entrypoint(spec.pool, spec.entrypoint)
         secrets = await self.check_variables(spec.pool, from_struct(spec.job_variables))
         rows = []
         for i, schedule in enumerate(spec.schedules):
@@ -598,6 +618,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             lines.append((from_timestamp(line.at) if line.HasField("at") else now_utc(), line.stream or "stdout", line.text))
         async with self.db.transaction() as session:
             run = await run_store.get(session, request.id)
+            _, secrets = open_configuration(self.seal, run.job_configuration)
+            if secrets:  # what the worker masks in the run's output, masked here too
+                lines = [(at, stream, masked(text, secrets)) for at, stream, text in lines]
             await run_store.add_logs(session, run, lines)
             state = run.state
         for at, stream, text in lines:

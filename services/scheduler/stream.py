@@ -230,7 +230,9 @@ class StreamHandler:
                 session.held.add(run.seq)
                 from shiftboss.services.scheduler.dispatch import dispatch_message
 
-                session.send(Message(dispatch=dispatch_message(run, self.service.seal)))
+                runtime = self.dispatcher.pools.get(run.pool)
+                allowed = runtime.allowed_entrypoints if runtime is not None else ()
+                session.send(Message(dispatch=dispatch_message(run, self.service.seal, allowed)))
                 continue
             target = states.CANCELLED if run.state == states.CANCELLING else states.CRASHED
             reason = f"worker {session.name} reconnected without it: the process that ran it is gone"

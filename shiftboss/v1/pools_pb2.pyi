@@ -14,7 +14,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WorkPool(_message.Message):
-    __slots__ = ("id", "name", "type", "description", "paused", "concurrency_limit", "status", "base_job_template", "created", "updated", "queues", "worker_queue_limit")
+    __slots__ = ("id", "name", "type", "description", "paused", "concurrency_limit", "status", "base_job_template", "created", "updated", "queues", "worker_queue_limit", "allowed_entrypoints")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class WorkPool(_message.Message):
     UPDATED_FIELD_NUMBER: _ClassVar[int]
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     WORKER_QUEUE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_ENTRYPOINTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     type: str
@@ -39,7 +40,8 @@ class WorkPool(_message.Message):
     updated: _timestamp_pb2.Timestamp
     queues: _containers.RepeatedScalarFieldContainer[str]
     worker_queue_limit: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., paused: _Optional[bool] = ..., concurrency_limit: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queues: _Optional[_Iterable[str]] = ..., worker_queue_limit: _Optional[int] = ...) -> None: ...
+    allowed_entrypoints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., paused: _Optional[bool] = ..., concurrency_limit: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queues: _Optional[_Iterable[str]] = ..., worker_queue_limit: _Optional[int] = ..., allowed_entrypoints: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WorkQueue(_message.Message):
     __slots__ = ("id", "name", "pool", "priority", "concurrency_limit", "paused", "status", "description", "last_polled", "created", "updated")
@@ -68,7 +70,7 @@ class WorkQueue(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., concurrency_limit: _Optional[int] = ..., paused: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., description: _Optional[str] = ..., last_polled: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateWorkPoolRequest(_message.Message):
-    __slots__ = ("name", "type", "description", "paused", "concurrency_limit", "base_job_template", "worker_queue_limit")
+    __slots__ = ("name", "type", "description", "paused", "concurrency_limit", "base_job_template", "worker_queue_limit", "allowed_entrypoints")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +78,7 @@ class CreateWorkPoolRequest(_message.Message):
     CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     BASE_JOB_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     WORKER_QUEUE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_ENTRYPOINTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     description: str
@@ -83,7 +86,8 @@ class CreateWorkPoolRequest(_message.Message):
     concurrency_limit: int
     base_job_template: _struct_pb2.Struct
     worker_queue_limit: int
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., paused: _Optional[bool] = ..., concurrency_limit: _Optional[int] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., worker_queue_limit: _Optional[int] = ...) -> None: ...
+    allowed_entrypoints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., paused: _Optional[bool] = ..., concurrency_limit: _Optional[int] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., worker_queue_limit: _Optional[int] = ..., allowed_entrypoints: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WorkPoolRef(_message.Message):
     __slots__ = ("name",)
@@ -102,18 +106,22 @@ class ListWorkPoolsResponse(_message.Message):
     def __init__(self, work_pools: _Optional[_Iterable[_Union[WorkPool, _Mapping]]] = ...) -> None: ...
 
 class UpdateWorkPoolRequest(_message.Message):
-    __slots__ = ("name", "description", "concurrency_limit", "base_job_template", "worker_queue_limit")
+    __slots__ = ("name", "description", "concurrency_limit", "base_job_template", "worker_queue_limit", "allowed_entrypoints", "clear_allowed_entrypoints")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     BASE_JOB_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     WORKER_QUEUE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_ENTRYPOINTS_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_ALLOWED_ENTRYPOINTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     concurrency_limit: int
     base_job_template: _struct_pb2.Struct
     worker_queue_limit: int
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., worker_queue_limit: _Optional[int] = ...) -> None: ...
+    allowed_entrypoints: _containers.RepeatedScalarFieldContainer[str]
+    clear_allowed_entrypoints: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., worker_queue_limit: _Optional[int] = ..., allowed_entrypoints: _Optional[_Iterable[str]] = ..., clear_allowed_entrypoints: _Optional[bool] = ...) -> None: ...
 
 class SetWorkPoolConcurrencyLimitRequest(_message.Message):
     __slots__ = ("name", "concurrency_limit")

@@ -504,7 +504,7 @@ class Welcome(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., heartbeat_seconds: _Optional[float] = ..., queues: _Optional[_Iterable[str]] = ..., pool_type: _Optional[str] = ...) -> None: ...
 
 class Dispatch(_message.Message):
-    __slots__ = ("run", "lease", "scheduled_start", "job_configuration", "entrypoint", "parameters", "deployment", "queue", "name", "traceparent", "run_token", "masked")
+    __slots__ = ("run", "lease", "scheduled_start", "job_configuration", "entrypoint", "parameters", "deployment", "queue", "name", "traceparent", "run_token", "masked", "allowed_entrypoints")
     RUN_FIELD_NUMBER: _ClassVar[int]
     LEASE_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_START_FIELD_NUMBER: _ClassVar[int]
@@ -517,6 +517,7 @@ class Dispatch(_message.Message):
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     RUN_TOKEN_FIELD_NUMBER: _ClassVar[int]
     MASKED_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_ENTRYPOINTS_FIELD_NUMBER: _ClassVar[int]
     run: str
     lease: int
     scheduled_start: _timestamp_pb2.Timestamp
@@ -529,7 +530,8 @@ class Dispatch(_message.Message):
     traceparent: str
     run_token: str
     masked: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, run: _Optional[str] = ..., lease: _Optional[int] = ..., scheduled_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_configuration: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., entrypoint: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deployment: _Optional[str] = ..., queue: _Optional[str] = ..., name: _Optional[str] = ..., traceparent: _Optional[str] = ..., run_token: _Optional[str] = ..., masked: _Optional[_Iterable[str]] = ...) -> None: ...
+    allowed_entrypoints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run: _Optional[str] = ..., lease: _Optional[int] = ..., scheduled_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_configuration: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., entrypoint: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deployment: _Optional[str] = ..., queue: _Optional[str] = ..., name: _Optional[str] = ..., traceparent: _Optional[str] = ..., run_token: _Optional[str] = ..., masked: _Optional[_Iterable[str]] = ..., allowed_entrypoints: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("run", "lease")

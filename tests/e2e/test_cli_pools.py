@@ -132,7 +132,7 @@ def test_default_template_and_render_commands(cli, tmp_path: Path) -> None:  # t
     config = json.loads(rendered.out)
     assert config["image"] == "app:1" and config["env"] == {"A": "1", "B": "2"}
     full = json.loads(cli("work-pool", "render", name, "-o", "json").out)
-    assert set(full) == {"job_configuration", "values"}
+    assert set(full) == {"job_configuration", "values", "secret_variables"}
     unknown = cli("work-pool", "render", name, "--run-variables", '{"imag": "x"}')
     assert unknown.code == 1 and "unknown variable 'imag'" in unknown.err
     not_json = cli("work-pool", "render", name, "--run-variables", "{oops")

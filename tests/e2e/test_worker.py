@@ -501,3 +501,11 @@ def test_entrypoints_outside_the_project_and_custom_commands_are_refused_unless_
         assert code == 0, output
         assert [state_of(client, r.id) for r in (allowed, commanded)] == ["COMPLETED", "COMPLETED"], output
         assert marker.exists()
+
+        # A run made before its pool narrowed its entrypoints: the launcher checks the pool's too.
+        late = client.create_flow_run("own")
+        client.update_work_pool("guarded", allowed_entrypoints=["etl"])
+        code, output = start_worker(server, project, "-p", "guarded", "--run-once").finish()
+        assert code == 0 and state_of(client, late.id) == "FAILED", output
+        late_logs = "\n".join(line.text for line in client.flow_run_logs(late.id))
+        assert "entrypoint 'flows.jobs' is not among the entrypoints its work pool allows (etl)" in late_logs

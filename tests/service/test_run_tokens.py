@@ -153,6 +153,9 @@ async def test_secret_job_variables_are_sealed_at_rest_and_masked_in_replies(
     assert shown["env"] == {"DB_PASSWORD": MASK, "MODE": "stream"} and shown["url"] == f"postgres://app:{MASK}@db/app"
     listed = (await admin.list_flow_runs(pool="etl")).flow_runs
     assert SECRET not in str(listed) and SECRET not in str(run) and SECRET not in str(await admin.list_deployments())
+    async with as_run(secured, dispatch.run_token) as flow:  # a flow writing its secret in its logs
+        await flow.write_flow_run_logs(dispatch.run, [f"connecting with {SECRET}"])
+    assert [line.text async for line in admin.flow_run_logs(dispatch.run)] == [f"connecting with {MASK}"]
     stored = await stored_text(secured)
     assert SECRET not in stored and "424242" not in stored and "$sealed" in stored
 
