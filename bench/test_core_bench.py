@@ -127,3 +127,33 @@ def test_memory_per_queued_run(benchmark, report) -> None:  # type: ignore[no-un
         reference_bytes=reference,
     )
     del reference_pool
+
+
+def look_times(pool: object, looks: int, how: str) -> list[float]:
+    """Seconds per look at the next 10 runs a worker of every queue would be sent."""
+    times = []
+    for _ in range(looks):
+        start = time.perf_counter()
+        if how == "peek":
+            pool.peek(2000.0, 0.0, None, 10)  # type: ignore[attr-defined]
+        else:  # what NextRuns did before: admission on a copy of the whole state
+            type(pool).from_snapshot(pool.snapshot()).admit(2000.0, 0.0, None, 10)  # type: ignore[attr-defined]
+        times.append(time.perf_counter() - start)
+    return sorted(times)
+
+
+def test_next_runs_peek_at_a_million_queued(benchmark, report) -> None:  # type: ignore[no-untyped-def]
+    """`work-pool next` asks the core what a worker would be sent: a look that changes
+    nothing. With 1,000,000 runs queued over 100 queues: the look, against admission on a
+    copy of the state (which it replaces)."""
+    pool, _ = filled(CompiledPoolState, 1_000_000)
+    copied = look_times(pool, 3, "copy")
+    looks = benchmark.pedantic(look_times, args=(pool, 2_000, "peek"), rounds=1, iterations=1)
+    p50, p99 = looks[len(looks) // 2], looks[int(len(looks) * 0.99)]
+    report(
+        f"NextRuns core at 1,000,000 queued: peek p50 {p50 * 1e6:.1f} us, p99 {p99 * 1e6:.1f} us; "
+        f"copy-and-admit {copied[1] * 1e3:.0f} ms ({copied[1] / p50:,.0f}x the peek)",
+        peek_p50_seconds=p50,
+        peek_p99_seconds=p99,
+        copy_admit_seconds=copied[1],
+    )

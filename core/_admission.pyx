@@ -158,6 +158,9 @@ cdef class PoolState:
     def admit(self, double now, double prefetch_seconds, queues=None, limit=None):
         return _admit(self, now, prefetch_seconds, queues, limit)
 
+    def peek(self, double now, double prefetch_seconds, queues=None, limit=None):
+        return _peek(self, now, prefetch_seconds, queues, limit)
+
     def next_due(self, queues=None):
         return _next_due(self, queues)
 

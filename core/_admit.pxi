@@ -141,6 +141,64 @@ cdef inline bint _admit_from(PoolState self, Queue* q, int ident, double horizon
         count[0] += 1
 
 
+cdef list _peek(PoolState self, double now, double prefetch_seconds, object queues, object limit):
+    """What _admit would release now, in its order, changing nothing: each queue's entries are
+    walked in place (stale ones skipped) with the pool's and queues' counts kept aside, so a
+    look costs the runs it returns (and the stale entries on the way), not the pool's size."""
+    cdef int64_t cap = -1
+    if limit is not None:
+        try:
+            cap = limit
+        except OverflowError:
+            if limit > MAX_LIMIT:
+                check_limit("limit", limit)
+            cap = 0
+        if cap < 0:
+            cap = 0
+    cdef double horizon = _horizon(now, prefetch_seconds)
+    if self._paused or cap == 0:
+        return []
+    cdef bint only = _serve_only(self, queues)
+    cdef int64_t occupied = self._occupied
+    cdef int64_t from_queue
+    cdef int64_t count = 0
+    cdef Queue* q
+    cdef Cell* c
+    cdef const Entry* entry
+    cdef Cursor at
+    cdef int ident
+    cdef bint stale
+    taken = []
+    for ident in self._walk:
+        q = &self._queues[ident]
+        if q.paused or q.length == 0 or (only and self._mark[ident] != self._epoch):
+            continue
+        from_queue = 0
+        stale = q.runs.size != <size_t>q.length
+        at.block = 0
+        at.pos = 0
+        at.started = 0
+        while True:
+            if sb_pool_full(occupied, self._limit) or (cap >= 0 and count >= cap):
+                return taken
+            if sb_queue_full(q.occupied + from_queue, q.limit):
+                break
+            entry = q.runs.next(at)
+            if entry == NULL:
+                break
+            if stale:
+                c = _live(self, entry[0], ident)
+                if c == NULL or _key_of(entry[0]) in taken:
+                    continue
+            if sb_time_of(entry.when) > horizon:
+                break
+            taken.append(_key_of(entry[0]))
+            from_queue += 1
+            occupied += 1
+            count += 1
+    return taken
+
+
 cdef object _next_due(PoolState self, object queues):
     if self._paused:
         return None

@@ -28,10 +28,16 @@ cdef extern from "sb_entries.hpp" nogil:
 
     bint sb_before(const Entry& a, const Entry& b) noexcept
 
+    ctypedef struct Cursor "SbCursor":
+        size_t block
+        uint32_t pos
+        int started
+
     cdef cppclass Runs "SbRuns":
         size_t size
         const Entry& front()
         const Entry* peek(size_t i)
+        const Entry* next(Cursor& at)
         void pop_front()
         void push(const Entry& x) except +
         void copy_to(vector[Entry]& out) except +

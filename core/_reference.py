@@ -258,6 +258,10 @@ class PoolState:
                 taken.append(head[1])
         return taken
 
+    def peek(self, now: float, prefetch_seconds: float, queues: Sequence[str] | None = None, limit: int | None = None) -> list[int]:
+        """What `admit` would release now, changing nothing: by definition, admit on a copy."""
+        return PoolState.from_snapshot(self.snapshot()).admit(now, prefetch_seconds, queues, limit)
+
     def next_due(self, queues: Sequence[str] | None = None) -> float | None:
         if self._paused:
             return None

@@ -72,6 +72,9 @@ static inline size_t sb_count_not_after(const SbEntry* a, size_t n, const SbEntr
 #define SB_BLOCK 128  /* 16-byte entries: 2 KiB a block */
 struct SbBlock { uint32_t lo, hi; SbEntry e[SB_BLOCK]; };
 
+/* A place in an SbRuns walk; zero-initialise it to start from the earliest entry. */
+struct SbCursor { size_t block; uint32_t pos; int started; };
+
 struct SbRuns {
     std::vector<SbBlock*> blocks;  /* blocks[first ..] hold entries, none empty */
     std::vector<SbEntry> last;     /* last[i]: the last entry of blocks[i] */
@@ -162,6 +165,17 @@ struct SbRuns {
         b->hi++;
         if (at == &b->e[b->hi - 1]) last[i] = x;
         size++;
+    }
+
+    /* Walk the entries in order without changing them: `at` starts at 0 (see SbCursor). */
+    const SbEntry* next(SbCursor& at) const {
+        if (!at.started) { at.block = first; at.pos = first < blocks.size() ? blocks[first]->lo : 0; at.started = 1; }
+        while (at.block < blocks.size()) {
+            const SbBlock* b = blocks[at.block];
+            if (at.pos < b->hi) return &b->e[at.pos++];
+            if (++at.block < blocks.size()) at.pos = blocks[at.block]->lo;
+        }
+        return NULL;
     }
 
     /* Every entry, in order. */

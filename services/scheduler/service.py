@@ -13,7 +13,6 @@ from grpc import aio
 from sqlalchemy.exc import IntegrityError
 
 from shiftboss._wire import from_struct, from_timestamp, to_timestamp
-from shiftboss.core import PoolState
 from shiftboss.entrypoints import admitted
 from shiftboss.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
 from shiftboss.services.db import open_database, release_database
@@ -743,8 +742,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         runtime = self.dispatcher.pools.get(request.pool)
         if runtime is None:
             return scheduler_pb2.ListFlowRunsResponse()
-        trial = PoolState.from_snapshot(runtime.state.snapshot())
-        keys = trial.admit(epoch(now_utc()), prefetch, list(request.queues) or None, request.limit or None)
+        # A look, not a trial admission on a copy: it costs the runs it returns, not the pool's size.
+        keys = runtime.state.peek(epoch(now_utc()), prefetch, list(request.queues) or None, min(request.limit or MAX_LIST, MAX_LIST))
         async with self.db.reading() as session:
             rows = {r.seq: r for r in await run_store.by_seq(session, keys)}
         return scheduler_pb2.ListFlowRunsResponse(flow_runs=[self.to_proto(rows[k]) for k in keys if k in rows])

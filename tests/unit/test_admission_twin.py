@@ -376,7 +376,12 @@ class Twin(RuleBasedStateMachine):
         some = st.lists(st.sampled_from(names), min_size=1, max_size=len(names) + 1)
         served = data.draw(st.one_of(st.none(), st.none(), some), label="queues")
         before = self.ref.snapshot()
+        # A look first: it changes neither core, and says exactly what admission then does.
+        core_before = self.core.snapshot()
+        peeked = self.both("peek", now, prefetch, served, limit)
+        assert self.ref.snapshot() == before and self.core.snapshot() == core_before, "peek changed a core's state"
         got = self.both("admit", now, prefetch, served, limit)
+        assert peeked is None or peeked == got, f"{DIVERGENCE}: peek said {peeked!r}, admit released {got!r}"
         self.now, self.prefetch = now, prefetch
         self.note_admission(before, now + prefetch, served, limit, got or [])
 
