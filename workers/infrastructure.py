@@ -53,7 +53,11 @@ class Infrastructure(Protocol):
 def flow_environment(spec: RunSpec) -> dict[str, str]:
     config = spec.configuration
     env = dict(os.environ)
-    env.update({str(k): str(v) for k, v in (config.get("env") or {}).items()})
+    for key, value in (config.get("env") or {}).items():
+        if value is None:  # null unsets the variable for the flow
+            env.pop(str(key), None)
+        else:
+            env[str(key)] = str(value)
     env.update(
         SHIFTBOSS_FLOW_RUN_ID=spec.run_id,
         SHIFTBOSS_API_ADDRESS=spec.api_address,
