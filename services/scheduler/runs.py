@@ -115,13 +115,13 @@ async def by_idempotency_key(session: AsyncSession, key: str) -> FlowRunRow | No
 
 
 async def held_by(session: AsyncSession, worker: str) -> list[FlowRunRow]:
-    query = select(FlowRunRow).where(FlowRunRow.worker == worker, FlowRunRow.state.in_(states.OCCUPYING))
+    query = select(FlowRunRow).where(FlowRunRow.worker == worker, FlowRunRow.state.in_(states.ON_WORKER))
     return list((await session.execute(query)).scalars())
 
 
 async def live(session: AsyncSession) -> list[FlowRunRow]:
-    """Runs the core must know: waiting or on a worker."""
-    query = select(FlowRunRow).where(FlowRunRow.state.in_([states.SCHEDULED, *states.OCCUPYING])).order_by(FlowRunRow.seq)
+    """Runs not yet ended: waiting or on a worker."""
+    query = select(FlowRunRow).where(FlowRunRow.state.in_([states.SCHEDULED, *states.ON_WORKER])).order_by(FlowRunRow.seq)
     return list((await session.execute(query)).scalars())
 
 
@@ -188,9 +188,9 @@ def payload(run: FlowRunRow) -> dict[str, Any]:
 async def usage(session: AsyncSession, pool: str, queue: str = "") -> tuple[int, int]:
     """Runs of a pool (or one of its queues) on workers, and waiting."""
     query = select(FlowRunRow.state, func.count()).where(
-        FlowRunRow.pool == pool, FlowRunRow.state.in_([states.SCHEDULED, *states.OCCUPYING])
+        FlowRunRow.pool == pool, FlowRunRow.state.in_([states.SCHEDULED, *states.ON_WORKER])
     )
     if queue:
         query = query.where(FlowRunRow.queue == queue)
     counts: dict[str, int] = {state: n for state, n in (await session.execute(query.group_by(FlowRunRow.state))).all()}
-    return sum(counts.get(s, 0) for s in states.OCCUPYING), counts.get(states.SCHEDULED, 0)
+    return sum(counts.get(s, 0) for s in states.ON_WORKER), counts.get(states.SCHEDULED, 0)

@@ -575,6 +575,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if run.state in states.TERMINAL:
             reply.blocker, reply.message = "finished", f"the run ended {run.state}"
             return reply
+        if run.state == states.CANCELLING:
+            reply.blocker = "cancelling"
+            reply.message = f"being cancelled: its slot is free, and worker {run.worker or '?'} is stopping it"
+            return reply
         if runtime is None or run.seq not in runtime.state:
             reply.blocker, reply.message = "unknown", "the scheduler does not hold this run"
             return reply
