@@ -262,10 +262,13 @@ class _Api:
         description: str = "",
         tags: list[str] | None = None,
         paused: bool = False,
+        rrule: str = "",
+        anchor_date: str = "",
     ) -> scheduler_pb2.Deployment:
         request = scheduler_pb2.CreateDeploymentRequest(
             name=name, pool=pool, entrypoint=entrypoint, queue=queue, cron=cron, timezone=timezone,
-            interval=interval, description=description, tags=tags or [], paused=paused,
+            interval=interval, description=description, tags=tags or [], paused=paused, rrule=rrule,
+            anchor_date=anchor_date,
         )
         _set_optional(request, parameters=parameters, job_variables=job_variables)
         return self._invoke("SchedulerService", "CreateDeployment", request)

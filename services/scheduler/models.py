@@ -54,6 +54,7 @@ class ScheduleRow(SchedulerBase):
     cron: Mapped[str] = mapped_column(String(255), default="")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     interval_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    rrule: Mapped[str] = mapped_column(Text, default="", server_default="")
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     anchor: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now_utc)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now_utc)

@@ -331,6 +331,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 cron=request.cron,
                 timezone=request.timezone,
                 interval=request.interval,
+                rrule=request.rrule,
+                anchor_date=request.anchor_date,
                 description=request.description,
                 tags=list(request.tags),
                 paused=request.paused,
@@ -360,9 +362,12 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if request.HasField("job_variables"):
             await self.check_variables(current.pool, from_struct(request.job_variables))
         new_schedule = None
-        replace_schedules = request.clear_schedules or request.HasField("cron") or request.HasField("interval")
-        if request.HasField("cron") or request.HasField("interval"):
-            new_schedule = deployments.schedule_row(request.cron, request.timezone, request.interval)
+        schedule_given = request.HasField("cron") or request.HasField("interval") or request.HasField("rrule")
+        replace_schedules = request.clear_schedules or schedule_given
+        if schedule_given or request.anchor_date:
+            new_schedule = deployments.schedule_row(
+                request.cron, request.timezone, request.interval, request.rrule, request.anchor_date
+            )
         async with self.db.transaction() as session:
             row = await deployments.get(session, request.name)
             if request.HasField("entrypoint"):
@@ -396,10 +401,12 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         await self.check_variables(spec.pool, from_struct(spec.job_variables))
         rows = []
         for i, schedule in enumerate(spec.schedules):
-            if not schedule.cron and not schedule.interval:
-                raise InvalidArgument(f"schedules[{i}]: give a cron expression or an interval", field="schedules")
+            if not schedule.cron and not schedule.interval and not schedule.rrule:
+                raise InvalidArgument(f"schedules[{i}]: give a cron expression, an interval or an rrule", field="schedules")
             try:
-                row = deployments.schedule_row(schedule.cron, schedule.timezone, schedule.interval)
+                row = deployments.schedule_row(
+                    schedule.cron, schedule.timezone, schedule.interval, schedule.rrule, schedule.anchor_date
+                )
             except ShiftbossError as exc:
                 raise type(exc)(f"schedules[{i}].{exc.message}", field="schedules") from None
             assert row is not None

@@ -17,8 +17,9 @@ def schedule_to_proto(schedule: ScheduleRow) -> scheduler_pb2.Schedule:
     return scheduler_pb2.Schedule(
         id=schedule.id,
         cron=schedule.cron,
-        timezone=schedule.timezone if schedule.cron else "",
+        timezone=schedule.timezone,
         interval_seconds=schedule.interval_seconds,
+        rrule=schedule.rrule or "",
         paused=schedule.paused,
         anchor=to_timestamp(schedule.anchor),
     )

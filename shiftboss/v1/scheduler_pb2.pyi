@@ -37,20 +37,22 @@ CANCELLING: RunState
 CANCELLED: RunState
 
 class Schedule(_message.Message):
-    __slots__ = ("id", "cron", "timezone", "interval_seconds", "paused", "anchor")
+    __slots__ = ("id", "cron", "timezone", "interval_seconds", "paused", "anchor", "rrule")
     ID_FIELD_NUMBER: _ClassVar[int]
     CRON_FIELD_NUMBER: _ClassVar[int]
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
     ANCHOR_FIELD_NUMBER: _ClassVar[int]
+    RRULE_FIELD_NUMBER: _ClassVar[int]
     id: str
     cron: str
     timezone: str
     interval_seconds: float
     paused: bool
     anchor: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval_seconds: _Optional[float] = ..., paused: _Optional[bool] = ..., anchor: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    rrule: str
+    def __init__(self, id: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval_seconds: _Optional[float] = ..., paused: _Optional[bool] = ..., anchor: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rrule: _Optional[str] = ...) -> None: ...
 
 class Deployment(_message.Message):
     __slots__ = ("id", "name", "entrypoint", "pool", "queue", "parameters", "job_variables", "schedules", "paused", "description", "tags", "created", "updated")
@@ -129,7 +131,7 @@ class FlowRun(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., deployment: _Optional[str] = ..., pool: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., scheduled_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[RunState, str]] = ..., history: _Optional[_Iterable[_Union[StateChange, _Mapping]]] = ..., worker: _Optional[str] = ..., exit_code: _Optional[int] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., entrypoint: _Optional[str] = ..., job_configuration: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class CreateDeploymentRequest(_message.Message):
-    __slots__ = ("name", "pool", "entrypoint", "queue", "parameters", "job_variables", "cron", "timezone", "interval", "description", "tags", "paused")
+    __slots__ = ("name", "pool", "entrypoint", "queue", "parameters", "job_variables", "cron", "timezone", "interval", "description", "tags", "paused", "rrule", "anchor_date")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +144,8 @@ class CreateDeploymentRequest(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
+    RRULE_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_DATE_FIELD_NUMBER: _ClassVar[int]
     name: str
     pool: str
     entrypoint: str
@@ -154,7 +158,9 @@ class CreateDeploymentRequest(_message.Message):
     description: str
     tags: _containers.RepeatedScalarFieldContainer[str]
     paused: bool
-    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., entrypoint: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., paused: _Optional[bool] = ...) -> None: ...
+    rrule: str
+    anchor_date: str
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., entrypoint: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., paused: _Optional[bool] = ..., rrule: _Optional[str] = ..., anchor_date: _Optional[str] = ...) -> None: ...
 
 class DeploymentRef(_message.Message):
     __slots__ = ("name",)
@@ -175,7 +181,7 @@ class ListDeploymentsResponse(_message.Message):
     def __init__(self, deployments: _Optional[_Iterable[_Union[Deployment, _Mapping]]] = ...) -> None: ...
 
 class UpdateDeploymentRequest(_message.Message):
-    __slots__ = ("name", "entrypoint", "queue", "parameters", "job_variables", "description", "cron", "timezone", "interval", "clear_schedules")
+    __slots__ = ("name", "entrypoint", "queue", "parameters", "job_variables", "description", "cron", "timezone", "interval", "clear_schedules", "rrule", "anchor_date")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +192,8 @@ class UpdateDeploymentRequest(_message.Message):
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     CLEAR_SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    RRULE_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_DATE_FIELD_NUMBER: _ClassVar[int]
     name: str
     entrypoint: str
     queue: str
@@ -196,7 +204,9 @@ class UpdateDeploymentRequest(_message.Message):
     timezone: str
     interval: float
     clear_schedules: bool
-    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., description: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., clear_schedules: _Optional[bool] = ...) -> None: ...
+    rrule: str
+    anchor_date: str
+    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., description: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., clear_schedules: _Optional[bool] = ..., rrule: _Optional[str] = ..., anchor_date: _Optional[str] = ...) -> None: ...
 
 class RunDeploymentRequest(_message.Message):
     __slots__ = ("name", "parameters", "job_variables", "start_in", "start_at", "queue", "idempotency_key")
@@ -582,16 +592,20 @@ class DeleteDeploymentResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ScheduleSpec(_message.Message):
-    __slots__ = ("cron", "timezone", "interval", "paused")
+    __slots__ = ("cron", "timezone", "interval", "paused", "rrule", "anchor_date")
     CRON_FIELD_NUMBER: _ClassVar[int]
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
+    RRULE_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_DATE_FIELD_NUMBER: _ClassVar[int]
     cron: str
     timezone: str
     interval: float
     paused: bool
-    def __init__(self, cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., paused: _Optional[bool] = ...) -> None: ...
+    rrule: str
+    anchor_date: str
+    def __init__(self, cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., paused: _Optional[bool] = ..., rrule: _Optional[str] = ..., anchor_date: _Optional[str] = ...) -> None: ...
 
 class DeploymentSpec(_message.Message):
     __slots__ = ("name", "entrypoint", "pool", "queue", "parameters", "job_variables", "schedules", "description", "tags", "paused")
