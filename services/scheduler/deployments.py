@@ -11,6 +11,7 @@ from sqlalchemy.orm import raiseload
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shiftboss.errors import AlreadyExists, InvalidArgument, NotFound
+from shiftboss.services.scheduler import retries as retry_policy
 from shiftboss.services.scheduler import schedules
 from shiftboss.services.scheduler.models import DeploymentRow, FlowRunRow, ScheduleRow, now_utc
 
@@ -119,9 +120,12 @@ async def create(
     description: str = "",
     tags: list[str] | None = None,
     paused: bool = False,
+    retries: int = 0,
+    retry_delay_seconds: float = 0.0,
 ) -> DeploymentRow:
     validate_name("name", name)
     validate_entrypoint(entrypoint)
+    retry_policy.check(retries, retry_delay_seconds)
     exists = (await session.execute(select(DeploymentRow.id).where(DeploymentRow.name == name))).first()
     if exists is not None:
         raise AlreadyExists(f"deployment {name!r} already exists", field="name")
@@ -135,6 +139,8 @@ async def create(
         description=description,
         tags=list(tags or []),
         paused=paused,
+        retries=retries,
+        retry_delay_seconds=retry_delay_seconds,
     )
     schedule = schedule_row(cron, timezone, interval, rrule, anchor_date)
     row.schedules = [schedule] if schedule else []

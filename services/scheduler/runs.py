@@ -38,6 +38,13 @@ def shown_state(run: FlowRunRow, now: datetime, late_seconds: float) -> str:
     return run.state
 
 
+def state_name(run: Any, shown: str) -> str:
+    """Prefect's name of the state where it is not its type's: AwaitingRetry, Late."""
+    if run.state == states.SCHEDULED and run.state_name:
+        return run.state_name
+    return "Late" if shown == states.LATE else ""
+
+
 @dataclass(slots=True)
 class Transition:
     """One state change, as the core must see it (and watchers, see wire.transition_event)."""
@@ -56,6 +63,7 @@ def record(history: list[dict[str, Any]], run: Any, state: str, at: datetime, me
     before = run.state
     run.state = state
     run.message = message
+    run.state_name = ""
     if state in states.TERMINAL:
         run.ended = at
         run.lease_expires = None
@@ -146,8 +154,10 @@ async def search(
     queue: str = "",
     stored_states: list[str] | None = None,
     deployment_id: str | None = None,
+    deployment: str = "",
     until: datetime | None = None,
     limit: int = 200,
+    offset: int = 0,
     soonest_first: bool = False,
 ) -> list[FlowRunRow]:
     query = select(FlowRunRow)
@@ -159,10 +169,12 @@ async def search(
         query = query.where(FlowRunRow.state.in_(stored_states))
     if deployment_id is not None:
         query = query.where(FlowRunRow.deployment_id == deployment_id)
+    if deployment:
+        query = query.where(FlowRunRow.deployment == deployment)
     if until is not None:
         query = query.where(FlowRunRow.scheduled_start <= until)
     order = (FlowRunRow.scheduled_start, FlowRunRow.seq) if soonest_first else (FlowRunRow.scheduled_start.desc(), FlowRunRow.seq.desc())
-    return list((await session.execute(query.order_by(*order).limit(limit))).scalars())
+    return list((await session.execute(query.order_by(*order).limit(limit).offset(offset))).scalars())
 
 
 async def existing_slots(session: AsyncSession, keys: list[str]) -> set[str]:

@@ -39,7 +39,7 @@ from shiftboss.v1 import scheduler_pb2
 SKIPPED_TOP = {"name", "prefect-version", "build", "push", "pull"}
 SKIPPED_DEPLOYMENT = {"version", "build", "push", "pull"}
 DEPLOYMENT_KEYS = {"name", "entrypoint", "description", "tags", "parameters", "paused", "work_pool", "pool", "queue",
-                   "job_variables", "schedules", "schedule"}
+                   "job_variables", "schedules", "schedule", "retries", "retry_delay_seconds"}
 WORK_POOL_KEYS = {"name", "work_queue_name", "job_variables"}
 SCHEDULE_KEYS = {"cron", "timezone", "interval", "rrule", "anchor_date", "active", "paused"}
 
@@ -99,6 +99,10 @@ def deployment_spec(where: str, raw: Any, problems: list[str]) -> scheduler_pb2.
             problems.append(f"{where}.{key}: required")
     if "paused" in raw and _expect(f"{where}.paused", raw["paused"], bool, "true or false", problems):
         spec.paused = raw["paused"]
+    if "retries" in raw and _expect(f"{where}.retries", raw["retries"], int, "a whole number", problems):
+        spec.retries = raw["retries"]
+    if "retry_delay_seconds" in raw and _expect(f"{where}.retry_delay_seconds", raw["retry_delay_seconds"], (int, float), "a number of seconds", problems):
+        spec.retry_delay_seconds = float(raw["retry_delay_seconds"])
     if "tags" in raw and _expect(f"{where}.tags", raw["tags"], list, "a list of text", problems):
         spec.tags.extend(str(tag) for tag in raw["tags"])
     if raw.get("parameters") is not None and _expect(f"{where}.parameters", raw["parameters"], dict, "a mapping", problems):

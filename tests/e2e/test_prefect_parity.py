@@ -1,8 +1,11 @@
-"""Prefect's job template rules as a flow process sees them, through a real worker."""
+"""Prefect behaviour as a user sees it through real processes: job template rules reaching
+the flow, and retries shown by the CLI."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -10,12 +13,15 @@ import pytest
 
 from shiftboss.client import Client
 from shiftboss.services.templates.builtin import default_template
-from tests.e2e.conftest import ServerProcess, WorkerProcess, base_env
+from tests.e2e.conftest import BIN, ServerProcess, WorkerProcess, base_env
 from tests.waiting import wait_state
 
 FLOW = textwrap.dedent(
     '''
     import json, os
+
+    def boom():
+        raise RuntimeError("flaky")
 
     def environment(out: str):
         names = ["FROM_WORKER", "UNSET_ON_WORKER", "LITERAL", "DEPLOYMENT", "RUN", "DOTTED"]
@@ -68,3 +74,34 @@ def test_prefect_env_var_placeholders_literal_env_and_dotted_variables_reach_the
         "RUN": "run",
         "DOTTED": "dotted",
     }
+
+
+def test_prefect_retries_a_failing_flow_runs_again_and_the_cli_shows_its_attempts(server: ServerProcess, tmp_path: Path) -> None:
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "env.py").write_text(FLOW)
+    env = base_env(server.home, SHIFTBOSS_API_ADDRESS=server.address)
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([str(BIN), *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    cli("work-pool", "create", "retrying", "--type", "process")
+    cli("deployment", "create", "flaky", "--pool", "retrying", "--entrypoint", "flows/env.py:boom", "--retries", "1")
+    run_id = json.loads(cli("deployment", "run", "flaky", "-o", "json"))["id"]
+    worker = WorkerProcess(["-p", "retrying", "-n", "w-retry"], tmp_path, env)
+    try:
+        with Client(server.address, timeout=10) as client:
+            wait_state(client, run_id, "FAILED")
+    finally:
+        code, output = worker.stop()
+    assert code == 0, output
+    shown = json.loads(cli("flow-run", "inspect", run_id, "-o", "json"))
+    assert (shown["state"], shown["run_count"], shown["retries"]) == ("FAILED", 2, 1)
+    assert [h["state"] for h in shown["history"]] == ["SCHEDULED", "PENDING", "RUNNING", "SCHEDULED", "PENDING", "RUNNING", "FAILED"]
+    assert shown["history"][3]["message"].startswith("AwaitingRetry: attempt 1 of 2 FAILED: the flow exited with code 1")
+    table = cli("flow-run", "inspect", run_id)
+    assert re.search(r"run_count\W+2\b", table) and re.search(r"state_name\W", table)
+    cli("deployment", "delete", "flaky")
+    listed = cli("flow-run", "ls", "--deployment", "flaky")
+    assert "Name" in listed and shown["name"] in listed and run_id in listed
