@@ -270,10 +270,15 @@ class _Api:
         description: str = "",
         tags: list[str] | None = None,
         paused: bool = False,
+        rrule: str = "",
+        anchor_date: str = "",
+        retries: int = 0,
+        retry_delay_seconds: float = 0.0,
     ) -> scheduler_pb2.Deployment:
         request = scheduler_pb2.CreateDeploymentRequest(
             name=name, pool=pool, entrypoint=entrypoint, queue=queue, cron=cron, timezone=timezone,
-            interval=interval, description=description, tags=tags or [], paused=paused,
+            interval=interval, description=description, tags=tags or [], paused=paused, rrule=rrule,
+            anchor_date=anchor_date, retries=retries, retry_delay_seconds=retry_delay_seconds,
         )
         _set_optional(request, parameters=parameters, job_variables=job_variables)
         return self._invoke("SchedulerService", "CreateDeployment", request)
@@ -322,12 +327,15 @@ class _Api:
         start_in: float | None = None,
         start_at: str = "",
         idempotency_key: str = "",
+        retries: int | None = None,
+        retry_delay_seconds: float | None = None,
     ) -> scheduler_pb2.FlowRun:
         """A new run of the deployment. A call retried with the same `idempotency_key` (one
         is made per call when none is given) answers the run the first made."""
         request = scheduler_pb2.CreateFlowRunRequest(
             deployment=deployment, queue=queue, start_at=start_at, idempotency_key=idempotency_key
         )
+        _set_optional(request, retries=retries, retry_delay_seconds=retry_delay_seconds)
         return self._new_run("CreateFlowRun", request, parameters, job_variables, start_in)
 
     def _new_run(
@@ -346,20 +354,24 @@ class _Api:
         start_in: float | None = None,
         start_at: str = "",
         idempotency_key: str = "",
+        retries: int | None = None,
+        retry_delay_seconds: float | None = None,
     ) -> scheduler_pb2.FlowRun:
         """A run of the deployment, as `shiftboss deployment run` makes it (`idempotency_key`
         as for create_flow_run)."""
         request = scheduler_pb2.RunDeploymentRequest(name=name, queue=queue, start_at=start_at, idempotency_key=idempotency_key)
+        _set_optional(request, retries=retries, retry_delay_seconds=retry_delay_seconds)
         return self._new_run("RunDeployment", request, parameters, job_variables, start_in)
 
     def get_flow_run(self, id: str) -> scheduler_pb2.FlowRun:
         return self._invoke("SchedulerService", "GetFlowRun", scheduler_pb2.FlowRunRef(id=id))
 
     def list_flow_runs(
-        self, *, pool: str = "", queue: str = "", states: list[str] | None = None, deployment: str = "", limit: int = 0
+        self, *, pool: str = "", queue: str = "", states: list[str] | None = None, deployment: str = "", limit: int = 0,
+        offset: int = 0,
     ) -> scheduler_pb2.ListFlowRunsResponse:
         request = scheduler_pb2.ListFlowRunsRequest(
-            pool=pool, queue=queue, deployment=deployment, limit=limit,
+            pool=pool, queue=queue, deployment=deployment, limit=limit, offset=offset,
             state=[scheduler_pb2.RunState.Value(s) for s in states or []],
         )
         return self._invoke("SchedulerService", "ListFlowRuns", request)
@@ -425,8 +437,13 @@ class _Api:
 
     # ---------------------------------------------------------------- workers
 
-    def list_workers(self, pool: str = "") -> heartbeats_pb2.ListWorkersResponse:
-        return self._invoke("HeartbeatService", "ListWorkers", heartbeats_pb2.ListWorkersRequest(pool=pool))
+    def list_workers(self, pool: str = "", *, limit: int = 0, offset: int = 0) -> heartbeats_pb2.ListWorkersResponse:
+        """Latest heartbeat first."""
+        request = heartbeats_pb2.ListWorkersRequest(pool=pool, limit=limit, offset=offset)
+        return self._invoke("HeartbeatService", "ListWorkers", request)
+
+    def delete_worker(self, name: str, pool: str) -> heartbeats_pb2.DeleteWorkerResponse:
+        return self._invoke("HeartbeatService", "DeleteWorker", heartbeats_pb2.WorkerRef(name=name, pool=pool))
 
     def get_worker(self, name: str, pool: str) -> heartbeats_pb2.Worker:
         return self._invoke("HeartbeatService", "GetWorker", heartbeats_pb2.WorkerRef(name=name, pool=pool))

@@ -95,9 +95,13 @@ class Settings:
     prefetch_seconds: float = 10.0
     #: Seconds a dispatched run may stay un-acknowledged before it is SCHEDULED again.
     lease_seconds: float = 30.0
-    #: How far ahead schedules create runs, in seconds, and at most how many per deployment.
+    #: Runs each schedule keeps ahead (Prefect's rule): at least `schedule_min_runs` and
+    #: until `schedule_horizon_seconds` from now, at most `schedule_max_runs` and never past
+    #: `schedule_max_seconds`.
     schedule_horizon_seconds: float = 3600.0
+    schedule_min_runs: int = 3
     schedule_max_runs: int = 100
+    schedule_max_seconds: float = 8_640_000.0
     #: Seconds a stopping server waits for in-flight calls.
     shutdown_grace_seconds: float = 5.0
     #: Seconds a stopping worker lets its runs finish before it kills them.

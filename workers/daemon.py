@@ -31,7 +31,8 @@ from shiftboss.stream import WorkerStream
 from shiftboss.telemetry import current_traceparent
 from shiftboss.v1 import scheduler_pb2
 from shiftboss.workers.health import HealthServer, stream_health
-from shiftboss.workers.infrastructure import Handle, Infrastructure, RunSpec, backend_for
+from shiftboss.workers.infrastructure import Handle, Infrastructure, RunSpec, backend_for, shared_environment
+from shiftboss.workers.placeholders import fill_environment
 from shiftboss.workers.telemetry import WorkerTelemetry
 
 Worker = scheduler_pb2.WorkerMessage
@@ -176,7 +177,7 @@ class Daemon:
             if delay > 0:  # prefetched: start on time, not before
                 await asyncio.sleep(delay)
             assert self.infrastructure is not None
-            config = from_struct(dispatch.job_configuration)
+            config = fill_environment(from_struct(dispatch.job_configuration), shared_environment())
             # The flow's parent is this worker's run span when there is one (see workers/telemetry.py).
             traceparent = current_traceparent() or dispatch.traceparent
             spec = RunSpec(

@@ -68,13 +68,23 @@ FLOW_SETTINGS = frozenset({
 })
 
 
+def shared_environment() -> dict[str, str]:
+    """The worker's environment as its flows may see it: less its SHIFTBOSS_* secrets (for
+    the flow's environment, and for `{{ $VAR }}` placeholders of a job configuration)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SHIFTBOSS_") or k in FLOW_SETTINGS}
+
+
 def flow_environment(spec: RunSpec) -> dict[str, str]:
     """The flow's environment: the worker's, less its SHIFTBOSS_* secrets, then the job
     configuration's `env`, then the run's own variables. The parameters are not here: they
     reach the launcher on its standard input (`parameters_input`), whatever their size."""
     config = spec.configuration
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIFTBOSS_") or k in FLOW_SETTINGS}
-    env.update({str(k): str(v) for k, v in (config.get("env") or {}).items()})
+    env = shared_environment()
+    for key, value in (config.get("env") or {}).items():
+        if value is None:  # null unsets the variable for the flow
+            env.pop(str(key), None)
+        else:
+            env[str(key)] = str(value)
     env.update(
         SHIFTBOSS_FLOW_RUN_ID=spec.run_id,
         SHIFTBOSS_API_ADDRESS=spec.api_address,

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shiftboss.errors import InvalidArgument, NotFound
+from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound
 from shiftboss.services.heartbeats.models import WorkerRow
 from shiftboss.services.names import validate_name
 
@@ -114,11 +114,28 @@ async def next_deadline(session: AsyncSession) -> datetime | None:
     return min(deadlines) if deadlines else None
 
 
-async def list_workers(session: AsyncSession, pool: str) -> list[WorkerRow]:
-    query = select(WorkerRow).order_by(WorkerRow.pool, WorkerRow.name)
+async def list_workers(session: AsyncSession, pool: str, limit: int = 0, offset: int = 0) -> list[WorkerRow]:
+    """Latest heartbeat first, as Prefect lists workers."""
+    for field, value in (("limit", limit), ("offset", offset)):
+        if value < 0:
+            raise InvalidArgument(f"{field}: must not be negative, got {value}", field=field)
+    query = select(WorkerRow).order_by(WorkerRow.last_heartbeat.desc(), WorkerRow.pool, WorkerRow.name)
     if pool:
         query = query.where(WorkerRow.pool == pool)
+    if limit:
+        query = query.limit(limit)
+    if offset:
+        query = query.offset(offset)
     return list((await session.execute(query)).scalars())
+
+
+async def delete_worker(session: AsyncSession, pool: str, name: str) -> None:
+    """Forget a worker. One that is ONLINE holds a stream and may hold runs: refused."""
+    worker = await get_worker(session, pool, name)
+    if worker.status == "ONLINE":
+        raise FailedPrecondition(f"worker {name!r} of work pool {pool!r} is ONLINE; stop it first", field="name")
+    await session.delete(worker)
+    await session.flush()
 
 
 async def get_worker(session: AsyncSession, pool: str, name: str) -> WorkerRow:

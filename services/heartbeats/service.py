@@ -153,8 +153,13 @@ class HeartbeatService(heartbeats_pb2_grpc.HeartbeatServiceServicer):
 
     async def ListWorkers(self, request: heartbeats_pb2.ListWorkersRequest, context: Any) -> heartbeats_pb2.ListWorkersResponse:
         async with self.db.reading() as session:
-            workers = await domain.list_workers(session, request.pool)
+            workers = await domain.list_workers(session, request.pool, request.limit, request.offset)
             return heartbeats_pb2.ListWorkersResponse(workers=[worker_to_proto(w) for w in workers])
+
+    async def DeleteWorker(self, request: heartbeats_pb2.WorkerRef, context: Any) -> heartbeats_pb2.DeleteWorkerResponse:
+        async with self.db.transaction() as session:
+            await domain.delete_worker(session, request.pool, request.name)
+        return heartbeats_pb2.DeleteWorkerResponse()
 
     async def GetWorker(self, request: heartbeats_pb2.WorkerRef, context: Any) -> heartbeats_pb2.Worker:
         async with self.db.reading() as session:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import IntegrityError
 
 from shiftboss.errors import ShiftbossError
-from shiftboss.services.scheduler import deployments, states
+from shiftboss.services.scheduler import deployments, schedules, states
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.v1 import heartbeats_pb2, heartbeats_pb2_grpc, pools_pb2
 
@@ -115,7 +115,7 @@ async def follow_workers(service: SchedulerService) -> None:
     listed = await service.call(stub.ListWorkers, heartbeats_pb2.ListWorkersRequest())
     online = {f"{w.pool}/{w.name}" for w in listed.workers if w.status == heartbeats_pb2.ONLINE}
     async with service.db.reading() as db:
-        holders = {run.worker for run in await run_store.live(db) if run.worker and run.state in states.OCCUPYING}
+        holders = {run.worker for run in await run_store.live(db) if run.worker and run.state in states.ON_WORKER}
     for worker in sorted(holders - online - set(service.dispatcher.sessions)):
         await reclaim(service, worker, f"worker {worker} is offline")
     async for event in stream:
@@ -145,7 +145,11 @@ async def expire_leases(service: SchedulerService) -> None:
 
 
 async def create_scheduled_runs(service: SchedulerService) -> None:
-    """Create each deployment's runs ahead, within the horizon, once per schedule slot."""
+    """Create each deployment's runs ahead (Prefect's rule: see schedules.upcoming), once per schedule slot."""
+    settings = service.settings
+    ahead = schedules.Ahead(
+        settings.schedule_min_runs, settings.schedule_max_runs, settings.schedule_horizon_seconds, settings.schedule_max_seconds
+    )
     await service.ready.wait()
     while True:
         service.schedules_due.clear()
@@ -153,7 +157,7 @@ async def create_scheduled_runs(service: SchedulerService) -> None:
         async with service.db.reading() as db:
             rows = await deployments.list_all(db)
         for deployment in rows:
-            slots = deployments.due_slots(deployment, now, service.settings.schedule_horizon_seconds, service.settings.schedule_max_runs)
+            slots = deployments.due_slots(deployment, now, ahead)
             keys = [deployments.slot_key(s, m) for s, m in slots]
             async with service.db.reading() as db:
                 done = await run_store.existing_slots(db, keys)

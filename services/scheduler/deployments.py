@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -11,6 +11,7 @@ from sqlalchemy.orm import raiseload
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shiftboss.errors import AlreadyExists, InvalidArgument, NotFound
+from shiftboss.services.scheduler import retries as retry_policy
 from shiftboss.services.scheduler import schedules
 from shiftboss.services.scheduler.models import DeploymentRow, FlowRunRow, ScheduleRow, now_utc
 
@@ -77,15 +78,18 @@ async def list_all(session: AsyncSession, pool: str = "") -> list[DeploymentRow]
     return list((await session.execute(query)).scalars())
 
 
-def schedule_row(cron: str, tz: str, interval: float) -> ScheduleRow | None:
-    if not cron and not interval:
+def schedule_row(cron: str, tz: str, interval: float, rrule: str = "", anchor_date: str = "") -> ScheduleRow | None:
+    if anchor_date and not interval:
+        raise InvalidArgument("anchor_date: an anchor date belongs to an interval schedule", field="anchor_date")
+    if not cron and not interval and not rrule:
         return None
-    schedules.check_schedule(cron, tz, interval)
-    return ScheduleRow(cron=cron, timezone=tz or "UTC", interval_seconds=interval or 0.0, anchor=now_utc())
+    schedules.check_schedule(cron, tz, interval, rrule)
+    anchor = schedules.parse_anchor(anchor_date, tz) or now_utc()
+    return ScheduleRow(cron=cron, timezone=tz or "UTC", interval_seconds=interval or 0.0, rrule=rrule, anchor=anchor)
 
 
-def schedule_signature(rows: list[ScheduleRow]) -> list[tuple[str, str, float, bool]]:
-    return [(r.cron, r.timezone or "UTC", r.interval_seconds or 0.0, bool(r.paused)) for r in rows]
+def schedule_signature(rows: list[ScheduleRow]) -> list[tuple[str, str, float, str, bool]]:
+    return [(r.cron, r.timezone or "UTC", r.interval_seconds or 0.0, r.rrule or "", bool(r.paused)) for r in rows]
 
 
 async def drop_schedule_runs(session: AsyncSession, row: DeploymentRow) -> list[FlowRunRow]:
@@ -111,12 +115,17 @@ async def create(
     cron: str = "",
     timezone: str = "",
     interval: float = 0.0,
+    rrule: str = "",
+    anchor_date: str = "",
     description: str = "",
     tags: list[str] | None = None,
     paused: bool = False,
+    retries: int = 0,
+    retry_delay_seconds: float = 0.0,
 ) -> DeploymentRow:
     validate_name("name", name)
     validate_entrypoint(entrypoint)
+    retry_policy.check(retries, retry_delay_seconds)
     exists = (await session.execute(select(DeploymentRow.id).where(DeploymentRow.name == name))).first()
     if exists is not None:
         raise AlreadyExists(f"deployment {name!r} already exists", field="name")
@@ -130,8 +139,10 @@ async def create(
         description=description,
         tags=list(tags or []),
         paused=paused,
+        retries=retries,
+        retry_delay_seconds=retry_delay_seconds,
     )
-    schedule = schedule_row(cron, timezone, interval)
+    schedule = schedule_row(cron, timezone, interval, rrule, anchor_date)
     row.schedules = [schedule] if schedule else []
     session.add(row)
     await session.flush()
@@ -155,19 +166,21 @@ async def delete(session: AsyncSession, name: str) -> tuple[DeploymentRow, list[
     return row, waiting
 
 
-def due_slots(deployment: DeploymentRow, now: datetime, horizon: float, limit: int) -> list[tuple[ScheduleRow, datetime]]:
+def due_slots(deployment: DeploymentRow, now: datetime, ahead: schedules.Ahead) -> list[tuple[ScheduleRow, datetime]]:
+    """The runs each active schedule keeps ahead of now (Prefect's rule, schedule by schedule)."""
     if deployment.paused:
         return []
-    end = now + timedelta(seconds=horizon)
     found: list[tuple[ScheduleRow, datetime]] = []
     for schedule in deployment.schedules:
         if schedule.paused:
             continue
         anchor = schedule.anchor if schedule.anchor.tzinfo else schedule.anchor.replace(tzinfo=now.tzinfo)
-        for moment in schedules.slots(schedule.cron, schedule.timezone, schedule.interval_seconds, anchor, now, end, limit):
-            found.append((schedule, moment))
+        moments = schedules.upcoming(
+            schedule.cron, schedule.timezone, schedule.interval_seconds, schedule.rrule or "", anchor, now, ahead
+        )
+        found.extend((schedule, moment) for moment in moments)
     found.sort(key=lambda pair: pair[1])
-    return found[:limit]
+    return found
 
 
 def slot_key(schedule: ScheduleRow, moment: datetime) -> str:

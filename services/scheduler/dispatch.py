@@ -126,7 +126,7 @@ class Dispatcher:
                 continue
             if run.state in states.OCCUPYING:
                 runtime.state.occupy(run.seq, run.queue)
-            else:
+            elif run.state in states.CANDIDATE:
                 runtime.state.add_run(run.seq, run.queue, epoch(run.scheduled_start))
             self.kick(run.pool)
 
@@ -162,13 +162,14 @@ class Dispatcher:
                 core.release(run.seq)
             elif run.seq not in core:
                 core.occupy(run.seq, run.queue)
-        else:  # terminal
+        else:  # CANCELLING or ended: its slot is free; the worker holds a CANCELLING run until it stops
             if run.seq in core:
                 if core.is_occupying(run.seq):
                     core.finish(run.seq)
                 else:
                     core.remove_run(run.seq)
-            self._forget(run.seq)
+            if after in states.TERMINAL:
+                self._forget(run.seq)
         self.kick(run.pool)
 
     def _forget(self, key: int) -> None:

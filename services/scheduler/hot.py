@@ -55,10 +55,16 @@ class LiveRun:
     exit_code: int | None
     started: datetime | None
     ended: datetime | None
+    run_count: int
+    retries: int
+    retry_delay_seconds: float
+    state_name: str
 
 
 #: The columns a state change may write (see runs.record and SchedulerService.transition).
-CHANGED = ("state", "message", "worker", "lease_expires", "exit_code", "started", "ended")
+CHANGED = (
+    "state", "message", "worker", "lease_expires", "exit_code", "started", "ended", "scheduled_start", "run_count", "state_name",
+)
 #: Every column of a new run but its key, which the database assigns.
 INSERTED = [column.key for column in _RUNS.columns if column.key != "seq"]
 #: The columns a Dispatch is built from (see dispatch.dispatch_message), with those the
@@ -197,7 +203,7 @@ class PgStatements:
     _SAVE_LIVE = (
         f"WITH saved AS (UPDATE {_RUNS.name} AS r SET {_columns(f'{n} = v.{n}' for n in CHANGED)} "
         f"FROM unnest({_unnest(('seq', *CHANGED))}) AS v(seq, {_columns(CHANGED)}) WHERE r.seq = v.seq) "
-        + _history_from_arrays(9)
+        + _history_from_arrays(len(CHANGED) + 2)
     )
     _ADD_HISTORY = _history_from_arrays(1)
     _INSERT_RUNS = (

@@ -40,6 +40,9 @@ class DeploymentRow(SchedulerBase):
     tags: Mapped[list] = mapped_column(JSON, default=list)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now_utc)
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now_utc)
+    #: Times a run that FAILED or CRASHED is scheduled again, and the seconds in between.
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_delay_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
     schedules: Mapped[list[ScheduleRow]] = relationship(
         back_populates="deployment", cascade="all, delete-orphan", lazy="selectin", order_by="ScheduleRow.created"
@@ -54,6 +57,7 @@ class ScheduleRow(SchedulerBase):
     cron: Mapped[str] = mapped_column(String(255), default="")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     interval_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    rrule: Mapped[str] = mapped_column(Text, default="", server_default="")
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     anchor: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now_utc)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now_utc)
@@ -101,6 +105,13 @@ class FlowRunRow(SchedulerBase):
     #: The caller's key for the call that made it (CreateFlowRun, RunDeployment): a call
     #: retried with the same key answers this run rather than making another.
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True, nullable=True)
+    #: Times it is scheduled again after failing or crashing, and the seconds in between.
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_delay_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    #: Times it has gone RUNNING: its attempts.
+    run_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The state's name where it is not its type's (AwaitingRetry), as Prefect names states.
+    state_name: Mapped[str] = mapped_column(String(32), default="", server_default="")
 
 
 @dataclass(slots=True, eq=False)
@@ -133,6 +144,10 @@ class FlowRunDraft:
     started: datetime | None = None
     ended: datetime | None = None
     traceparent: str = ""
+    retries: int = 0
+    retry_delay_seconds: float = 0.0
+    run_count: int = 0
+    state_name: str = ""
     seq: int = 0
 
 

@@ -166,7 +166,7 @@ class OutcomeWriter(BatchWriter[Report]):
         if run is None or run.pool != session.pool or run.worker != session.key or run.lease != body.lease:
             raise not_held(body.run, body.lease)
         if report.kind == "ack":
-            if run.state not in states.OCCUPYING:  # back to SCHEDULED: the lease ran out
+            if run.state not in states.ON_WORKER:  # back to SCHEDULED: the lease ran out
                 raise not_held(body.run, body.lease)
             run.lease_expires = None
             return None

@@ -38,6 +38,13 @@ def shown_state(run: FlowRunRow, now: datetime, late_seconds: float) -> str:
     return run.state
 
 
+def state_name(run: Any, shown: str) -> str:
+    """Prefect's name of the state where it is not its type's: AwaitingRetry, Late."""
+    if run.state == states.SCHEDULED and run.state_name:
+        return run.state_name
+    return "Late" if shown == states.LATE else ""
+
+
 @dataclass(slots=True)
 class Transition:
     """One state change, as the core must see it (and watchers, see wire.transition_event)."""
@@ -56,6 +63,7 @@ def record(history: list[dict[str, Any]], run: Any, state: str, at: datetime, me
     before = run.state
     run.state = state
     run.message = message
+    run.state_name = ""
     if state in states.TERMINAL:
         run.ended = at
         run.lease_expires = None
@@ -115,13 +123,13 @@ async def by_idempotency_key(session: AsyncSession, key: str) -> FlowRunRow | No
 
 
 async def held_by(session: AsyncSession, worker: str) -> list[FlowRunRow]:
-    query = select(FlowRunRow).where(FlowRunRow.worker == worker, FlowRunRow.state.in_(states.OCCUPYING))
+    query = select(FlowRunRow).where(FlowRunRow.worker == worker, FlowRunRow.state.in_(states.ON_WORKER))
     return list((await session.execute(query)).scalars())
 
 
 async def live(session: AsyncSession) -> list[FlowRunRow]:
-    """Runs the core must know: waiting or on a worker."""
-    query = select(FlowRunRow).where(FlowRunRow.state.in_([states.SCHEDULED, *states.OCCUPYING])).order_by(FlowRunRow.seq)
+    """Runs not yet ended: waiting or on a worker."""
+    query = select(FlowRunRow).where(FlowRunRow.state.in_([states.SCHEDULED, *states.ON_WORKER])).order_by(FlowRunRow.seq)
     return list((await session.execute(query)).scalars())
 
 
@@ -146,8 +154,10 @@ async def search(
     queue: str = "",
     stored_states: list[str] | None = None,
     deployment_id: str | None = None,
+    deployment: str = "",
     until: datetime | None = None,
     limit: int = 200,
+    offset: int = 0,
     soonest_first: bool = False,
 ) -> list[FlowRunRow]:
     query = select(FlowRunRow)
@@ -159,10 +169,12 @@ async def search(
         query = query.where(FlowRunRow.state.in_(stored_states))
     if deployment_id is not None:
         query = query.where(FlowRunRow.deployment_id == deployment_id)
+    if deployment:
+        query = query.where(FlowRunRow.deployment == deployment)
     if until is not None:
         query = query.where(FlowRunRow.scheduled_start <= until)
     order = (FlowRunRow.scheduled_start, FlowRunRow.seq) if soonest_first else (FlowRunRow.scheduled_start.desc(), FlowRunRow.seq.desc())
-    return list((await session.execute(query.order_by(*order).limit(limit))).scalars())
+    return list((await session.execute(query.order_by(*order).limit(limit).offset(offset))).scalars())
 
 
 async def existing_slots(session: AsyncSession, keys: list[str]) -> set[str]:
@@ -188,9 +200,9 @@ def payload(run: FlowRunRow) -> dict[str, Any]:
 async def usage(session: AsyncSession, pool: str, queue: str = "") -> tuple[int, int]:
     """Runs of a pool (or one of its queues) on workers, and waiting."""
     query = select(FlowRunRow.state, func.count()).where(
-        FlowRunRow.pool == pool, FlowRunRow.state.in_([states.SCHEDULED, *states.OCCUPYING])
+        FlowRunRow.pool == pool, FlowRunRow.state.in_([states.SCHEDULED, *states.ON_WORKER])
     )
     if queue:
         query = query.where(FlowRunRow.queue == queue)
     counts: dict[str, int] = {state: n for state, n in (await session.execute(query.group_by(FlowRunRow.state))).all()}
-    return sum(counts.get(s, 0) for s in states.OCCUPYING), counts.get(states.SCHEDULED, 0)
+    return sum(counts.get(s, 0) for s in states.ON_WORKER), counts.get(states.SCHEDULED, 0)

@@ -16,7 +16,7 @@ from shiftboss._wire import from_struct, from_timestamp, to_timestamp
 from shiftboss.entrypoints import admitted
 from shiftboss.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
 from shiftboss.services.db import open_database, release_database
-from shiftboss.services.scheduler import background, deployments, states
+from shiftboss.services.scheduler import background, deployments, retries, states
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler.creation import DeploymentReader, RunInserter, StaleDeployment
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
@@ -215,14 +215,22 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         ended. The refusal names no lease but the one the caller sent."""
         if lease is not None and (run.lease != lease or (worker is not None and run.worker != worker)):
             raise FailedPrecondition(f"lease: {lease} is stale or not this worker's for flow run {run.id!r}", field="lease")
+        if lease is not None and retries.repeated(run, to):
+            return None
         guessed = late and worker is not None and lease is not None and run.state in (states.SCHEDULED, states.CRASHED)
         if idempotent and run.state == to:
             return None
         states.check(run.state, to, force=force or guessed)
         moment = at or now_utc()
-        change = run_store.record(history, run, to, moment, message)
+        if retries.due(run, to, force):
+            message = retries.schedule(run, now_utc(), to, message)
+            change = run_store.record(history, run, states.SCHEDULED, moment, message)
+            run.state_name = retries.AWAITING_RETRY
+        else:
+            change = run_store.record(history, run, to, moment, message)
         if to == states.RUNNING:
             run.started = moment
+            run.run_count += 1
             run.lease_expires = None
         if exit_code is not None:
             run.exit_code = exit_code
@@ -239,6 +247,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         start: datetime | None = None,
         slot: str | None = None,
         idempotency_key: str = "",
+        retry_policy: tuple[int | None, float | None] = (None, None),
     ) -> FlowRunDraft | FlowRunRow:
         """A new run, committed and in the core; with an idempotency key a run made already,
         the one that key made."""
@@ -253,6 +262,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             deployment = await self.deployment_reader.get(deployment_name)
             run = await self._new_run(deployment, queue, parameters or {}, run_variables, start, slot)
             run.idempotency_key = idempotency_key or None
+            run.retries = deployment.retries if retry_policy[0] is None else retry_policy[0]
+            run.retry_delay_seconds = deployment.retry_delay_seconds if retry_policy[1] is None else retry_policy[1]
             try:
                 await self.inserts.add(run, deployment)
             except StaleDeployment:
@@ -360,9 +371,13 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 cron=request.cron,
                 timezone=request.timezone,
                 interval=request.interval,
+                rrule=request.rrule,
+                anchor_date=request.anchor_date,
                 description=request.description,
                 tags=list(request.tags),
                 paused=request.paused,
+                retries=request.retries,
+                retry_delay_seconds=request.retry_delay_seconds,
             )
             reply = deployment_to_proto(row)
         self.schedules_due.set()
@@ -390,10 +405,17 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         secrets = frozenset[str]()
         if request.HasField("job_variables"):
             secrets = await self.check_variables(current.pool, from_struct(request.job_variables))
+        retries.check(
+            request.retries if request.HasField("retries") else current.retries,
+            request.retry_delay_seconds if request.HasField("retry_delay_seconds") else current.retry_delay_seconds,
+        )
         new_schedule = None
-        replace_schedules = request.clear_schedules or request.HasField("cron") or request.HasField("interval")
-        if request.HasField("cron") or request.HasField("interval"):
-            new_schedule = deployments.schedule_row(request.cron, request.timezone, request.interval)
+        schedule_given = request.HasField("cron") or request.HasField("interval") or request.HasField("rrule")
+        replace_schedules = request.clear_schedules or schedule_given
+        if schedule_given or request.anchor_date:
+            new_schedule = deployments.schedule_row(
+                request.cron, request.timezone, request.interval, request.rrule, request.anchor_date
+            )
         async with self.db.transaction() as session:
             row = await deployments.get(session, request.name)
             if request.HasField("entrypoint"):
@@ -406,6 +428,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 row.job_variables = self.stored_variables(secrets, from_struct(request.job_variables), row.job_variables)
             if request.HasField("description"):
                 row.description = request.description
+            if request.HasField("retries"):
+                row.retries = request.retries
+            if request.HasField("retry_delay_seconds"):
+                row.retry_delay_seconds = request.retry_delay_seconds
             dropped: list[FlowRunRow] = []
             if replace_schedules or request.HasField("queue"):  # made again, by the new schedules or in the new queue
                 dropped = await deployments.drop_schedule_runs(session, row)
@@ -426,12 +452,15 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         await self.check_queue(spec.pool, spec.queue or "default")
         await self.check_entrypoint(spec.pool, spec.entrypoint)
         secrets = await self.check_variables(spec.pool, from_struct(spec.job_variables))
+        retries.check(spec.retries, spec.retry_delay_seconds)
         rows = []
         for i, schedule in enumerate(spec.schedules):
-            if not schedule.cron and not schedule.interval:
-                raise InvalidArgument(f"schedules[{i}]: give a cron expression or an interval", field="schedules")
+            if not schedule.cron and not schedule.interval and not schedule.rrule:
+                raise InvalidArgument(f"schedules[{i}]: give a cron expression, an interval or an rrule", field="schedules")
             try:
-                row = deployments.schedule_row(schedule.cron, schedule.timezone, schedule.interval)
+                row = deployments.schedule_row(
+                    schedule.cron, schedule.timezone, schedule.interval, schedule.rrule, schedule.anchor_date
+                )
             except ShiftbossError as exc:
                 raise type(exc)(f"schedules[{i}].{exc.message}", field="schedules") from None
             assert row is not None
@@ -475,6 +504,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                     parameters=from_struct(spec.parameters),
                     job_variables=self.stored_variables(secrets, job_variables, row.job_variables if row else None),
                     description=spec.description, tags=list(spec.tags), paused=spec.paused,
+                    retries=spec.retries, retry_delay_seconds=spec.retry_delay_seconds,
                 )
                 if row is None:
                     row = await deployments.create(session, name=spec.name, **fields)
@@ -536,6 +566,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             job_variables=from_struct(request.job_variables),
             start=start,
             idempotency_key=request.idempotency_key,
+            retry_policy=retries.requested(request),
         )
         return self.to_proto(run)
 
@@ -550,6 +581,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             job_variables=from_struct(request.job_variables),
             start=start,
             idempotency_key=request.idempotency_key,
+            retry_policy=retries.requested(request),
         )
         return self.to_proto(run)
 
@@ -560,20 +592,24 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             return self.to_proto(run, await run_store.history(session, run))
 
     async def ListFlowRuns(self, request: scheduler_pb2.ListFlowRunsRequest, context: Any) -> scheduler_pb2.ListFlowRunsResponse:
-        if request.limit < 0:
-            raise InvalidArgument(f"limit: must not be negative, got {request.limit}", field="limit")
+        for field, value in (("limit", request.limit), ("offset", request.offset)):
+            if value < 0:
+                raise InvalidArgument(f"{field}: must not be negative, got {value}", field=field)
         wanted = _state_names(list(request.state))
         stored = sorted({states.SCHEDULED if s == states.LATE else s for s in wanted})
         async with self.db.reading() as session:
-            deployment_id = (await deployments.get(session, request.deployment)).id if request.deployment else None
+            # By the name its runs keep, so the runs of a deleted deployment are still found.
             rows = await run_store.search(
                 session,
                 pool=request.pool,
                 queue=request.queue,
                 stored_states=stored,
-                deployment_id=deployment_id,
+                deployment=request.deployment,
                 limit=min(request.limit or 200, MAX_LIST),
+                offset=request.offset,
             )
+            if not rows and request.deployment and not request.offset:
+                await deployments.get(session, request.deployment)  # a name never used: NOT_FOUND
         replies = [self.to_proto(r) for r in rows]
         if wanted:
             names = set(wanted)
@@ -636,6 +672,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if run.state in states.TERMINAL:
             reply.blocker, reply.message = "finished", f"the run ended {run.state}"
             return reply
+        if run.state == states.CANCELLING:
+            reply.blocker = "cancelling"
+            reply.message = f"being cancelled: its slot is free, and worker {run.worker or '?'} is stopping it"
+            return reply
         if runtime is None or run.seq not in runtime.state:
             reply.blocker, reply.message = "unknown", "the scheduler does not hold this run"
             return reply
@@ -646,6 +686,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if explained.blocker == "none" and not self.dispatcher.serves(run.pool, run.queue):
             reply.blocker = "no_worker"
             reply.message = f"no connected worker serves queue {run.queue!r} of work pool {run.pool!r}"
+        if run.state_name == retries.AWAITING_RETRY:
+            reply.message = f"{retries.describe(run)}; {reply.message}"
         return reply
 
     async def FlowRunLogs(self, request: scheduler_pb2.LogsRequest, context: Any) -> AsyncIterator[scheduler_pb2.LogLine]:

@@ -8,8 +8,12 @@ SCHEDULED, LATE, PENDING, RUNNING = "SCHEDULED", "LATE", "PENDING", "RUNNING"
 COMPLETED, FAILED, CRASHED, CANCELLING, CANCELLED = "COMPLETED", "FAILED", "CRASHED", "CANCELLING", "CANCELLED"
 
 STORED = (SCHEDULED, PENDING, RUNNING, COMPLETED, FAILED, CRASHED, CANCELLING, CANCELLED)
-#: States that hold a slot of the queue and the pool: the run is on a worker.
-OCCUPYING = frozenset({PENDING, RUNNING, CANCELLING})
+#: States that hold a slot of the queue and the pool (Prefect's work-pool rule: a run being
+#: cancelled has given its slot back, so the next run may start while it stops).
+OCCUPYING = frozenset({PENDING, RUNNING})
+#: States of a run on a worker: they count against the worker's own limit, and a worker
+#: that is lost or reconnects settles them.
+ON_WORKER = frozenset({PENDING, RUNNING, CANCELLING})
 #: States that wait in the core's waterfall.
 CANDIDATE = frozenset({SCHEDULED})
 TERMINAL = frozenset({COMPLETED, FAILED, CRASHED, CANCELLED})

@@ -20,7 +20,7 @@ nothing more.
 
 Metrics (attributes `shiftboss.pool`, `shiftboss.queue`):
   shiftboss.runs.queued              gauge   runs waiting in a queue (SCHEDULED, in the core)
-  shiftboss.pool.slots.occupied      gauge   runs holding a slot of the pool (PENDING, RUNNING, CANCELLING)
+  shiftboss.pool.slots.occupied      gauge   runs holding a slot of the pool (PENDING, RUNNING)
   shiftboss.pool.slots.limit         gauge   the pool's concurrency limit (pools that have one)
   shiftboss.queue.slots.occupied     gauge   the same per queue
   shiftboss.queue.slots.limit        gauge   the queue's concurrency limit (queues that have one)

@@ -18,8 +18,9 @@ def schedule_to_proto(schedule: ScheduleRow) -> scheduler_pb2.Schedule:
     return scheduler_pb2.Schedule(
         id=schedule.id,
         cron=schedule.cron,
-        timezone=schedule.timezone if schedule.cron else "",
+        timezone=schedule.timezone,
         interval_seconds=schedule.interval_seconds,
+        rrule=schedule.rrule or "",
         paused=schedule.paused,
         anchor=to_timestamp(schedule.anchor),
     )
@@ -40,12 +41,15 @@ def deployment_to_proto(row: DeploymentRow) -> scheduler_pb2.Deployment:
         tags=list(row.tags),
         created=to_timestamp(row.created),
         updated=to_timestamp(row.updated),
+        retries=row.retries or 0,
+        retry_delay_seconds=row.retry_delay_seconds or 0.0,
     )
 
 
 def run_to_proto(
     run: FlowRunRow | FlowRunDraft, now: datetime, late_seconds: float, history: list[StateChangeRow] | None = None
 ) -> scheduler_pb2.FlowRun:
+    shown = run_store.shown_state(run, now, late_seconds)
     message = scheduler_pb2.FlowRun(
         id=run.id,
         name=run.name,
@@ -55,7 +59,11 @@ def run_to_proto(
         parameters=to_struct(run.parameters),
         job_variables=to_struct(shown_variables(run.job_variables)),
         scheduled_start=to_timestamp(run.scheduled_start),
-        state=RunState.Value(run_store.shown_state(run, now, late_seconds)),
+        state=RunState.Value(shown),
+        state_name=run_store.state_name(run, shown),
+        run_count=run.run_count or 0,
+        retries=run.retries or 0,
+        retry_delay_seconds=run.retry_delay_seconds or 0.0,
         # A run back in its queue is nobody's, though it keeps the worker of its last lease.
         worker=run.worker.split("/", 1)[-1] if run.worker and run.state != states.SCHEDULED else "",
         created=to_timestamp(run.created),

@@ -6,13 +6,11 @@ is declared, turns the configuration into a render plan (no text scanning at ren
 time) and prepares one jsonschema validator. `compile_template` caches the result by
 the template's content, so the dispatch path never repeats that work.
 
-Rendering rules:
-- `"{{ name }}"` as a whole value takes the value with its type; with no value, the key
-  (or list item) is dropped.
-- A placeholder inside a longer string is substituted as text: strings as they are,
-  other values as JSON (`true`, `3`, `{"a": 1}`); with no value it becomes "".
-- Names that `variables` does not declare but that contain a dot (`{{ prefect.x }}`,
-  `{{ ctx.run_id }}`) belong to the runtime and are left as written.
+Merging (Prefect's rules): schema defaults (a null default is none), then the deployment's
+job variables, then the run's; `env` merges key by key, every other variable is replaced
+whole; a dot-delimited key (`"env.A": "1"`) sets one key inside a variable; an `env`
+object written out in job_configuration keeps its keys under the variable's. How
+placeholders render is in plan.py.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,110 +25,11 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from shiftboss.errors import InvalidArgument
+from shiftboss.services.templates.plan import MISSING, field_path, plan, render
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\}\}")
-_MISSING = object()
 #: Variables whose objects merge key by key across defaults, deployment and run.
 MERGED_OBJECTS = frozenset({"env"})
 CACHE_SIZE = 256
-
-
-def _path(parts: list[str | int]) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
-# ---------------------------------------------------------------- the render plan
-
-@dataclass(frozen=True, slots=True)
-class Whole:
-    """A value that is exactly one placeholder."""
-
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Text:
-    """A string with placeholders inside: literal parts and names, alternating."""
-
-    parts: tuple[str | Whole, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Mapping:
-    items: tuple[tuple[str, Any], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Sequence:
-    items: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Literal:
-    value: Any
-
-
-def _plan(value: Any, declared: set[str], path: list[str | int], used: set[str], problems: list[str]) -> Any:
-    if isinstance(value, dict):
-        return Mapping(tuple((k, _plan(v, declared, [*path, k], used, problems)) for k, v in value.items()))
-    if isinstance(value, list):
-        return Sequence(tuple(_plan(v, declared, [*path, i], used, problems) for i, v in enumerate(value)))
-    if not isinstance(value, str) or "{{" not in value:
-        return Literal(value)
-    matches = list(_PLACEHOLDER.finditer(value))
-    names = [m.group(1) for m in matches]
-    for name in names:
-        if name in declared:
-            used.add(name)
-        elif "." not in name:
-            problems.append(
-                f"base_job_template.{_path(path)}: placeholder '{{{{ {name} }}}}' is not declared in variables"
-            )
-    if len(matches) == 1 and matches[0].span() == (0, len(value)) and names[0] in declared:
-        return Whole(names[0])
-    parts: list[str | Whole] = []
-    cursor = 0
-    for match in matches:
-        parts.append(value[cursor : match.start()])
-        name = match.group(1)
-        parts.append(Whole(name) if name in declared else match.group(0))
-        cursor = match.end()
-    parts.append(value[cursor:])
-    return Text(tuple(p for p in parts if p != ""))
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _render(node: Any, values: dict[str, Any]) -> Any:
-    """The rendered value, or _MISSING when a whole placeholder has no value."""
-    kind = type(node)
-    if kind is Literal:
-        return copy.deepcopy(node.value) if isinstance(node.value, (dict, list)) else node.value
-    if kind is Whole:
-        value = values.get(node.name)
-        return _MISSING if value is None else copy.deepcopy(value)
-    if kind is Mapping:
-        out = {}
-        for key, child in node.items:
-            rendered = _render(child, values)
-            if rendered is not _MISSING:
-                out[key] = rendered
-        return out
-    if kind is Sequence:
-        return [r for r in (_render(child, values) for child in node.items) if r is not _MISSING]
-    pieces = []
-    for part in node.parts:
-        if type(part) is Whole:
-            value = values.get(part.name)
-            pieces.append("" if value is None else _as_text(value))
-        else:
-            pieces.append(part)
-    return "".join(pieces)
 
 
 # ---------------------------------------------------------------- compiled templates
@@ -146,6 +44,8 @@ class CompiledTemplate:
     validator: Draft202012Validator = field(repr=False)
     #: Variables whose values are secret ("format": "password" or "writeOnly": true).
     secrets: frozenset[str] = frozenset()
+    #: job_configuration.env is an object written out, not a placeholder
+    literal_env: bool = False
 
     def merge(
         self,
@@ -159,7 +59,7 @@ class CompiledTemplate:
         problems = []
         for source, given in (("deployment job_variables", deployment_variables), ("run job_variables", run_variables)):
             for name in given or {}:
-                if name not in declared:
+                if _root(name, declared) not in declared:
                     problems.append(
                         f"{source}: unknown variable {name!r} (declared: {', '.join(sorted(declared)) or 'none'})"
                     )
@@ -167,17 +67,17 @@ class CompiledTemplate:
             raise InvalidArgument("; ".join(problems), field="job_variables", details=problems)
         values = copy.deepcopy(self.defaults)
         for given in (deployment_variables or {}, run_variables or {}):
-            for name, value in given.items():
+            for name, value in expand_dotted(given, declared).items():
                 if name in MERGED_OBJECTS and isinstance(value, dict) and isinstance(values.get(name), dict):
                     values[name] = {**values[name], **value}
                 else:
-                    values[name] = copy.deepcopy(value)
+                    values[name] = value
         present = {k: v for k, v in values.items() if v is not None}
         errors = sorted(self.validator.iter_errors(present), key=lambda e: list(e.absolute_path))
         if leave_required:
             errors = [e for e in errors if e.validator != "required"]
         if errors:
-            found = [f"job_variables.{_path(list(e.absolute_path)) or '(root)'}: {self._message(e)}" for e in errors]
+            found = [f"job_variables.{field_path(list(e.absolute_path)) or '(root)'}: {self._message(e)}" for e in errors]
             raise InvalidArgument("; ".join(found), field="job_variables", details=found)
         return values
 
@@ -191,8 +91,47 @@ class CompiledTemplate:
         return self.render_values(self.merge(deployment_variables, run_variables))
 
     def render_values(self, values: dict[str, Any]) -> dict[str, Any]:
-        rendered = _render(self.plan, values)
-        return {} if rendered is _MISSING else rendered
+        rendered = render(self.plan, values)
+        if rendered is MISSING:
+            return {}
+        env = values.get("env")
+        if self.literal_env and isinstance(env, dict) and isinstance(rendered.get("env"), dict):
+            # Prefect's rule for an `env` object written in the configuration: its keys,
+            # then the variable's (default < deployment < run), which win.
+            rendered["env"] = {**rendered["env"], **copy.deepcopy(env)}
+        return rendered
+
+
+def _root(name: str, declared: set[str]) -> str:
+    return name if name in declared or "." not in name else name.split(".", 1)[0]
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+    return out
+
+
+def expand_dotted(given: dict[str, Any], declared: set[str]) -> dict[str, Any]:
+    """Prefect's dot-delimited job variables: `{"env.A": "1"}` sets key A of `env`. A key
+    written nested wins over the same key written dotted."""
+    out: dict[str, Any] = {}
+    for key, value in given.items():
+        if _root(key, declared) != key:
+            node = out
+            *parents, last = key.split(".")
+            for part in parents:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = node[part] = {}
+                node = child
+            node[last] = copy.deepcopy(value)
+    for key, value in given.items():
+        if _root(key, declared) == key:
+            nested = out.get(key)
+            out[key] = _deep_merge(nested, value) if isinstance(nested, dict) and isinstance(value, dict) else copy.deepcopy(value)
+    return out
 
 
 def is_secret(spec: Any) -> bool:
@@ -218,7 +157,7 @@ def validate_template(template: Any) -> CompiledTemplate:
         raise InvalidArgument("; ".join(problems), field="base_job_template", details=problems)
     meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
     for error in sorted(meta.iter_errors(variables), key=lambda e: list(e.absolute_path)):
-        where = _path(["base_job_template", "variables", *error.absolute_path])
+        where = field_path(["base_job_template", "variables", *error.absolute_path])
         problems.append(f"{where}: {error.message}")
     if variables.get("type") != "object":
         problems.append("base_job_template.variables.type: must be 'object'")
@@ -227,22 +166,22 @@ def validate_template(template: Any) -> CompiledTemplate:
         problems.append("base_job_template.variables.properties: must be an object declaring the variables")
         properties = {}
     used: set[str] = set()
-    plan = _plan(configuration, set(properties), ["job_configuration"], used, problems)
+    compiled_plan = plan(configuration, set(properties), ["job_configuration"], used, problems)
     if problems:
         raise InvalidArgument("; ".join(problems), field="base_job_template", details=problems)
+    # A null default counts as no default (Prefect's rule): its placeholders drop their keys.
     defaults = {
         name: copy.deepcopy(spec["default"])
         for name, spec in properties.items()
-        if isinstance(spec, dict) and "default" in spec
+        if isinstance(spec, dict) and spec.get("default") is not None
     }
     validator = Draft202012Validator(variables)
     # A default its own schema refuses would fail every deployment of the pool with an error
     # about a value its user never gave: refused here, naming the variable. (What is
     # required may be left to the deployment or the run.)
-    present = {k: v for k, v in defaults.items() if v is not None}
-    for error in sorted(validator.iter_errors(present), key=lambda e: list(e.absolute_path)):
+    for error in sorted(validator.iter_errors(defaults), key=lambda e: list(e.absolute_path)):
         if error.validator != "required" and error.absolute_path:
-            where = _path(["base_job_template", "variables", "properties", error.absolute_path[0], "default", *list(error.absolute_path)[1:]])
+            where = field_path(["base_job_template", "variables", "properties", error.absolute_path[0], "default", *list(error.absolute_path)[1:]])
             problems.append(f"{where}: {error.message}")
     secrets = frozenset(name for name, spec in properties.items() if is_secret(spec))
     for name in sorted(secrets & set(defaults)):
@@ -257,9 +196,10 @@ def validate_template(template: Any) -> CompiledTemplate:
         variables=tuple(properties),
         placeholders=tuple(sorted(used)),
         defaults=defaults,
-        plan=plan,
+        plan=compiled_plan,
         validator=validator,
         secrets=secrets,
+        literal_env=isinstance(configuration.get("env"), dict),
     )
 
 

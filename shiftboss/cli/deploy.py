@@ -23,6 +23,7 @@ anything is sent, and the server applies every deployment in one transaction.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,9 @@ from shiftboss.v1 import scheduler_pb2
 SKIPPED_TOP = {"name", "prefect-version", "build", "push", "pull"}
 SKIPPED_DEPLOYMENT = {"version", "build", "push", "pull"}
 DEPLOYMENT_KEYS = {"name", "entrypoint", "description", "tags", "parameters", "paused", "work_pool", "pool", "queue",
-                   "job_variables", "schedules", "schedule"}
+                   "job_variables", "schedules", "schedule", "retries", "retry_delay_seconds"}
 WORK_POOL_KEYS = {"name", "work_queue_name", "job_variables"}
-SCHEDULE_KEYS = {"cron", "timezone", "interval", "active", "paused"}
+SCHEDULE_KEYS = {"cron", "timezone", "interval", "rrule", "anchor_date", "active", "paused"}
 
 
 class SpecError(click.ClickException):
@@ -62,7 +63,7 @@ def _expect(where: str, value: Any, kind: type | tuple[type, ...], what: str, pr
 
 
 def schedule_spec(where: str, raw: Any, problems: list[str]) -> scheduler_pb2.ScheduleSpec | None:
-    if not _expect(where, raw, dict, "a mapping with cron or interval", problems):
+    if not _expect(where, raw, dict, "a mapping with cron, interval or rrule", problems):
         return None
     _unknown(where, raw, SCHEDULE_KEYS, problems)
     spec = scheduler_pb2.ScheduleSpec()
@@ -72,6 +73,12 @@ def schedule_spec(where: str, raw: Any, problems: list[str]) -> scheduler_pb2.Sc
         spec.timezone = raw["timezone"]
     if "interval" in raw and _expect(f"{where}.interval", raw["interval"], (int, float), "a number of seconds", problems):
         spec.interval = float(raw["interval"])
+    if "rrule" in raw and _expect(f"{where}.rrule", raw["rrule"], str, "an RRULE", problems):
+        spec.rrule = raw["rrule"]
+    if "anchor_date" in raw:  # YAML reads an unquoted timestamp as a datetime
+        anchor = raw["anchor_date"]
+        if _expect(f"{where}.anchor_date", anchor, (str, datetime), "an ISO 8601 date and time", problems):
+            spec.anchor_date = anchor.isoformat() if isinstance(anchor, datetime) else anchor
     if "active" in raw and _expect(f"{where}.active", raw["active"], bool, "true or false", problems):
         spec.paused = not raw["active"]
     if "paused" in raw and _expect(f"{where}.paused", raw["paused"], bool, "true or false", problems):
@@ -92,6 +99,10 @@ def deployment_spec(where: str, raw: Any, problems: list[str]) -> scheduler_pb2.
             problems.append(f"{where}.{key}: required")
     if "paused" in raw and _expect(f"{where}.paused", raw["paused"], bool, "true or false", problems):
         spec.paused = raw["paused"]
+    if "retries" in raw and _expect(f"{where}.retries", raw["retries"], int, "a whole number", problems):
+        spec.retries = raw["retries"]
+    if "retry_delay_seconds" in raw and _expect(f"{where}.retry_delay_seconds", raw["retry_delay_seconds"], (int, float), "a number of seconds", problems):
+        spec.retry_delay_seconds = float(raw["retry_delay_seconds"])
     if "tags" in raw and _expect(f"{where}.tags", raw["tags"], list, "a list of text", problems):
         spec.tags.extend(str(tag) for tag in raw["tags"])
     if raw.get("parameters") is not None and _expect(f"{where}.parameters", raw["parameters"], dict, "a mapping", problems):

@@ -27,7 +27,7 @@ from shiftboss.v1 import cli_pb2 as shiftboss_dot_v1_dot_cli__pb2
 from shiftboss.v1 import common_pb2 as shiftboss_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshiftboss/v1/heartbeats.proto\x12\x0cshiftboss.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16shiftboss/v1/cli.proto\x1a\x19shiftboss/v1/common.proto\"\x98\x02\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0e\n\x06queues\x18\x05 \x03(\t\x12*\n\x06status\x18\x06 \x01(\x0e\x32\x1a.shiftboss.v1.WorkerStatus\x12\x32\n\x0elast_heartbeat\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tin_flight\x18\t \x01(\x05\x12\r\n\x05limit\x18\n \x01(\x05\x12\x19\n\x11heartbeat_seconds\x18\x0b \x01(\x01\"\xc5\x01\n\nWorkerBeat\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0e\n\x06queues\x18\x05 \x03(\t\x12\x11\n\tin_flight\x18\x06 \x01(\x05\x12\r\n\x05limit\x18\x07 \x01(\x05\x12\x19\n\x11heartbeat_seconds\x18\x08 \x01(\x01\x12&\n\x02\x61t\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04gone\x18\n \x01(\x08\"6\n\x0b\x42\x65\x61tRequest\x12\'\n\x05\x62\x65\x61ts\x18\x01 \x03(\x0b\x32\x18.shiftboss.v1.WorkerBeat\",\n\x0bRefusedBeat\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\":\n\x0c\x42\x65\x61tResponse\x12*\n\x07refused\x18\x01 \x03(\x0b\x32\x19.shiftboss.v1.RefusedBeat\"+\n\x12ListWorkersRequest\x12\x15\n\x04pool\x18\x01 \x01(\tB\x07\xb2\xd4\x18\x03\x1a\x01p\"<\n\x13ListWorkersResponse\x12%\n\x07workers\x18\x01 \x03(\x0b\x32\x14.shiftboss.v1.Worker\"8\n\tWorkerRef\x12\x14\n\x04name\x18\x01 \x01(\tB\x06\xb2\xd4\x18\x02\x08\x01\x12\x15\n\x04pool\x18\x02 \x01(\tB\x07\xb2\xd4\x18\x03\x1a\x01p\"\x14\n\x12\x43ountOnlineRequest\"\x83\x01\n\x13\x43ountOnlineResponse\x12=\n\x06online\x18\x01 \x03(\x0b\x32-.shiftboss.v1.CountOnlineResponse.OnlineEntry\x1a-\n\x0bOnlineEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\x15\n\x13WatchWorkersRequest\"3\n\x0bWorkerEvent\x12$\n\x06worker\x18\x01 \x01(\x0b\x32\x14.shiftboss.v1.Worker*F\n\x0cWorkerStatus\x12\x1d\n\x19WORKER_STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06ONLINE\x10\x01\x12\x0b\n\x07OFFLINE\x10\x02\x32\xa3\x04\n\x10HeartbeatService\x12\x43\n\x04\x42\x65\x61t\x12\x19.shiftboss.v1.BeatRequest\x1a\x1a.shiftboss.v1.BeatResponse\"\x04\xb8\xd4\x18\x04\x12\xb9\x01\n\x0bListWorkers\x12 .shiftboss.v1.ListWorkersRequest\x1a!.shiftboss.v1.ListWorkersResponse\"e\xaa\xd4\x18]\n\tworker ls\x12\x07workers\x1a\x04name\x1a\x04pool\x1a\x06status\x1a\x0elast_heartbeat\x1a\tin_flight\x1a\x05limit\x1a\x06queues(\x01\x32\x07Workers\xb8\xd4\x18\x02\x12^\n\tGetWorker\x12\x17.shiftboss.v1.WorkerRef\x1a\x14.shiftboss.v1.Worker\"\"\xaa\xd4\x18\x1a\n\x0eworker inspect(\x01\x32\x06Worker\xb8\xd4\x18\x02\x12X\n\x0b\x43ountOnline\x12 .shiftboss.v1.CountOnlineRequest\x1a!.shiftboss.v1.CountOnlineResponse\"\x04\xb8\xd4\x18\x02\x12T\n\x0cWatchWorkers\x12!.shiftboss.v1.WatchWorkersRequest\x1a\x19.shiftboss.v1.WorkerEvent\"\x04\xb8\xd4\x18\x02\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshiftboss/v1/heartbeats.proto\x12\x0cshiftboss.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16shiftboss/v1/cli.proto\x1a\x19shiftboss/v1/common.proto\"\x98\x02\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0e\n\x06queues\x18\x05 \x03(\t\x12*\n\x06status\x18\x06 \x01(\x0e\x32\x1a.shiftboss.v1.WorkerStatus\x12\x32\n\x0elast_heartbeat\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tin_flight\x18\t \x01(\x05\x12\r\n\x05limit\x18\n \x01(\x05\x12\x19\n\x11heartbeat_seconds\x18\x0b \x01(\x01\"\xc5\x01\n\nWorkerBeat\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0e\n\x06queues\x18\x05 \x03(\t\x12\x11\n\tin_flight\x18\x06 \x01(\x05\x12\r\n\x05limit\x18\x07 \x01(\x05\x12\x19\n\x11heartbeat_seconds\x18\x08 \x01(\x01\x12&\n\x02\x61t\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04gone\x18\n \x01(\x08\"6\n\x0b\x42\x65\x61tRequest\x12\'\n\x05\x62\x65\x61ts\x18\x01 \x03(\x0b\x32\x18.shiftboss.v1.WorkerBeat\",\n\x0bRefusedBeat\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\":\n\x0c\x42\x65\x61tResponse\x12*\n\x07refused\x18\x01 \x03(\x0b\x32\x19.shiftboss.v1.RefusedBeat\"J\n\x12ListWorkersRequest\x12\x15\n\x04pool\x18\x01 \x01(\tB\x07\xb2\xd4\x18\x03\x1a\x01p\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x05\"<\n\x13ListWorkersResponse\x12%\n\x07workers\x18\x01 \x03(\x0b\x32\x14.shiftboss.v1.Worker\"8\n\tWorkerRef\x12\x14\n\x04name\x18\x01 \x01(\tB\x06\xb2\xd4\x18\x02\x08\x01\x12\x15\n\x04pool\x18\x02 \x01(\tB\x07\xb2\xd4\x18\x03\x1a\x01p\"\x16\n\x14\x44\x65leteWorkerResponse\"\x14\n\x12\x43ountOnlineRequest\"\x83\x01\n\x13\x43ountOnlineResponse\x12=\n\x06online\x18\x01 \x03(\x0b\x32-.shiftboss.v1.CountOnlineResponse.OnlineEntry\x1a-\n\x0bOnlineEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\x15\n\x13WatchWorkersRequest\"3\n\x0bWorkerEvent\x12$\n\x06worker\x18\x01 \x01(\x0b\x32\x14.shiftboss.v1.Worker*F\n\x0cWorkerStatus\x12\x1d\n\x19WORKER_STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06ONLINE\x10\x01\x12\x0b\n\x07OFFLINE\x10\x02\x32\xb9\x05\n\x10HeartbeatService\x12\x43\n\x04\x42\x65\x61t\x12\x19.shiftboss.v1.BeatRequest\x1a\x1a.shiftboss.v1.BeatResponse\"\x04\xb8\xd4\x18\x04\x12\xb9\x01\n\x0bListWorkers\x12 .shiftboss.v1.ListWorkersRequest\x1a!.shiftboss.v1.ListWorkersResponse\"e\xaa\xd4\x18]\n\tworker ls\x12\x07workers\x1a\x04name\x1a\x04pool\x1a\x06status\x1a\x0elast_heartbeat\x1a\tin_flight\x1a\x05limit\x1a\x06queues(\x01\x32\x07Workers\xb8\xd4\x18\x02\x12\x93\x01\n\x0c\x44\x65leteWorker\x12\x17.shiftboss.v1.WorkerRef\x1a\".shiftboss.v1.DeleteWorkerResponse\"F\xaa\xd4\x18>\n\rworker delete\"-Deleted worker \'{name}\' of work pool \'{pool}\'\xb8\xd4\x18\x01\x12^\n\tGetWorker\x12\x17.shiftboss.v1.WorkerRef\x1a\x14.shiftboss.v1.Worker\"\"\xaa\xd4\x18\x1a\n\x0eworker inspect(\x01\x32\x06Worker\xb8\xd4\x18\x02\x12X\n\x0b\x43ountOnline\x12 .shiftboss.v1.CountOnlineRequest\x1a!.shiftboss.v1.CountOnlineResponse\"\x04\xb8\xd4\x18\x02\x12T\n\x0cWatchWorkers\x12!.shiftboss.v1.WatchWorkersRequest\x1a\x19.shiftboss.v1.WorkerEvent\"\x04\xb8\xd4\x18\x02\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,14 +46,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATSERVICE'].methods_by_name['Beat']._serialized_options = b'\270\324\030\004'
   _globals['_HEARTBEATSERVICE'].methods_by_name['ListWorkers']._loaded_options = None
   _globals['_HEARTBEATSERVICE'].methods_by_name['ListWorkers']._serialized_options = b'\252\324\030]\n\tworker ls\022\007workers\032\004name\032\004pool\032\006status\032\016last_heartbeat\032\tin_flight\032\005limit\032\006queues(\0012\007Workers\270\324\030\002'
+  _globals['_HEARTBEATSERVICE'].methods_by_name['DeleteWorker']._loaded_options = None
+  _globals['_HEARTBEATSERVICE'].methods_by_name['DeleteWorker']._serialized_options = b'\252\324\030>\n\rworker delete\"-Deleted worker \'{name}\' of work pool \'{pool}\'\270\324\030\001'
   _globals['_HEARTBEATSERVICE'].methods_by_name['GetWorker']._loaded_options = None
   _globals['_HEARTBEATSERVICE'].methods_by_name['GetWorker']._serialized_options = b'\252\324\030\032\n\016worker inspect(\0012\006Worker\270\324\030\002'
   _globals['_HEARTBEATSERVICE'].methods_by_name['CountOnline']._loaded_options = None
   _globals['_HEARTBEATSERVICE'].methods_by_name['CountOnline']._serialized_options = b'\270\324\030\002'
   _globals['_HEARTBEATSERVICE'].methods_by_name['WatchWorkers']._loaded_options = None
   _globals['_HEARTBEATSERVICE'].methods_by_name['WatchWorkers']._serialized_options = b'\270\324\030\002'
-  _globals['_WORKERSTATUS']._serialized_start=1173
-  _globals['_WORKERSTATUS']._serialized_end=1243
+  _globals['_WORKERSTATUS']._serialized_start=1228
+  _globals['_WORKERSTATUS']._serialized_end=1298
   _globals['_WORKER']._serialized_start=132
   _globals['_WORKER']._serialized_end=412
   _globals['_WORKERBEAT']._serialized_start=415
@@ -65,21 +67,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BEATRESPONSE']._serialized_start=716
   _globals['_BEATRESPONSE']._serialized_end=774
   _globals['_LISTWORKERSREQUEST']._serialized_start=776
-  _globals['_LISTWORKERSREQUEST']._serialized_end=819
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=821
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=881
-  _globals['_WORKERREF']._serialized_start=883
-  _globals['_WORKERREF']._serialized_end=939
-  _globals['_COUNTONLINEREQUEST']._serialized_start=941
-  _globals['_COUNTONLINEREQUEST']._serialized_end=961
-  _globals['_COUNTONLINERESPONSE']._serialized_start=964
-  _globals['_COUNTONLINERESPONSE']._serialized_end=1095
-  _globals['_COUNTONLINERESPONSE_ONLINEENTRY']._serialized_start=1050
-  _globals['_COUNTONLINERESPONSE_ONLINEENTRY']._serialized_end=1095
-  _globals['_WATCHWORKERSREQUEST']._serialized_start=1097
-  _globals['_WATCHWORKERSREQUEST']._serialized_end=1118
-  _globals['_WORKEREVENT']._serialized_start=1120
-  _globals['_WORKEREVENT']._serialized_end=1171
-  _globals['_HEARTBEATSERVICE']._serialized_start=1246
-  _globals['_HEARTBEATSERVICE']._serialized_end=1793
+  _globals['_LISTWORKERSREQUEST']._serialized_end=850
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=852
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=912
+  _globals['_WORKERREF']._serialized_start=914
+  _globals['_WORKERREF']._serialized_end=970
+  _globals['_DELETEWORKERRESPONSE']._serialized_start=972
+  _globals['_DELETEWORKERRESPONSE']._serialized_end=994
+  _globals['_COUNTONLINEREQUEST']._serialized_start=996
+  _globals['_COUNTONLINEREQUEST']._serialized_end=1016
+  _globals['_COUNTONLINERESPONSE']._serialized_start=1019
+  _globals['_COUNTONLINERESPONSE']._serialized_end=1150
+  _globals['_COUNTONLINERESPONSE_ONLINEENTRY']._serialized_start=1105
+  _globals['_COUNTONLINERESPONSE_ONLINEENTRY']._serialized_end=1150
+  _globals['_WATCHWORKERSREQUEST']._serialized_start=1152
+  _globals['_WATCHWORKERSREQUEST']._serialized_end=1173
+  _globals['_WORKEREVENT']._serialized_start=1175
+  _globals['_WORKEREVENT']._serialized_end=1226
+  _globals['_HEARTBEATSERVICE']._serialized_start=1301
+  _globals['_HEARTBEATSERVICE']._serialized_end=1998
 # @@protoc_insertion_point(module_scope)

@@ -92,10 +92,14 @@ class BeatResponse(_message.Message):
     def __init__(self, refused: _Optional[_Iterable[_Union[RefusedBeat, _Mapping]]] = ...) -> None: ...
 
 class ListWorkersRequest(_message.Message):
-    __slots__ = ("pool",)
+    __slots__ = ("pool", "limit", "offset")
     POOL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     pool: str
-    def __init__(self, pool: _Optional[str] = ...) -> None: ...
+    limit: int
+    offset: int
+    def __init__(self, pool: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class ListWorkersResponse(_message.Message):
     __slots__ = ("workers",)
@@ -110,6 +114,10 @@ class WorkerRef(_message.Message):
     name: str
     pool: str
     def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ...) -> None: ...
+
+class DeleteWorkerResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class CountOnlineRequest(_message.Message):
     __slots__ = ()

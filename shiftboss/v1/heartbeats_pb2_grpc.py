@@ -44,6 +44,11 @@ class HeartbeatServiceStub:
                 request_serializer=shiftboss_dot_v1_dot_heartbeats__pb2.ListWorkersRequest.SerializeToString,
                 response_deserializer=shiftboss_dot_v1_dot_heartbeats__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.DeleteWorker = channel.unary_unary(
+                '/shiftboss.v1.HeartbeatService/DeleteWorker',
+                request_serializer=shiftboss_dot_v1_dot_heartbeats__pb2.WorkerRef.SerializeToString,
+                response_deserializer=shiftboss_dot_v1_dot_heartbeats__pb2.DeleteWorkerResponse.FromString,
+                _registered_method=True)
         self.GetWorker = channel.unary_unary(
                 '/shiftboss.v1.HeartbeatService/GetWorker',
                 request_serializer=shiftboss_dot_v1_dot_heartbeats__pb2.WorkerRef.SerializeToString,
@@ -72,7 +77,14 @@ class HeartbeatServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListWorkers(self, request, context):
-        """List the workers of a pool with their status.
+        """List the workers of a pool with their status, latest heartbeat first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWorker(self, request, context):
+        """Forget an OFFLINE worker (a worker that is ONLINE must be stopped first).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +123,11 @@ def add_HeartbeatServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=shiftboss_dot_v1_dot_heartbeats__pb2.ListWorkersRequest.FromString,
                     response_serializer=shiftboss_dot_v1_dot_heartbeats__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'DeleteWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWorker,
+                    request_deserializer=shiftboss_dot_v1_dot_heartbeats__pb2.WorkerRef.FromString,
+                    response_serializer=shiftboss_dot_v1_dot_heartbeats__pb2.DeleteWorkerResponse.SerializeToString,
             ),
             'GetWorker': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorker,
@@ -182,6 +199,33 @@ class HeartbeatService:
             '/shiftboss.v1.HeartbeatService/ListWorkers',
             shiftboss_dot_v1_dot_heartbeats__pb2.ListWorkersRequest.SerializeToString,
             shiftboss_dot_v1_dot_heartbeats__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shiftboss.v1.HeartbeatService/DeleteWorker',
+            shiftboss_dot_v1_dot_heartbeats__pb2.WorkerRef.SerializeToString,
+            shiftboss_dot_v1_dot_heartbeats__pb2.DeleteWorkerResponse.FromString,
             options,
             channel_credentials,
             insecure,

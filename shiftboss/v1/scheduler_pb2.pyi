@@ -37,23 +37,25 @@ CANCELLING: RunState
 CANCELLED: RunState
 
 class Schedule(_message.Message):
-    __slots__ = ("id", "cron", "timezone", "interval_seconds", "paused", "anchor")
+    __slots__ = ("id", "cron", "timezone", "interval_seconds", "paused", "anchor", "rrule")
     ID_FIELD_NUMBER: _ClassVar[int]
     CRON_FIELD_NUMBER: _ClassVar[int]
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
     ANCHOR_FIELD_NUMBER: _ClassVar[int]
+    RRULE_FIELD_NUMBER: _ClassVar[int]
     id: str
     cron: str
     timezone: str
     interval_seconds: float
     paused: bool
     anchor: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval_seconds: _Optional[float] = ..., paused: _Optional[bool] = ..., anchor: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    rrule: str
+    def __init__(self, id: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval_seconds: _Optional[float] = ..., paused: _Optional[bool] = ..., anchor: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rrule: _Optional[str] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("id", "name", "entrypoint", "pool", "queue", "parameters", "job_variables", "schedules", "paused", "description", "tags", "created", "updated")
+    __slots__ = ("id", "name", "entrypoint", "pool", "queue", "parameters", "job_variables", "schedules", "paused", "description", "tags", "created", "updated", "retries", "retry_delay_seconds")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +69,8 @@ class Deployment(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     UPDATED_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    RETRY_DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     entrypoint: str
@@ -80,7 +84,9 @@ class Deployment(_message.Message):
     tags: _containers.RepeatedScalarFieldContainer[str]
     created: _timestamp_pb2.Timestamp
     updated: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., pool: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ..., paused: _Optional[bool] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    retries: int
+    retry_delay_seconds: float
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., pool: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ..., paused: _Optional[bool] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retries: _Optional[int] = ..., retry_delay_seconds: _Optional[float] = ...) -> None: ...
 
 class StateChange(_message.Message):
     __slots__ = ("state", "at", "message")
@@ -93,7 +99,7 @@ class StateChange(_message.Message):
     def __init__(self, state: _Optional[_Union[RunState, str]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class FlowRun(_message.Message):
-    __slots__ = ("id", "name", "deployment", "pool", "queue", "parameters", "job_variables", "scheduled_start", "state", "history", "worker", "exit_code", "created", "entrypoint", "job_configuration", "message")
+    __slots__ = ("id", "name", "deployment", "pool", "queue", "parameters", "job_variables", "scheduled_start", "state", "history", "worker", "exit_code", "created", "entrypoint", "job_configuration", "message", "state_name", "run_count", "retries", "retry_delay_seconds")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +116,10 @@ class FlowRun(_message.Message):
     ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
     JOB_CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STATE_NAME_FIELD_NUMBER: _ClassVar[int]
+    RUN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    RETRY_DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     deployment: str
@@ -126,10 +136,14 @@ class FlowRun(_message.Message):
     entrypoint: str
     job_configuration: _struct_pb2.Struct
     message: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., deployment: _Optional[str] = ..., pool: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., scheduled_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[RunState, str]] = ..., history: _Optional[_Iterable[_Union[StateChange, _Mapping]]] = ..., worker: _Optional[str] = ..., exit_code: _Optional[int] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., entrypoint: _Optional[str] = ..., job_configuration: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...
+    state_name: str
+    run_count: int
+    retries: int
+    retry_delay_seconds: float
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., deployment: _Optional[str] = ..., pool: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., scheduled_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[RunState, str]] = ..., history: _Optional[_Iterable[_Union[StateChange, _Mapping]]] = ..., worker: _Optional[str] = ..., exit_code: _Optional[int] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., entrypoint: _Optional[str] = ..., job_configuration: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., message: _Optional[str] = ..., state_name: _Optional[str] = ..., run_count: _Optional[int] = ..., retries: _Optional[int] = ..., retry_delay_seconds: _Optional[float] = ...) -> None: ...
 
 class CreateDeploymentRequest(_message.Message):
-    __slots__ = ("name", "pool", "entrypoint", "queue", "parameters", "job_variables", "cron", "timezone", "interval", "description", "tags", "paused")
+    __slots__ = ("name", "pool", "entrypoint", "queue", "parameters", "job_variables", "cron", "timezone", "interval", "description", "tags", "paused", "rrule", "anchor_date", "retries", "retry_delay_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +156,10 @@ class CreateDeploymentRequest(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
+    RRULE_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_DATE_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    RETRY_DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     pool: str
     entrypoint: str
@@ -154,7 +172,11 @@ class CreateDeploymentRequest(_message.Message):
     description: str
     tags: _containers.RepeatedScalarFieldContainer[str]
     paused: bool
-    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., entrypoint: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., paused: _Optional[bool] = ...) -> None: ...
+    rrule: str
+    anchor_date: str
+    retries: int
+    retry_delay_seconds: float
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., entrypoint: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., paused: _Optional[bool] = ..., rrule: _Optional[str] = ..., anchor_date: _Optional[str] = ..., retries: _Optional[int] = ..., retry_delay_seconds: _Optional[float] = ...) -> None: ...
 
 class DeploymentRef(_message.Message):
     __slots__ = ("name",)
@@ -175,7 +197,7 @@ class ListDeploymentsResponse(_message.Message):
     def __init__(self, deployments: _Optional[_Iterable[_Union[Deployment, _Mapping]]] = ...) -> None: ...
 
 class UpdateDeploymentRequest(_message.Message):
-    __slots__ = ("name", "entrypoint", "queue", "parameters", "job_variables", "description", "cron", "timezone", "interval", "clear_schedules")
+    __slots__ = ("name", "entrypoint", "queue", "parameters", "job_variables", "description", "cron", "timezone", "interval", "clear_schedules", "rrule", "anchor_date", "retries", "retry_delay_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +208,10 @@ class UpdateDeploymentRequest(_message.Message):
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     CLEAR_SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    RRULE_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_DATE_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    RETRY_DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     entrypoint: str
     queue: str
@@ -196,10 +222,14 @@ class UpdateDeploymentRequest(_message.Message):
     timezone: str
     interval: float
     clear_schedules: bool
-    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., description: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., clear_schedules: _Optional[bool] = ...) -> None: ...
+    rrule: str
+    anchor_date: str
+    retries: int
+    retry_delay_seconds: float
+    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., description: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., clear_schedules: _Optional[bool] = ..., rrule: _Optional[str] = ..., anchor_date: _Optional[str] = ..., retries: _Optional[int] = ..., retry_delay_seconds: _Optional[float] = ...) -> None: ...
 
 class RunDeploymentRequest(_message.Message):
-    __slots__ = ("name", "parameters", "job_variables", "start_in", "start_at", "queue", "idempotency_key")
+    __slots__ = ("name", "parameters", "job_variables", "start_in", "start_at", "queue", "idempotency_key", "retries", "retry_delay_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     JOB_VARIABLES_FIELD_NUMBER: _ClassVar[int]
@@ -207,6 +237,8 @@ class RunDeploymentRequest(_message.Message):
     START_AT_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    RETRY_DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     parameters: _struct_pb2.Struct
     job_variables: _struct_pb2.Struct
@@ -214,10 +246,12 @@ class RunDeploymentRequest(_message.Message):
     start_at: str
     queue: str
     idempotency_key: str
-    def __init__(self, name: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., start_in: _Optional[float] = ..., start_at: _Optional[str] = ..., queue: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    retries: int
+    retry_delay_seconds: float
+    def __init__(self, name: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., start_in: _Optional[float] = ..., start_at: _Optional[str] = ..., queue: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., retries: _Optional[int] = ..., retry_delay_seconds: _Optional[float] = ...) -> None: ...
 
 class CreateFlowRunRequest(_message.Message):
-    __slots__ = ("deployment", "queue", "parameters", "job_variables", "start_in", "start_at", "idempotency_key")
+    __slots__ = ("deployment", "queue", "parameters", "job_variables", "start_in", "start_at", "idempotency_key", "retries", "retry_delay_seconds")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +259,8 @@ class CreateFlowRunRequest(_message.Message):
     START_IN_FIELD_NUMBER: _ClassVar[int]
     START_AT_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    RETRY_DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     queue: str
     parameters: _struct_pb2.Struct
@@ -232,7 +268,9 @@ class CreateFlowRunRequest(_message.Message):
     start_in: float
     start_at: str
     idempotency_key: str
-    def __init__(self, deployment: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., start_in: _Optional[float] = ..., start_at: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    retries: int
+    retry_delay_seconds: float
+    def __init__(self, deployment: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., start_in: _Optional[float] = ..., start_at: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., retries: _Optional[int] = ..., retry_delay_seconds: _Optional[float] = ...) -> None: ...
 
 class FlowRunRef(_message.Message):
     __slots__ = ("id",)
@@ -241,18 +279,20 @@ class FlowRunRef(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListFlowRunsRequest(_message.Message):
-    __slots__ = ("pool", "queue", "state", "deployment", "limit")
+    __slots__ = ("pool", "queue", "state", "deployment", "limit", "offset")
     POOL_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     pool: str
     queue: str
     state: _containers.RepeatedScalarFieldContainer[RunState]
     deployment: str
     limit: int
-    def __init__(self, pool: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Iterable[_Union[RunState, str]]] = ..., deployment: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    offset: int
+    def __init__(self, pool: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Iterable[_Union[RunState, str]]] = ..., deployment: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class ListFlowRunsResponse(_message.Message):
     __slots__ = ("flow_runs",)
@@ -602,19 +642,23 @@ class DeleteDeploymentResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ScheduleSpec(_message.Message):
-    __slots__ = ("cron", "timezone", "interval", "paused")
+    __slots__ = ("cron", "timezone", "interval", "paused", "rrule", "anchor_date")
     CRON_FIELD_NUMBER: _ClassVar[int]
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
+    RRULE_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_DATE_FIELD_NUMBER: _ClassVar[int]
     cron: str
     timezone: str
     interval: float
     paused: bool
-    def __init__(self, cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., paused: _Optional[bool] = ...) -> None: ...
+    rrule: str
+    anchor_date: str
+    def __init__(self, cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval: _Optional[float] = ..., paused: _Optional[bool] = ..., rrule: _Optional[str] = ..., anchor_date: _Optional[str] = ...) -> None: ...
 
 class DeploymentSpec(_message.Message):
-    __slots__ = ("name", "entrypoint", "pool", "queue", "parameters", "job_variables", "schedules", "description", "tags", "paused")
+    __slots__ = ("name", "entrypoint", "pool", "queue", "parameters", "job_variables", "schedules", "description", "tags", "paused", "retries", "retry_delay_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
@@ -625,6 +669,8 @@ class DeploymentSpec(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    RETRY_DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     entrypoint: str
     pool: str
@@ -635,7 +681,9 @@ class DeploymentSpec(_message.Message):
     description: str
     tags: _containers.RepeatedScalarFieldContainer[str]
     paused: bool
-    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., pool: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., schedules: _Optional[_Iterable[_Union[ScheduleSpec, _Mapping]]] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., paused: _Optional[bool] = ...) -> None: ...
+    retries: int
+    retry_delay_seconds: float
+    def __init__(self, name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., pool: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., schedules: _Optional[_Iterable[_Union[ScheduleSpec, _Mapping]]] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., paused: _Optional[bool] = ..., retries: _Optional[int] = ..., retry_delay_seconds: _Optional[float] = ...) -> None: ...
 
 class ApplyDeploymentsRequest(_message.Message):
     __slots__ = ("deployments",)

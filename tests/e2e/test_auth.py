@@ -101,7 +101,7 @@ def audit(blob: str, worker_key: str):
     print("blob", len(blob))
     print("worker key seen:", worker_key in json.dumps(dict(os.environ)))
     print("secret in env:", os.environ["DB_PASSWORD"])
-    print("SHIFTBOSS_MESH_TOKEN" in os.environ, "SHIFTBOSS_SECRET_KEY" in os.environ)
+    print("SHIFTBOSS_MESH_TOKEN" in os.environ, "SHIFTBOSS_SECRET_KEY" in os.environ, repr(os.environ["LEAK"]))
     run = os.environ["SHIFTBOSS_FLOW_RUN_ID"]
     with Client() as client:
         print("own run:", client.get_flow_run(run).id == run)
@@ -125,7 +125,8 @@ def test_a_flow_holds_its_runs_token_not_its_workers_key(tmp_path: Path) -> None
     server = ServerProcess(home, env, args=["--auth"]).start()
     try:
         template = {
-            "job_configuration": {"env": {"DB_PASSWORD": "{{ password }}"}},
+            # A template that asks for the worker's key gets nothing: $VAR sees what flows see.
+            "job_configuration": {"env": {"DB_PASSWORD": "{{ password }}", "LEAK": "{{ $SHIFTBOSS_API_KEY }}"}},
             "variables": {"type": "object", "properties": {"password": {"type": "string", "format": "password"}}},
         }
         with Client(server.address, api_key=admin) as client:
@@ -149,7 +150,7 @@ def test_a_flow_holds_its_runs_token_not_its_workers_key(tmp_path: Path) -> None
             finished = client.get_flow_run(run.id)
             assert scheduler_pb2.RunState.Name(finished.state) == "COMPLETED", finished.message
             lines = [line.text for line in client.flow_run_logs(run.id)]
-        assert lines[:4] == ["blob 921600", "worker key seen: False", "secret in env: ********", "False False"]
+        assert lines[:4] == ["blob 921600", "worker key seen: False", "secret in env: ********", "False False ''"]
         assert "own run: True" in lines and "written with the run token" in lines
         assert "list refused: a run token may call only GetFlowRun, SetFlowRunState, WriteFlowRunLogs, for its own run" in lines
         assert "s3cr3t-value" not in output and worker_key not in output

@@ -51,7 +51,7 @@ def test_deploy_creates_then_updates_all_or_none(cli, tmp_path: Path) -> None:  
     assert hourly["parameters"] == {"region": "eu"} and hourly["job_variables"] == {"env": {"LEVEL": "debug"}}
     assert [(s["cron"], s["timezone"], s["interval_seconds"], s["paused"]) for s in hourly["schedules"]] == [
         ("0 * * * *", "Europe/Berlin", 0, False),
-        ("", "", 600, True),
+        ("", "UTC", 600, True),  # an interval has a timezone too: one of a day or more keeps its clock time
     ]
     again = cli("deploy")
     assert again.code == 0 and again.out.count("unchanged") == 2, again.out

@@ -257,6 +257,29 @@ async def test_cancel_reaches_the_worker(client: AsyncClient, pool: str) -> None
         await wait_state(client, run.id, "CANCELLED")
 
 
+async def test_prefect_work_pool_cancelling_run_gives_its_slot_back(client: AsyncClient, pool: str) -> None:
+    """Prefect's work-pool scheduler counts PENDING and RUNNING against the limits, not
+    CANCELLING: the next run starts while a cancelled one is still stopping. The worker's
+    own limit still counts the run until its process has stopped."""
+    await client.set_work_pool_concurrency_limit(pool, 1)
+    async with worker(client, "busy", pool, limit=1) as busy:
+        first = await client.create_flow_run("hello")
+        dispatch = await next_dispatch(busy)
+        busy.ack(dispatch)
+        busy.started(dispatch.run, dispatch.lease)
+        await wait_state(client, first.id, "RUNNING")
+        second = await client.create_flow_run("hello")
+        await client.cancel_flow_run(first.id)
+        async with worker(client, "fresh", pool, limit=1) as fresh:
+            assert (await next_dispatch(fresh)).run == second.id
+            await nothing_dispatched(busy, 0.3)  # its own limit of 1 still counts the cancelling run
+            assert scheduler_pb2.RunState.Name((await client.get_flow_run(first.id)).state) == "CANCELLING"
+            explained = await client.explain_flow_run(first.id)
+            assert explained.blocker == "cancelling" and "its slot is free" in explained.message
+            busy.finished(first.id, dispatch.lease, "CANCELLED")
+            await wait_state(client, first.id, "CANCELLED")
+
+
 async def test_illegal_transition_names_both_states(client: AsyncClient, pool: str) -> None:
     run = await client.create_flow_run("hello", start_in=3600)
     with pytest.raises(errors.FailedPrecondition, match="cannot go from SCHEDULED to RUNNING"):

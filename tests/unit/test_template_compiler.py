@@ -49,19 +49,72 @@ def test_whole_placeholders_keep_their_type() -> None:
     assert out == {"n": 3, "flag": False, "items": [1, "a"], "obj": {"k": [1]}, "nested": [{"deep": 3}]}
 
 
-def test_missing_values_drop_whole_keys_and_empty_embedded_ones() -> None:
+def test_prefect_apply_values_missing_drops_the_key_and_null_keeps_it() -> None:
+    """Prefect's apply_values: a variable with no value drops its key (NotSet); one given
+    as null keeps the key with null. A null default counts as no default."""
     compiled = compile_template(
-        template({"image": "{{ image }}", "tag": "repo:{{ image }}", "args": ["{{ image }}", "x"]}, image={"type": "string"})
+        template(
+            {"image": "{{ image }}", "tag": "repo:{{ image }}", "args": ["{{ image }}", "x"], "pull": "{{ pull }}"},
+            image={"type": "string"}, pull={"type": "string", "default": None},
+        )
     )
     assert compiled.render() == {"tag": "repo:", "args": ["x"]}
-    assert compiled.render(None, {"image": None}) == {"tag": "repo:", "args": ["x"]}
+    assert compiled.render(None, {"image": None}) == {"image": None, "tag": "repo:None", "args": [None, "x"]}
+    assert compiled.render({"pull": None}) == {"pull": None, "tag": "repo:", "args": ["x"]}
 
 
-def test_embedded_values_are_text() -> None:
+def test_prefect_apply_values_embeds_a_value_as_python_text() -> None:
     compiled = compile_template(
-        template({"cmd": "run --n {{ n }} --on {{ flag }} --who {{ who }}"}, n={"type": "integer"}, flag={"type": "boolean"}, who={"type": "string"})
+        template(
+            {"cmd": "run --n {{ n }} --on {{ flag }} --who {{ who }} --opts {{ opts }}"},
+            n={"type": "integer"}, flag={"type": "boolean"}, who={"type": "string"}, opts={"type": "object"},
+        )
     )
-    assert compiled.render(None, {"n": 2, "flag": True, "who": "me"}) == {"cmd": "run --n 2 --on true --who me"}
+    out = compiled.render(None, {"n": 2, "flag": True, "who": "me", "opts": {"a": 1}})
+    assert out == {"cmd": "run --n 2 --on True --who me --opts {'a': 1}"}
+
+
+def test_prefect_literal_env_object_merges_under_the_env_variable() -> None:
+    """Prefect's from_template_and_values: an `env` object written in job_configuration
+    keeps its keys; the `env` variable's default, then the deployment's, then the run's
+    win over them key by key."""
+    compiled = compile_template(
+        template(
+            {"env": {"LITERAL": "1", "SHARED": "literal", "WHO": "{{ who }}"}, "command": "{{ command }}"},
+            env={"type": "object", "default": {"DEFAULT": "d", "SHARED": "default"}},
+            who={"type": "string", "default": "me"},
+            command={"type": "string"},
+        )
+    )
+    assert compiled.render() == {"env": {"LITERAL": "1", "SHARED": "default", "WHO": "me", "DEFAULT": "d"}}
+    out = compiled.render({"env": {"DEPLOYMENT": "x", "SHARED": "deployment"}}, {"env": {"RUN": "y"}})
+    assert out["env"] == {"LITERAL": "1", "SHARED": "deployment", "WHO": "me", "DEFAULT": "d", "DEPLOYMENT": "x", "RUN": "y"}
+
+
+def test_prefect_dot_delimited_job_variables_set_one_key() -> None:
+    compiled = compile_template(default_template("process"))
+    out = compiled.render({"env.EXTRA_PIP_PACKAGES": "x", "env": {"A": "1"}}, {"env.B": "2"})
+    assert out["env"] == {"EXTRA_PIP_PACKAGES": "x", "A": "1", "B": "2"}
+    # the same key written nested wins over it written dotted
+    assert compiled.render({"env.A": "dotted", "env": {"A": "nested"}})["env"] == {"A": "nested"}
+    with pytest.raises(InvalidArgument, match="deployment job_variables: unknown variable 'nope.A'"):
+        compiled.render({"nope.A": "1"})
+
+
+def test_prefect_dotted_placeholders_reach_into_a_variable() -> None:
+    compiled = compile_template(
+        template(
+            {"who": "{{ person.name }}", "first": "{{ person.tags[0] }}", "greeting": "hi {{ person.name }}", "gone": "{{ person.age }}"},
+            person={"type": "object", "default": {"name": "ada", "tags": ["x", "y"]}},
+        )
+    )
+    assert compiled.render() == {"who": "ada", "first": "x", "greeting": "hi ada"}
+    assert compiled.placeholders == ("person",)
+
+
+def test_prefect_env_var_placeholders_are_left_for_the_worker() -> None:
+    compiled = compile_template(template({"home": "{{ $HOME }}", "path": "{{ $HOME }}/{{ d }}"}, d={"type": "string", "default": "x"}))
+    assert compiled.render() == {"home": "{{ $HOME }}", "path": "{{ $HOME }}/x"}
 
 
 def test_env_merges_key_by_key_and_others_replace_whole() -> None:
