@@ -1,7 +1,8 @@
 """Where a flow run executes. The daemon needs four things of a backend: submit, wait,
 kill and logs. `process` runs the flow in its own process group on this machine; `noop`
-completes every run at once (benchmarks and tests). docker and kubernetes are declared
-by their templates and are not yet implemented here."""
+completes every run at once (benchmarks and tests); `docker` (workers/docker.py, with the
+docker extra) runs each in a container. kubernetes and the others are declared by their
+templates and are not yet implemented here."""
 
 from __future__ import annotations
 
@@ -29,12 +30,17 @@ class RunSpec:
     configuration: dict[str, Any]
     api_address: str
     traceparent: str = ""
+    #: What a backend names or labels the run's infrastructure with.
+    run_name: str = ""
+    lease: int = 0
 
 
 @dataclass(slots=True)
 class Outcome:
     exit_code: int | None
     signal: str = ""  # name of the signal that ended it, if any
+    #: Why the run is CRASHED when its infrastructure failed under it (a container that vanished).
+    crash: str = ""
 
 
 class Handle(Protocol):
@@ -197,12 +203,20 @@ class NoopInfrastructure:
 
 
 BACKENDS: dict[str, type] = {"process": ProcessInfrastructure, "noop": NoopInfrastructure}
-DECLARED_ONLY = ("docker", "kubernetes", "ecs", "cloud-run", "vertex-ai", "azure-container-instance")
+#: Backends whose library comes with an extra: loaded only by a worker of their type.
+EXTRA_BACKENDS = ("docker",)
+DECLARED_ONLY = ("kubernetes", "ecs", "cloud-run", "vertex-ai", "azure-container-instance")
 
 
 def backend_for(pool_type: str) -> Infrastructure:
     if pool_type in BACKENDS:
         return BACKENDS[pool_type]()
+    if pool_type == "docker":
+        try:
+            from shiftboss.workers.docker import DockerInfrastructure
+        except ImportError as exc:
+            raise ValueError(f"the docker worker needs the docker extra: pip install 'shiftboss[docker]' ({exc})") from None
+        return DockerInfrastructure()
     if pool_type in DECLARED_ONLY:
         raise ValueError(f"work pool type {pool_type!r} has a template but no worker backend yet; use process or noop")
-    raise ValueError(f"unknown worker type {pool_type!r}; one of {', '.join(BACKENDS)}")
+    raise ValueError(f"unknown worker type {pool_type!r}; one of {', '.join([*BACKENDS, *EXTRA_BACKENDS])}")

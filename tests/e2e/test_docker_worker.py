@@ -1,0 +1,228 @@
+"""`shiftboss worker start --type docker` against a real Docker daemon: each run a container
+of the test image (built here; no registry), with the flows mounted at /work/flows."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from shiftboss.client import Client
+from tests.e2e.conftest import ServerProcess, WorkerProcess, base_env
+from tests.e2e.docker_daemon import containers_of, docker_client, image, mount, remove_containers, wait_log  # noqa: F401
+from tests.e2e.test_worker import free_port, health
+from tests.waiting import wait_state
+
+FLOWS = textwrap.dedent(
+    '''
+    import os, sys, time
+
+    def show(greeting: str, name: str = "nobody"):
+        print(f"{greeting}, {name}", flush=True)
+        for key in ("FROM_DEPLOYMENT", "FROM_RUN", "SHARED", "WORKER_SECRET", "SHIFTBOSS_WORKER_PID"):
+            print(f"{key}={os.environ.get(key, '-')}", flush=True)
+        print(f"run={os.environ['SHIFTBOSS_FLOW_RUN_ID']}", flush=True)
+        print("to stderr", file=sys.stderr, flush=True)
+
+    def boom():
+        print("about to fail", flush=True)
+        raise RuntimeError("the flow broke")
+
+    def gated(gate: str):
+        print("waiting at the gate", flush=True)
+        while not os.path.exists(gate):
+            time.sleep(0.05)
+        print("through the gate", flush=True)
+    '''
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "jobs.py").write_text(FLOWS)
+    (tmp_path / "gate").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    home = tmp_path / "home"
+    process = ServerProcess(home, base_env(home, SHIFTBOSS_HEARTBEAT_SECONDS="1")).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def pool(server: ServerProcess, project: Path, image: str, docker_client):  # type: ignore[no-untyped-def]
+    """A docker pool whose runs use the test image, never pulled, with no network, the flows mounted."""
+    name = f"dock-{project.name[-12:]}".replace("_", "-")
+    with Client(server.address, timeout=10) as client:
+        client.create_work_pool(name, "docker")
+    yield name
+    remove_containers(docker_client, io_shiftboss_work_pool=name)
+
+
+def variables(project: Path, image: str, **more: object) -> dict[str, object]:
+    return {
+        "image": image,
+        "image_pull_policy": "Never",
+        "network_mode": "none",
+        "volumes": [mount(project / "flows"), f"{project / 'gate'}:/gate:ro"],
+        **more,
+    }
+
+
+def start_worker(server: ServerProcess, project: Path, *args: str, **env: str) -> WorkerProcess:
+    environment = base_env(server.home, SHIFTBOSS_API_ADDRESS=server.address, SHIFTBOSS_WORKER_GRACE_SECONDS="5", WORKER_SECRET="leaked", **env)
+    return WorkerProcess(["--type", "docker", *args], project, environment)
+
+
+def log_text(client: Client, run_id: str) -> list[tuple[str, str]]:
+    return [(line.stream, line.text) for line in client.flow_run_logs(run_id)]
+
+
+def test_a_run_in_a_container_with_parameters_and_env_from_deployment_and_run(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
+    with Client(server.address, timeout=10) as client:
+        deployed = variables(project, image, env={"FROM_DEPLOYMENT": "d", "SHARED": "deployment"}, labels={"team": "data"})
+        client.create_deployment("show", pool, "flows/jobs.py:show", parameters={"greeting": "hello"}, job_variables=deployed)
+        worker = start_worker(server, project, "-p", pool, "-n", "w1")
+        try:
+            run = client.create_flow_run("show", parameters={"name": "you"}, job_variables={"env": {"FROM_RUN": "r", "SHARED": "run"}})
+            done = wait_state(client, run.id, "COMPLETED", timeout=60)
+            assert done.exit_code == 0
+            logs = log_text(client, run.id)
+            assert ("stdout", "hello, you") in logs
+            # env merges key by key (the run's wins); nothing of the worker's own environment
+            # reaches the container, nor its pid (the flow does not die with the worker's process).
+            for line in ("FROM_DEPLOYMENT=d", "FROM_RUN=r", "SHARED=run", "WORKER_SECRET=-", "SHIFTBOSS_WORKER_PID=-", f"run={run.id}"):
+                assert ("stdout", line) in logs, logs
+            assert ("stderr", "to stderr") in logs
+            # auto_remove is off by default: the container stays, exited, labelled with its run and worker.
+            (container,) = containers_of(docker_client, run.id)
+            assert container.status == "exited"
+            assert container.labels["io.shiftboss.worker"] == "w1" and container.labels["team"] == "data"
+            assert container.name == f"shiftboss-{run.id}"
+        finally:
+            code, output = worker.stop()
+        assert code == 0, output
+        assert f"{run.name} | hello, you" in output  # stream_output: the worker's console shows the flow's
+
+
+def test_failures_are_reported_and_the_worker_keeps_serving(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
+    with Client(server.address, timeout=10) as client:
+        removed = variables(project, image, auto_remove=True, stream_output=False)
+        client.create_deployment("boom", pool, "flows/jobs.py:boom", job_variables=removed)
+        client.create_deployment("nowhere", pool, "flows/jobs.py:boom", job_variables=variables(project, "shiftboss-test:absent"))
+        client.create_deployment("show-after", pool, "flows/jobs.py:show", parameters={"greeting": "still"}, job_variables=removed)
+        worker = start_worker(server, project, "-p", pool)
+        try:
+            bad = client.create_flow_run("boom")
+            failed = wait_state(client, bad.id, "FAILED", timeout=60)
+            assert failed.exit_code == 1 and "the flow exited with code 1" in failed.message
+            text = "\n".join(t for _, t in log_text(client, bad.id))
+            assert "RuntimeError: the flow broke" in text and "Traceback" in text
+            assert containers_of(docker_client, bad.id) == []  # auto_remove
+
+            missing = client.create_flow_run("nowhere")
+            failed = wait_state(client, missing.id, "FAILED", timeout=30)
+            assert "image 'shiftboss-test:absent' is not on the Docker daemon and image_pull_policy is Never" in failed.message
+
+            after = client.create_flow_run("show-after")
+            wait_state(client, after.id, "COMPLETED", timeout=60)
+        finally:
+            code, output = worker.stop()
+        assert code == 0, output
+        assert "boom | about to fail" not in output  # stream_output off: the run's logs only
+
+
+def test_cancel_stops_the_container_and_leaves_none(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
+    with Client(server.address, timeout=10) as client:
+        client.create_deployment("gated", pool, "flows/jobs.py:gated", job_variables=variables(project, image, auto_remove=True))
+        worker = start_worker(server, project, "-p", pool)
+        try:
+            run = client.create_flow_run("gated", parameters={"gate": "/gate/never"})
+            wait_log(client, run.id, "waiting at the gate")
+            assert [c.status for c in containers_of(docker_client, run.id)] == ["running"]
+            asked = time.monotonic()
+            client.cancel_flow_run(run.id)
+            wait_state(client, run.id, "CANCELLED", timeout=20)
+            assert time.monotonic() - asked < 4  # SIGTERM ended it; it did not wait for the kill
+            assert containers_of(docker_client, run.id) == []
+        finally:
+            code, output = worker.stop()
+        assert code == 0, output
+
+
+def test_a_container_that_vanishes_crashes_its_run(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
+    with Client(server.address, timeout=10) as client:
+        client.create_deployment("gated-v", pool, "flows/jobs.py:gated", job_variables=variables(project, image))
+        worker = start_worker(server, project, "-p", pool)
+        try:
+            run = client.create_flow_run("gated-v", parameters={"gate": "/gate/never"})
+            wait_log(client, run.id, "waiting at the gate")
+            containers_of(docker_client, run.id)[0].remove(force=True)
+            crashed = wait_state(client, run.id, "CRASHED", timeout=20)
+            assert "vanished" in crashed.message, crashed.message
+        finally:
+            code, output = worker.stop()
+        assert code == 0, output
+
+
+def test_a_killed_worker_s_container_is_taken_back_by_its_successor(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 of the worker leaves its container running; the worker started again under its
+    name finds it by its labels, claims the run, and reports how it ended."""
+    with Client(server.address, timeout=10) as client:
+        client.create_deployment("gated-k", pool, "flows/jobs.py:gated", job_variables=variables(project, image, auto_remove=True))
+        first = start_worker(server, project, "-p", pool, "-n", "phoenix")
+        run = client.create_flow_run("gated-k", parameters={"gate": "/gate/open"})
+        wait_log(client, run.id, "waiting at the gate")
+        first.kill()
+        assert [c.status for c in containers_of(docker_client, run.id)] == ["running"]
+        second = start_worker(server, project, "-p", pool, "-n", "phoenix")
+        try:
+            second.wait_for_line(f"({run.id[:8]}) taken back")
+            (project / "gate" / "open").touch()
+            done = wait_state(client, run.id, "COMPLETED", timeout=30)
+            assert done.exit_code == 0 and done.worker == "phoenix"
+            assert ("stdout", "through the gate") in log_text(client, run.id)
+            assert containers_of(docker_client, run.id) == []
+        finally:
+            code, output = second.stop()
+        assert code == 0, output
+        assert [h.state for h in client.get_flow_run(run.id).history].count(done.state) == 1
+
+
+def test_an_unreachable_daemon_fails_runs_and_the_health_check(server, project, pool, image) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    with Client(server.address, timeout=10) as client:
+        client.create_deployment("show-down", pool, "flows/jobs.py:show", parameters={"greeting": "x"}, job_variables=variables(project, image))
+        nowhere = f"unix://{project / 'no-docker.sock'}"
+        worker = start_worker(server, project, "-p", pool, "--with-healthcheck", DOCKER_HOST=nowhere, SHIFTBOSS_WORKER_HEALTHCHECK_PORT=str(port))
+        try:
+            worker.wait_for_line("connected to")
+            status, body = health(port)
+            assert status == 503 and str(body["docker"]).startswith("unreachable: "), body
+            assert body["stream"] == "up"
+            for _ in range(2):  # one failure does not stop the worker
+                run = client.create_flow_run("show-down")
+                failed = wait_state(client, run.id, "FAILED", timeout=30)
+                assert "cannot reach the Docker daemon" in failed.message, failed.message
+        finally:
+            code, output = worker.stop()
+        assert code == 0, output
+
+
+def test_bad_job_variables_fail_the_run_naming_the_variable(server, project, pool, image) -> None:  # type: ignore[no-untyped-def]
+    with Client(server.address, timeout=10) as client:
+        client.create_deployment("bad-volume", pool, "flows/jobs.py:show", job_variables=variables(project, image, volumes=["just-a-path"]))
+        worker = start_worker(server, project, "-p", pool)
+        try:
+            run = client.create_flow_run("bad-volume", parameters={"greeting": "x"})
+            failed = wait_state(client, run.id, "FAILED", timeout=30)
+            assert "volumes: 'just-a-path' is not local_path:container_path" in failed.message
+        finally:
+            code, output = worker.stop()
+        assert code == 0, output
