@@ -3,19 +3,19 @@ pull a base image from. The root filesystem is this machine's Python 3.11 (the s
 library and the shared libraries its extensions load) plus the wheel built from the checkout
 and its requirements, imported with `docker import`.
 
-Built once and kept: under build/docker-image/, and in the daemon, tagged with a hash of what
-the wheel holds (its Python files and metadata), so a session rebuilds it only when shiftboss
-changed. The wheel itself is rebuilt each session (a dozen seconds) to know that hash.
+Built once and kept: under build/docker-image/, and in the daemon, tagged with a hash of the
+sources the wheel is built from, so that a session builds the wheel and the image only when
+shiftboss changed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import subprocess
 import sys
 import tarfile
-import zipfile
 from pathlib import Path
 
 import docker
@@ -29,6 +29,7 @@ PYTHON = Path("/usr/bin/python3.11")
 STDLIB = Path("/usr/lib/python3.11")
 LEFT_OUT = shutil.ignore_patterns("config-3.11-*", "test", "tests", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "EXTERNALLY-MANAGED")
 SITE = "usr/local/lib/python3.11/dist-packages"
+SOURCE_SUFFIXES = {".py", ".pyi", ".pyx", ".pxi", ".hpp", ".binpb", ".json", ".ini", ".mako", ".typed"}
 
 
 def build_wheel(into: Path) -> Path:
@@ -41,14 +42,15 @@ def build_wheel(into: Path) -> Path:
     return wheel
 
 
-def content_hash(wheel: Path) -> str:
-    """What the image's flows run: the wheel's Python files and metadata (compiled parts and
-    zip timestamps differ from one build to the next without changing anything a flow sees)."""
+def source_hash() -> str:
+    """What the wheel is built from: the packages' files, the build's configuration and the
+    pinned versions of what the image installs with it."""
     digest = hashlib.sha256()
-    with zipfile.ZipFile(wheel) as archive:
-        for name in sorted(archive.namelist()):
-            if name.endswith((".py", "METADATA", "entry_points.txt")):
-                digest.update(name.encode() + b"\0" + archive.read(name))
+    files = [ROOT / name for name in ("pyproject.toml", "setup.py", "constraints.txt", "tests/docker_image.py")]
+    for folder in ("shiftboss", "core", "services", "workers"):
+        files += sorted(p for p in (ROOT / folder).rglob("*") if p.is_file() and p.suffix in SOURCE_SUFFIXES and "__pycache__" not in p.parts)
+    for path in files:
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -105,9 +107,9 @@ def root_filesystem(wheel: Path, rootfs: Path) -> None:
         copy_into(rootfs, library)
 
 
-def image_for(wheel: Path, client: docker.DockerClient) -> str:
+def build(client: docker.DockerClient) -> str:
     """The image's reference, imported into the daemon unless it is there already."""
-    tag = f"{REPOSITORY}:{content_hash(wheel)}"
+    tag = f"{REPOSITORY}:{source_hash()}"
     try:
         client.images.get(tag)
         return tag
@@ -116,17 +118,18 @@ def image_for(wheel: Path, client: docker.DockerClient) -> str:
     work = BUILD / tag.split(":")[1]
     rootfs, archive = work / "rootfs", work / "rootfs.tar"
     if not archive.exists():
-        root_filesystem(wheel, rootfs)
+        root_filesystem(build_wheel(work / "wheel"), rootfs)
         with tarfile.open(archive.with_suffix(".partial"), "w") as tar:
             tar.add(rootfs, arcname=".")
         archive.with_suffix(".partial").rename(archive)
         shutil.rmtree(rootfs)
     client.api.import_image(str(archive), repository=REPOSITORY, tag=tag.split(":")[1], changes=["WORKDIR /work", "ENV PYTHONUNBUFFERED=1"])
-    for stale in BUILD.iterdir():  # one image's files are enough on disk
+    for stale in BUILD.iterdir():  # one image's files are enough on disk, and in the daemon
         if stale.name != work.name:
             shutil.rmtree(stale, ignore_errors=True)
+    for older in client.images.list(name=REPOSITORY):
+        for other in set(older.tags) - {tag}:
+            with contextlib.suppress(docker.errors.APIError):  # in use by a container: kept
+                client.images.remove(other)
     return tag
 
-
-def build(client: docker.DockerClient) -> str:
-    return image_for(build_wheel(BUILD.parent / "docker-wheel"), client)

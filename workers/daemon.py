@@ -209,6 +209,10 @@ class Daemon:
         pump = asyncio.create_task(self.pump(run, stream_output))
         outcome = await run.handle.wait()
         await pump
+        if run.dispatch.run not in self.runs:  # refused meanwhile: the scheduler has settled it already
+            self.say(f"run {run.dispatch.name} ({run.dispatch.run[:8]}) stopped: no longer this worker's", "yellow")
+            self.run_ended.set()
+            return
         if run.cancelled:
             self.report(run, "CANCELLED", outcome.exit_code, "cancelled")
         elif outcome.crash:

@@ -45,9 +45,9 @@ def containers_of(client: docker.DockerClient, run_id: str) -> list[object]:
     return client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
 
 
-def remove_containers(client: docker.DockerClient, **labels: str) -> None:
-    filters = [f"{k.replace('_', '.')}={v}" for k, v in labels.items()]
-    for container in client.containers.list(all=True, filters={"label": filters}):
+def remove_containers(client: docker.DockerClient, pool: str) -> None:
+    """Whatever containers the runs of a work pool left."""
+    for container in client.containers.list(all=True, filters={"label": f"io.shiftboss.work-pool={pool}"}):
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
 

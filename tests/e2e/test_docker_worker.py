@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -47,25 +48,27 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    home = tmp_path / "home"
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One server for the module (a worker that misses 3 beats of 1 s is OFFLINE); a pool per test."""
+    home = tmp_path_factory.mktemp("docker-home")
     process = ServerProcess(home, base_env(home, SHIFTBOSS_HEARTBEAT_SECONDS="1")).start()
     yield process
     process.stop()
 
 
 @pytest.fixture
-def pool(server: ServerProcess, project: Path, image: str, docker_client):  # type: ignore[no-untyped-def]
-    """A docker pool whose runs use the test image, never pulled, with no network, the flows mounted."""
-    name = f"dock-{project.name[-12:]}".replace("_", "-")
+def pool(server: ServerProcess, image: str, docker_client):  # type: ignore[no-untyped-def]
+    """A docker pool of its own; whatever containers its runs left are removed after the test."""
+    name = f"dock-{uuid.uuid4().hex[:8]}"
     with Client(server.address, timeout=10) as client:
         client.create_work_pool(name, "docker")
     yield name
-    remove_containers(docker_client, io_shiftboss_work_pool=name)
+    remove_containers(docker_client, name)
 
 
 def variables(project: Path, image: str, **more: object) -> dict[str, object]:
+    """Job variables for the test image, never pulled, with no network, the flows mounted."""
     return {
         "image": image,
         "image_pull_policy": "Never",
@@ -117,6 +120,7 @@ def test_failures_are_reported_and_the_worker_keeps_serving(server, project, poo
         client.create_deployment("boom", pool, "flows/jobs.py:boom", job_variables=removed)
         client.create_deployment("nowhere", pool, "flows/jobs.py:boom", job_variables=variables(project, "shiftboss-test:absent"))
         client.create_deployment("show-after", pool, "flows/jobs.py:show", parameters={"greeting": "still"}, job_variables=removed)
+        client.create_deployment("bad-volume", pool, "flows/jobs.py:show", job_variables=variables(project, image, volumes=["just-a-path"]))
         worker = start_worker(server, project, "-p", pool)
         try:
             bad = client.create_flow_run("boom")
@@ -129,6 +133,10 @@ def test_failures_are_reported_and_the_worker_keeps_serving(server, project, poo
             missing = client.create_flow_run("nowhere")
             failed = wait_state(client, missing.id, "FAILED", timeout=30)
             assert "image 'shiftboss-test:absent' is not on the Docker daemon and image_pull_policy is Never" in failed.message
+
+            unmountable = client.create_flow_run("bad-volume", parameters={"greeting": "x"})
+            failed = wait_state(client, unmountable.id, "FAILED", timeout=30)
+            assert "volumes: 'just-a-path' is not local_path:container_path" in failed.message
 
             after = client.create_flow_run("show-after")
             wait_state(client, after.id, "COMPLETED", timeout=60)
@@ -215,14 +223,22 @@ def test_an_unreachable_daemon_fails_runs_and_the_health_check(server, project, 
         assert code == 0, output
 
 
-def test_bad_job_variables_fail_the_run_naming_the_variable(server, project, pool, image) -> None:  # type: ignore[no-untyped-def]
+def test_a_container_whose_run_was_settled_meanwhile_is_stopped(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
+    """Killed, the worker misses its beats and its started run is CRASHED; restarted under its
+    name, it claims the container it finds, the scheduler refuses, and the container goes."""
     with Client(server.address, timeout=10) as client:
-        client.create_deployment("bad-volume", pool, "flows/jobs.py:show", job_variables=variables(project, image, volumes=["just-a-path"]))
-        worker = start_worker(server, project, "-p", pool)
+        client.create_deployment("gated-o", pool, "flows/jobs.py:gated", job_variables=variables(project, image, auto_remove=True))
+        first = start_worker(server, project, "-p", pool, "-n", "late")
+        run = client.create_flow_run("gated-o", parameters={"gate": "/gate/never"})
+        wait_log(client, run.id, "waiting at the gate")
+        first.kill()
+        crashed = wait_state(client, run.id, "CRASHED", timeout=20)
+        second = start_worker(server, project, "-p", pool, "-n", "late")
         try:
-            run = client.create_flow_run("bad-volume", parameters={"greeting": "x"})
-            failed = wait_state(client, run.id, "FAILED", timeout=30)
-            assert "volumes: 'just-a-path' is not local_path:container_path" in failed.message
+            second.wait_for_line(f"({run.id[:8]}) stopped: no longer this worker's")
+            assert containers_of(docker_client, run.id) == []
+            assert client.get_flow_run(run.id).history == crashed.history  # settled once, left as it was
         finally:
-            code, output = worker.stop()
+            code, output = second.stop()
         assert code == 0, output
+        assert "this worker no longer holds the run" in output
