@@ -3,6 +3,7 @@ of the test image (built here; no registry), with the flows mounted at /work/flo
 
 from __future__ import annotations
 
+import os
 import textwrap
 import time
 import uuid
@@ -12,7 +13,7 @@ import pytest
 
 from shiftboss.client import Client
 from tests.e2e.conftest import ServerProcess, WorkerProcess, base_env
-from tests.e2e.docker_daemon import containers_of, docker_client, image, mount, remove_containers, wait_log  # noqa: F401
+from tests.e2e.docker_daemon import ContainerCount, containers_of, docker_client, image, mount, remove_containers, wait_log  # noqa: F401
 from tests.e2e.test_worker import free_port, health
 from tests.waiting import wait_state
 
@@ -242,3 +243,26 @@ def test_a_container_whose_run_was_settled_meanwhile_is_stopped(server, project,
             code, output = second.stop()
         assert code == 0, output
         assert "this worker no longer holds the run" in output
+
+
+#: Runs of the limit test: 20 with `make chaos` (SHIFTBOSS_CHAOS=full), fewer in `make test`.
+LIMITED_RUNS = 20 if os.environ.get("SHIFTBOSS_CHAOS") == "full" else 6
+
+
+def test_a_worker_limit_caps_the_containers_running_at_once(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
+    with Client(server.address, timeout=10) as client:
+        quick = variables(project, image, auto_remove=True, stream_output=False)
+        client.create_deployment(f"show-{pool}", pool, "flows/jobs.py:show", parameters={"greeting": "hi"}, job_variables=quick)
+        count = ContainerCount(docker_client, pool)
+        worker = start_worker(server, project, "-p", pool, "-l", "4")
+        try:
+            runs = [client.create_flow_run(f"show-{pool}") for _ in range(LIMITED_RUNS)]
+            for run in runs:
+                assert wait_state(client, run.id, "COMPLETED", timeout=120).exit_code == 0
+        finally:
+            code, output = worker.stop()
+            count.stop()
+        assert code == 0, output
+        assert count.started == LIMITED_RUNS
+        assert 2 <= count.most <= 4, count.most
+        assert docker_client.containers.list(all=True, filters={"label": f"io.shiftboss.work-pool={pool}"}) == []
