@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from shiftboss.client import Client
+from shiftboss.v1 import scheduler_pb2
 from tests.e2e.conftest import ServerProcess, WorkerProcess, base_env
 from tests.e2e.docker_daemon import ContainerCount, containers_of, docker_client, image, mount, remove_containers, wait_log  # noqa: F401
 from tests.e2e.test_worker import free_port, health
@@ -31,6 +32,11 @@ FLOWS = textwrap.dedent(
     def boom():
         print("about to fail", flush=True)
         raise RuntimeError("the flow broke")
+
+    def hog():
+        print("allocating", flush=True)
+        hoard = bytearray(256 * 1024 * 1024)
+        print(len(hoard))
 
     def gated(gate: str):
         print("waiting at the gate", flush=True)
@@ -145,6 +151,35 @@ def test_failures_are_reported_and_the_worker_keeps_serving(server, project, poo
             code, output = worker.stop()
         assert code == 0, output
         assert "boom | about to fail" not in output  # stream_output off: the run's logs only
+
+
+def test_memory_networks_and_name_reach_the_container(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
+    networks = [docker_client.networks.create(f"{pool}-{side}") for side in ("front", "back")]
+    try:
+        with Client(server.address, timeout=10) as client:
+            settings = variables(
+                project, image, network_mode="", networks=[n.name for n in networks], mem_limit="32m", name="Nightly report"
+            )
+            client.create_deployment("hog", pool, "flows/jobs.py:hog", job_variables=settings)
+            worker = start_worker(server, project, "-p", pool)
+            try:
+                run = client.create_flow_run("hog")
+                crashed = wait_state(client, run.id, "CRASHED", "FAILED", timeout=60)
+                assert "killed for using more memory than its limit" in crashed.message, (crashed.message, log_text(client, run.id))
+                assert crashed.state == scheduler_pb2.RunState.Value("CRASHED")
+                assert ("stdout", "allocating") in log_text(client, run.id)
+            finally:
+                code, output = worker.stop()
+            assert code == 0, output
+        (container,) = containers_of(docker_client, run.id)
+        host = container.attrs["HostConfig"]
+        assert host["Memory"] == 32 * 1024 * 1024  # (privileged: refused by this sandbox's runc; see the unit test)
+        assert set(container.attrs["NetworkSettings"]["Networks"]) == {n.name for n in networks}
+        assert container.name == f"Nightly-report-{run.id[:8]}"
+    finally:
+        remove_containers(docker_client, pool)
+        for network in networks:
+            network.remove()
 
 
 def test_cancel_stops_the_container_and_leaves_none(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
