@@ -33,7 +33,7 @@ from shiftboss.workers.docker_config import (
     Container,
     container_for,
 )
-from shiftboss.workers.infrastructure import KILL_GRACE_SECONDS, OUTPUT_DRAIN_SECONDS, Outcome, RunSpec
+from shiftboss.workers.infrastructure import KILL_GRACE_SECONDS, OUTPUT_DRAIN_SECONDS, Outcome, RunSpec, queued_lines
 
 T = TypeVar("T")
 #: Seconds a control call (create, start, stop, inspect) may take before the daemon counts as unreachable.
@@ -143,12 +143,8 @@ class ContainerHandle:
         with contextlib.suppress(docker.errors.NotFound, *_UNREACHABLE):
             await in_thread(self.container.stop, timeout=max(1, round(grace)))
 
-    async def logs(self) -> AsyncIterator[tuple[str, str]]:
-        while True:
-            item = await self.lines.get()
-            if item is None:
-                return
-            yield item
+    def logs(self) -> AsyncIterator[tuple[str, str]]:
+        return queued_lines(self.lines)
 
 
 class DockerInfrastructure:

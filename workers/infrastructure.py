@@ -150,12 +150,17 @@ class ProcessHandle:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
 
-    async def logs(self) -> AsyncIterator[tuple[str, str]]:
-        while True:
-            item = await self.lines.get()
-            if item is None:
-                return
-            yield item
+    def logs(self) -> AsyncIterator[tuple[str, str]]:
+        return queued_lines(self.lines)
+
+
+async def queued_lines(lines: asyncio.Queue[tuple[str, str] | None]) -> AsyncIterator[tuple[str, str]]:
+    """The (stream, text) lines a handle's readers put in its queue, until the None that ends them."""
+    while True:
+        item = await lines.get()
+        if item is None:
+            return
+        yield item
 
 
 class ProcessInfrastructure:

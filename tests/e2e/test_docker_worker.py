@@ -3,10 +3,12 @@ of the test image (built here; no registry), with the flows mounted at /work/flo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,6 +92,19 @@ def start_worker(server: ServerProcess, project: Path, *args: str, **env: str) -
     return WorkerProcess(["--type", "docker", *args], project, environment)
 
 
+@contextlib.contextmanager
+def serving(server: ServerProcess, project: Path, *args: str, **env: str) -> Iterator[WorkerProcess]:
+    """A docker worker for the block; stopped with SIGTERM after it, which it must survive (exit 0)."""
+    worker = start_worker(server, project, *args, **env)
+    try:
+        yield worker
+    except BaseException:
+        worker.stop()
+        raise
+    code, output = worker.stop()
+    assert code == 0, output
+
+
 def log_text(client: Client, run_id: str) -> list[tuple[str, str]]:
     return [(line.stream, line.text) for line in client.flow_run_logs(run_id)]
 
@@ -98,8 +113,7 @@ def test_a_run_in_a_container_with_parameters_and_env_from_deployment_and_run(se
     with Client(server.address, timeout=10) as client:
         deployed = variables(project, image, env={"FROM_DEPLOYMENT": "d", "SHARED": "deployment"}, labels={"team": "data"})
         client.create_deployment("show", pool, "flows/jobs.py:show", parameters={"greeting": "hello"}, job_variables=deployed)
-        worker = start_worker(server, project, "-p", pool, "-n", "w1")
-        try:
+        with serving(server, project, "-p", pool, "-n", "w1") as worker:
             run = client.create_flow_run("show", parameters={"name": "you"}, job_variables={"env": {"FROM_RUN": "r", "SHARED": "run"}})
             done = wait_state(client, run.id, "COMPLETED", timeout=60)
             assert done.exit_code == 0
@@ -115,10 +129,7 @@ def test_a_run_in_a_container_with_parameters_and_env_from_deployment_and_run(se
             assert container.status == "exited"
             assert container.labels["io.shiftboss.worker"] == "w1" and container.labels["team"] == "data"
             assert container.name == f"shiftboss-{run.id}"
-        finally:
-            code, output = worker.stop()
-        assert code == 0, output
-        assert f"{run.name} | hello, you" in output  # stream_output: the worker's console shows the flow's
+        assert f"{run.name} | hello, you" in worker.output  # stream_output: the worker's console shows the flow's
 
 
 def test_failures_are_reported_and_the_worker_keeps_serving(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
@@ -128,8 +139,7 @@ def test_failures_are_reported_and_the_worker_keeps_serving(server, project, poo
         client.create_deployment("nowhere", pool, "flows/jobs.py:boom", job_variables=variables(project, "shiftboss-test:absent"))
         client.create_deployment("show-after", pool, "flows/jobs.py:show", parameters={"greeting": "still"}, job_variables=removed)
         client.create_deployment("bad-volume", pool, "flows/jobs.py:show", job_variables=variables(project, image, volumes=["just-a-path"]))
-        worker = start_worker(server, project, "-p", pool)
-        try:
+        with serving(server, project, "-p", pool) as worker:
             bad = client.create_flow_run("boom")
             failed = wait_state(client, bad.id, "FAILED", timeout=60)
             assert failed.exit_code == 1 and "the flow exited with code 1" in failed.message
@@ -147,10 +157,7 @@ def test_failures_are_reported_and_the_worker_keeps_serving(server, project, poo
 
             after = client.create_flow_run("show-after")
             wait_state(client, after.id, "COMPLETED", timeout=60)
-        finally:
-            code, output = worker.stop()
-        assert code == 0, output
-        assert "boom | about to fail" not in output  # stream_output off: the run's logs only
+        assert "boom | about to fail" not in worker.output  # stream_output off: the run's logs only
 
 
 def test_memory_networks_and_name_reach_the_container(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
@@ -161,16 +168,12 @@ def test_memory_networks_and_name_reach_the_container(server, project, pool, ima
                 project, image, network_mode="", networks=[n.name for n in networks], mem_limit="32m", name="Nightly report"
             )
             client.create_deployment("hog", pool, "flows/jobs.py:hog", job_variables=settings)
-            worker = start_worker(server, project, "-p", pool)
-            try:
+            with serving(server, project, "-p", pool) as worker:
                 run = client.create_flow_run("hog")
                 crashed = wait_state(client, run.id, "CRASHED", "FAILED", timeout=60)
                 assert "killed for using more memory than its limit" in crashed.message, (crashed.message, log_text(client, run.id))
                 assert crashed.state == scheduler_pb2.RunState.Value("CRASHED")
                 assert ("stdout", "allocating") in log_text(client, run.id)
-            finally:
-                code, output = worker.stop()
-            assert code == 0, output
         (container,) = containers_of(docker_client, run.id)
         host = container.attrs["HostConfig"]
         assert host["Memory"] == 32 * 1024 * 1024  # (privileged: refused by this sandbox's runc; see the unit test)
@@ -185,8 +188,7 @@ def test_memory_networks_and_name_reach_the_container(server, project, pool, ima
 def test_cancel_stops_the_container_and_leaves_none(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
     with Client(server.address, timeout=10) as client:
         client.create_deployment("gated", pool, "flows/jobs.py:gated", job_variables=variables(project, image, auto_remove=True))
-        worker = start_worker(server, project, "-p", pool)
-        try:
+        with serving(server, project, "-p", pool) as worker:
             run = client.create_flow_run("gated", parameters={"gate": "/gate/never"})
             wait_log(client, run.id, "waiting at the gate")
             assert [c.status for c in containers_of(docker_client, run.id)] == ["running"]
@@ -195,24 +197,17 @@ def test_cancel_stops_the_container_and_leaves_none(server, project, pool, image
             wait_state(client, run.id, "CANCELLED", timeout=20)
             assert time.monotonic() - asked < 4  # SIGTERM ended it; it did not wait for the kill
             assert containers_of(docker_client, run.id) == []
-        finally:
-            code, output = worker.stop()
-        assert code == 0, output
 
 
 def test_a_container_that_vanishes_crashes_its_run(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
     with Client(server.address, timeout=10) as client:
         client.create_deployment("gated-v", pool, "flows/jobs.py:gated", job_variables=variables(project, image))
-        worker = start_worker(server, project, "-p", pool)
-        try:
+        with serving(server, project, "-p", pool) as worker:
             run = client.create_flow_run("gated-v", parameters={"gate": "/gate/never"})
             wait_log(client, run.id, "waiting at the gate")
             containers_of(docker_client, run.id)[0].remove(force=True)
             crashed = wait_state(client, run.id, "CRASHED", timeout=20)
             assert "vanished" in crashed.message, crashed.message
-        finally:
-            code, output = worker.stop()
-        assert code == 0, output
 
 
 def test_a_killed_worker_s_container_is_taken_back_by_its_successor(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
@@ -225,17 +220,13 @@ def test_a_killed_worker_s_container_is_taken_back_by_its_successor(server, proj
         wait_log(client, run.id, "waiting at the gate")
         first.kill()
         assert [c.status for c in containers_of(docker_client, run.id)] == ["running"]
-        second = start_worker(server, project, "-p", pool, "-n", "phoenix")
-        try:
+        with serving(server, project, "-p", pool, "-n", "phoenix") as second:
             second.wait_for_line(f"({run.id[:8]}) taken back")
             (project / "gate" / "open").touch()
             done = wait_state(client, run.id, "COMPLETED", timeout=30)
             assert done.exit_code == 0 and done.worker == "phoenix"
             assert ("stdout", "through the gate") in log_text(client, run.id)
             assert containers_of(docker_client, run.id) == []
-        finally:
-            code, output = second.stop()
-        assert code == 0, output
         assert [h.state for h in client.get_flow_run(run.id).history].count(done.state) == 1
 
 
@@ -244,8 +235,7 @@ def test_an_unreachable_daemon_fails_runs_and_the_health_check(server, project, 
     with Client(server.address, timeout=10) as client:
         client.create_deployment("show-down", pool, "flows/jobs.py:show", parameters={"greeting": "x"}, job_variables=variables(project, image))
         nowhere = f"unix://{project / 'no-docker.sock'}"
-        worker = start_worker(server, project, "-p", pool, "--with-healthcheck", DOCKER_HOST=nowhere, SHIFTBOSS_WORKER_HEALTHCHECK_PORT=str(port))
-        try:
+        with serving(server, project, "-p", pool, "--with-healthcheck", DOCKER_HOST=nowhere, SHIFTBOSS_WORKER_HEALTHCHECK_PORT=str(port)) as worker:
             worker.wait_for_line("connected to")
             status, body = health(port)
             assert status == 503 and str(body["docker"]).startswith("unreachable: "), body
@@ -254,9 +244,6 @@ def test_an_unreachable_daemon_fails_runs_and_the_health_check(server, project, 
                 run = client.create_flow_run("show-down")
                 failed = wait_state(client, run.id, "FAILED", timeout=30)
                 assert "cannot reach the Docker daemon" in failed.message, failed.message
-        finally:
-            code, output = worker.stop()
-        assert code == 0, output
 
 
 def test_a_container_whose_run_was_settled_meanwhile_is_stopped(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
@@ -269,15 +256,11 @@ def test_a_container_whose_run_was_settled_meanwhile_is_stopped(server, project,
         wait_log(client, run.id, "waiting at the gate")
         first.kill()
         crashed = wait_state(client, run.id, "CRASHED", timeout=20)
-        second = start_worker(server, project, "-p", pool, "-n", "late")
-        try:
+        with serving(server, project, "-p", pool, "-n", "late") as second:
             second.wait_for_line(f"({run.id[:8]}) stopped: no longer this worker's")
             assert containers_of(docker_client, run.id) == []
             assert client.get_flow_run(run.id).history == crashed.history  # settled once, left as it was
-        finally:
-            code, output = second.stop()
-        assert code == 0, output
-        assert "this worker no longer holds the run" in output
+        assert "this worker no longer holds the run" in second.output
 
 
 #: Runs of the limit test: 20 with `make chaos` (SHIFTBOSS_CHAOS=full), fewer in `make test`.
@@ -289,15 +272,13 @@ def test_a_worker_limit_caps_the_containers_running_at_once(server, project, poo
         quick = variables(project, image, auto_remove=True, stream_output=False)
         client.create_deployment(f"show-{pool}", pool, "flows/jobs.py:show", parameters={"greeting": "hi"}, job_variables=quick)
         count = ContainerCount(docker_client, pool)
-        worker = start_worker(server, project, "-p", pool, "-l", "4")
         try:
-            runs = [client.create_flow_run(f"show-{pool}") for _ in range(LIMITED_RUNS)]
-            for run in runs:
-                assert wait_state(client, run.id, "COMPLETED", timeout=120).exit_code == 0
+            with serving(server, project, "-p", pool, "-l", "4"):
+                runs = [client.create_flow_run(f"show-{pool}") for _ in range(LIMITED_RUNS)]
+                for run in runs:
+                    assert wait_state(client, run.id, "COMPLETED", timeout=120).exit_code == 0
         finally:
-            code, output = worker.stop()
             count.stop()
-        assert code == 0, output
         assert count.started == LIMITED_RUNS
         assert 2 <= count.most <= 4, count.most
         assert docker_client.containers.list(all=True, filters={"label": f"io.shiftboss.work-pool={pool}"}) == []
