@@ -178,14 +178,14 @@ class DockerInfrastructure:
     async def submit(self, spec: RunSpec) -> ContainerHandle:
         plan = container_for(spec, self.worker, self.pool)
         try:
-            container = await in_thread(self._start, plan)
+            container, streaming = await in_thread(self._start, plan)
         except _UNREACHABLE as exc:
             self.forget_clients()
             raise unreachable(exc) from None
-        return ContainerHandle(container, self._streaming, plan.auto_remove)
+        return ContainerHandle(container, streaming, plan.auto_remove)
 
-    def _start(self, plan: Container) -> Any:
-        control, _ = self.clients()
+    def _start(self, plan: Container) -> tuple[Any, Any]:
+        control, streaming = self.clients()
         self._ensure_image(control, plan)
         try:
             container = control.containers.create(plan.image, **plan.create)
@@ -202,7 +202,7 @@ class DockerInfrastructure:
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
             raise RuntimeError(f"the Docker daemon could not start the container: {exc.explanation or exc}") from None
-        return container
+        return container, streaming
 
     @staticmethod
     def _ensure_image(control: Any, plan: Container) -> None:
@@ -223,7 +223,7 @@ class DockerInfrastructure:
     async def leftovers(self) -> list[Leftover]:
         """This worker's containers the daemon still has, running or not."""
         try:
-            found = await in_thread(self._leftovers)
+            found, streaming = await in_thread(self._leftovers)
         except _UNREACHABLE as exc:
             self.forget_clients()
             raise unreachable(exc) from None
@@ -235,15 +235,15 @@ class DockerInfrastructure:
                 lease=int(c.labels.get(LABEL_LEASE) or 0),
                 running=c.status in ("running", "restarting", "paused", "created"),
                 # Output from now on: what it printed before was sent by the worker that started it.
-                handle=ContainerHandle(c, self._streaming, c.labels.get(LABEL_AUTO_REMOVE) == "true", since=now),
+                handle=ContainerHandle(c, streaming, c.labels.get(LABEL_AUTO_REMOVE) == "true", since=now),
             )
             for c in found
         ]
 
-    def _leftovers(self) -> list[Any]:
-        control, _ = self.clients()
+    def _leftovers(self) -> tuple[list[Any], Any]:
+        control, streaming = self.clients()
         labels = [f"{LABEL_POOL}={self.pool}", f"{LABEL_WORKER}={self.worker}"]
-        return [c for c in control.containers.list(all=True, filters={"label": labels}) if LABEL_RUN in c.labels]
+        return [c for c in control.containers.list(all=True, filters={"label": labels}) if LABEL_RUN in c.labels], streaming
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Whether the daemon answers a ping now (called from the health check's thread)."""

@@ -214,6 +214,7 @@ DECLARED_ONLY = ("kubernetes", "ecs", "cloud-run", "vertex-ai", "azure-container
 
 
 def backend_for(pool_type: str) -> Infrastructure:
+    known = [*BACKENDS, *EXTRA_BACKENDS]
     if pool_type in BACKENDS:
         return BACKENDS[pool_type]()
     if pool_type == "docker":
@@ -223,5 +224,5 @@ def backend_for(pool_type: str) -> Infrastructure:
             raise ValueError(f"the docker worker needs the docker extra: pip install 'shiftboss[docker]' ({exc})") from None
         return DockerInfrastructure()
     if pool_type in DECLARED_ONLY:
-        raise ValueError(f"work pool type {pool_type!r} has a template but no worker backend yet; use process or noop")
-    raise ValueError(f"unknown worker type {pool_type!r}; one of {', '.join([*BACKENDS, *EXTRA_BACKENDS])}")
+        raise ValueError(f"work pool type {pool_type!r} has a template but no worker backend yet; use one of {', '.join(known)}")
+    raise ValueError(f"unknown worker type {pool_type!r}; one of {', '.join(known)}")

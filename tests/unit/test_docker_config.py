@@ -38,6 +38,7 @@ def test_the_defaults_run_the_launcher_labelled_with_run_and_worker() -> None:
 
 def test_the_variables_mean_what_they_mean_for_the_docker_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORKER_ONLY", "secret")
+    monkeypatch.setenv("SHIFTBOSS_API_KEY", "the-worker-s-own-key")
     monkeypatch.setenv("SAME", "v")
     plan = container_for(
         spec(
@@ -58,7 +59,7 @@ def test_the_variables_mean_what_they_mean_for_the_docker_worker(monkeypatch: py
     create = plan.create
     assert create["command"] == ["python", "-c", "print(1)"]
     assert create["environment"]["A"] == "1" and create["environment"]["SAME"] == "v"
-    assert "WORKER_ONLY" not in create["environment"]
+    assert "WORKER_ONLY" not in create["environment"] and "SHIFTBOSS_API_KEY" not in create["environment"]
     assert create["labels"]["team"] == "data" and create["labels"]["io.shiftboss.auto-remove"] == "true"
     assert create["name"] == "Nightly-report-0ede8c38"
     assert create["network"] == "front" and plan.networks == ["back"]
