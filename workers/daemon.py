@@ -276,9 +276,9 @@ class Daemon:
                 continue
             label = f"run {left.run_name} ({left.run_id[:8]})"
             if not claimed:
-                self.say(f"{label} is no longer this worker's: stopping what is left of it", "yellow")
                 await left.handle.kill()
                 await left.handle.wait()
+                self.say(f"{label} is no longer this worker's: stopped what was left of it", "yellow")
                 continue
             run = self.runs[left.run_id] = Run(scheduler_pb2.Dispatch(run=left.run_id, lease=left.lease, name=left.run_name))
             run.handle, run.started_at = left.handle, time.monotonic()

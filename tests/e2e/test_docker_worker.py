@@ -87,15 +87,16 @@ def variables(project: Path, image: str, **more: object) -> dict[str, object]:
     }
 
 
-def start_worker(server: ServerProcess, project: Path, *args: str, **env: str) -> WorkerProcess:
+def start_worker(server: ServerProcess, project: Path, *args: str, typed: bool = True, **env: str) -> WorkerProcess:
+    """A docker worker; `typed=False` leaves the type to the pool's (known once connected)."""
     environment = base_env(server.home, SHIFTBOSS_API_ADDRESS=server.address, SHIFTBOSS_WORKER_GRACE_SECONDS="5", WORKER_SECRET="leaked", **env)
-    return WorkerProcess(["--type", "docker", *args], project, environment)
+    return WorkerProcess(["--type", "docker", *args] if typed else list(args), project, environment)
 
 
 @contextlib.contextmanager
-def serving(server: ServerProcess, project: Path, *args: str, **env: str) -> Iterator[WorkerProcess]:
+def serving(server: ServerProcess, project: Path, *args: str, typed: bool = True, **env: str) -> Iterator[WorkerProcess]:
     """A docker worker for the block; stopped with SIGTERM after it, which it must survive (exit 0)."""
-    worker = start_worker(server, project, *args, **env)
+    worker = start_worker(server, project, *args, typed=typed, **env)
     try:
         yield worker
     except BaseException:
@@ -261,6 +262,23 @@ def test_a_container_whose_run_was_settled_meanwhile_is_stopped(server, project,
             assert containers_of(docker_client, run.id) == []
             assert client.get_flow_run(run.id).history == crashed.history  # settled once, left as it was
         assert "this worker no longer holds the run" in second.output
+
+
+def test_a_worker_that_learns_its_type_on_connecting_stops_the_containers_it_did_not_claim(server, project, pool, image, docker_client) -> None:  # type: ignore[no-untyped-def]
+    """Started again under its name without --type, the worker's Hello claims nothing (it does
+    not know yet that its runs are containers): the scheduler settles the started run as
+    CRASHED, and the worker, once it knows its pool's type, stops the container left of it."""
+    with Client(server.address, timeout=10) as client:
+        client.create_deployment("gated-u", pool, "flows/jobs.py:gated", job_variables=variables(project, image, auto_remove=True))
+        first = start_worker(server, project, "-p", pool, "-n", "untyped")
+        run = client.create_flow_run("gated-u", parameters={"gate": "/gate/never"})
+        wait_log(client, run.id, "waiting at the gate")
+        first.kill()
+        with serving(server, project, "-p", pool, "-n", "untyped", typed=False) as second:
+            second.wait_for_line(f"({run.id[:8]}) is no longer this worker's: stopped what was left of it")
+            crashed = wait_state(client, run.id, "CRASHED", timeout=20)
+            assert "the process that ran it is gone" in crashed.message or "offline" in crashed.message, crashed.message
+            assert containers_of(docker_client, run.id) == []
 
 
 #: Runs of the limit test: 20 with `make chaos` (SHIFTBOSS_CHAOS=full), fewer in `make test`.
