@@ -138,6 +138,8 @@ def test_failures_are_reported_and_the_worker_keeps_serving(server, project, poo
         removed = variables(project, image, auto_remove=True, stream_output=False)
         client.create_deployment("boom", pool, "flows/jobs.py:boom", job_variables=removed)
         client.create_deployment("nowhere", pool, "flows/jobs.py:boom", job_variables=variables(project, "shiftboss-test:absent"))
+        pulled = variables(project, "shiftboss-test:absent", image_pull_policy="IfNotPresent")
+        client.create_deployment("unpullable", pool, "flows/jobs.py:boom", job_variables=pulled)
         client.create_deployment("show-after", pool, "flows/jobs.py:show", parameters={"greeting": "still"}, job_variables=removed)
         client.create_deployment("bad-volume", pool, "flows/jobs.py:show", job_variables=variables(project, image, volumes=["just-a-path"]))
         with serving(server, project, "-p", pool) as worker:
@@ -151,6 +153,10 @@ def test_failures_are_reported_and_the_worker_keeps_serving(server, project, poo
             missing = client.create_flow_run("nowhere")
             failed = wait_state(client, missing.id, "FAILED", timeout=30)
             assert "image 'shiftboss-test:absent' is not on the Docker daemon and image_pull_policy is Never" in failed.message
+
+            unpullable = client.create_flow_run("unpullable")  # no registry has it (or none answers)
+            failed = wait_state(client, unpullable.id, "FAILED", timeout=60)
+            assert "could not pull image 'shiftboss-test:absent': " in failed.message, failed.message
 
             unmountable = client.create_flow_run("bad-volume", parameters={"greeting": "x"})
             failed = wait_state(client, unmountable.id, "FAILED", timeout=30)
