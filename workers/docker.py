@@ -100,7 +100,8 @@ class ContainerHandle:
         if since is not None:
             options["since"] = since
         pending = b""
-        with contextlib.suppress(*_UNREACHABLE, requests.exceptions.ChunkedEncodingError):
+        # The stream ends with the container; removed or unreachable, it ends with what came.
+        with contextlib.suppress(docker.errors.APIError, requests.exceptions.ChunkedEncodingError, *_UNREACHABLE):
             for chunk in self.streaming.api.logs(self.container.id, **options):
                 pending += chunk
                 *complete, pending = pending.split(b"\n")
