@@ -17,6 +17,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from bench.test_worker_bench import percentile
 from shiftboss.client import AsyncClient
 from tests.e2e.conftest import ServerProcess, WorkerProcess, base_env
 from tests.e2e.docker_daemon import docker_client, image, mount  # noqa: F401
@@ -30,11 +31,6 @@ FLOW = textwrap.dedent(
 )
 LATENCY_RUNS = 30
 BURST_RUNS = 40
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 async def first_line_latency(client: AsyncClient, deployment: str, runs: int) -> list[float]:

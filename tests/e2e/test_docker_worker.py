@@ -106,6 +106,17 @@ def serving(server: ServerProcess, project: Path, *args: str, typed: bool = True
     assert code == 0, output
 
 
+def orphaned(client: Client, server: ServerProcess, project: Path, pool: str, image: str, worker: str, gate: str) -> scheduler_pb2.FlowRun:
+    """A run whose container waits at `gate` while the worker that started it is killed (-9)."""
+    deployment = f"gated-{worker}"
+    client.create_deployment(deployment, pool, "flows/jobs.py:gated", job_variables=variables(project, image, auto_remove=True))
+    first = start_worker(server, project, "-p", pool, "-n", worker)
+    run = client.create_flow_run(deployment, parameters={"gate": gate})
+    wait_log(client, run.id, "waiting at the gate")
+    first.kill()
+    return run
+
+
 def log_text(client: Client, run_id: str) -> list[tuple[str, str]]:
     return [(line.stream, line.text) for line in client.flow_run_logs(run_id)]
 
@@ -221,11 +232,7 @@ def test_a_killed_worker_s_container_is_taken_back_by_its_successor(server, proj
     """kill -9 of the worker leaves its container running; the worker started again under its
     name finds it by its labels, claims the run, and reports how it ended."""
     with Client(server.address, timeout=10) as client:
-        client.create_deployment("gated-k", pool, "flows/jobs.py:gated", job_variables=variables(project, image, auto_remove=True))
-        first = start_worker(server, project, "-p", pool, "-n", "phoenix")
-        run = client.create_flow_run("gated-k", parameters={"gate": "/gate/open"})
-        wait_log(client, run.id, "waiting at the gate")
-        first.kill()
+        run = orphaned(client, server, project, pool, image, "phoenix", "/gate/open")
         assert [c.status for c in containers_of(docker_client, run.id)] == ["running"]
         with serving(server, project, "-p", pool, "-n", "phoenix") as second:
             second.wait_for_line(f"({run.id[:8]}) taken back")
@@ -257,11 +264,7 @@ def test_a_container_whose_run_was_settled_meanwhile_is_stopped(server, project,
     """Killed, the worker misses its beats and its started run is CRASHED; restarted under its
     name, it claims the container it finds, the scheduler refuses, and the container goes."""
     with Client(server.address, timeout=10) as client:
-        client.create_deployment("gated-o", pool, "flows/jobs.py:gated", job_variables=variables(project, image, auto_remove=True))
-        first = start_worker(server, project, "-p", pool, "-n", "late")
-        run = client.create_flow_run("gated-o", parameters={"gate": "/gate/never"})
-        wait_log(client, run.id, "waiting at the gate")
-        first.kill()
+        run = orphaned(client, server, project, pool, image, "late", "/gate/never")
         crashed = wait_state(client, run.id, "CRASHED", timeout=20)
         with serving(server, project, "-p", pool, "-n", "late") as second:
             second.wait_for_line(f"({run.id[:8]}) stopped: no longer this worker's")
@@ -275,11 +278,7 @@ def test_a_worker_that_learns_its_type_on_connecting_stops_the_containers_it_did
     not know yet that its runs are containers): the scheduler settles the started run as
     CRASHED, and the worker, once it knows its pool's type, stops the container left of it."""
     with Client(server.address, timeout=10) as client:
-        client.create_deployment("gated-u", pool, "flows/jobs.py:gated", job_variables=variables(project, image, auto_remove=True))
-        first = start_worker(server, project, "-p", pool, "-n", "untyped")
-        run = client.create_flow_run("gated-u", parameters={"gate": "/gate/never"})
-        wait_log(client, run.id, "waiting at the gate")
-        first.kill()
+        run = orphaned(client, server, project, pool, image, "untyped", "/gate/never")
         with serving(server, project, "-p", pool, "-n", "untyped", typed=False) as second:
             second.wait_for_line(f"({run.id[:8]}) is no longer this worker's: stopped what was left of it")
             crashed = wait_state(client, run.id, "CRASHED", timeout=20)
