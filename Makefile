@@ -20,7 +20,7 @@ run: install
 	$(VENV)/bin/shiftboss server start
 
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider --db both $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs -p no:cacheprovider --db both $(PYTEST_ARGS)
 
 # The mutation check: the differential test must catch each deliberate bug that
 # core/sb_mutants.hpp can build into the core (builds cached in build/mutants/).

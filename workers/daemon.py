@@ -109,6 +109,7 @@ class Daemon:
     disconnected_since: float | None = field(default_factory=time.monotonic)
     #: A span per run and a count of reconnects; None when telemetry is off.
     telemetry: WorkerTelemetry | None = None
+    looked_for_leftovers: bool = False
 
     # ------------------------------------------------------------ console
 
@@ -173,6 +174,9 @@ class Daemon:
     async def execute(self, run: Run) -> None:
         dispatch = run.dispatch
         try:
+            if run.handle is not None:  # taken back from infrastructure an earlier worker started
+                await self.supervise(run, True)
+                return
             delay = from_timestamp(dispatch.scheduled_start).timestamp() - time.time()
             if delay > 0:  # prefetched: start on time, not before
                 await asyncio.sleep(delay)
@@ -184,6 +188,7 @@ class Daemon:
                 dispatch.run, dispatch.entrypoint, from_struct(dispatch.parameters), config, self.options.address, traceparent,
                 token=dispatch.run_token, allowed_entrypoints=self.options.allowed_entrypoints,
                 allow_command=self.options.allow_command, pool_entrypoints=list(dispatch.allowed_entrypoints),
+                run_name=dispatch.name, lease=dispatch.lease,
             )
             self.send(Worker(started=scheduler_pb2.Started(run=dispatch.run, lease=dispatch.lease, at=to_timestamp(datetime.now(timezone.utc)))))
             run.started_at = time.monotonic()
@@ -194,18 +199,7 @@ class Daemon:
                 self.log_line(dispatch.run, "stderr", f"could not start the run: {exc}")
                 self.report(run, "FAILED", None, f"could not start the run: {exc}")
                 return
-            stream_output = config.get("stream_output", True) is not False
-            pump = asyncio.create_task(self.pump(run, stream_output))
-            outcome = await run.handle.wait()
-            await pump
-            if run.cancelled:
-                self.report(run, "CANCELLED", outcome.exit_code, "cancelled")
-            elif outcome.signal:
-                self.report(run, "CRASHED", outcome.exit_code, f"the flow process died on {outcome.signal}")
-            elif outcome.exit_code == 0:
-                self.report(run, "COMPLETED", 0, "")
-            else:
-                self.report(run, "FAILED", outcome.exit_code, f"the flow exited with code {outcome.exit_code}")
+            await self.supervise(run, config.get("stream_output", True) is not False)
         except asyncio.CancelledError:
             if run.handle is not None:
                 await run.handle.kill()
@@ -217,6 +211,27 @@ class Daemon:
                     await run.handle.kill()
             if run.dispatch.run in self.runs:
                 self.report(run, "CRASHED", None, f"the worker failed while running it: {exc!r}")
+
+    async def supervise(self, run: Run, stream_output: bool) -> None:
+        """Follow a started run to its end: its output into the run's logs, its outcome reported."""
+        assert run.handle is not None
+        pump = asyncio.create_task(self.pump(run, stream_output))
+        outcome = await run.handle.wait()
+        await pump
+        if run.dispatch.run not in self.runs:  # refused meanwhile: the scheduler has settled it already
+            self.say(f"run {run.dispatch.name} ({run.dispatch.run[:8]}) stopped: no longer this worker's", "yellow")
+            self.run_ended.set()
+            return
+        if run.cancelled:
+            self.report(run, "CANCELLED", outcome.exit_code, "cancelled")
+        elif outcome.crash:
+            self.report(run, "CRASHED", outcome.exit_code, outcome.crash)
+        elif outcome.signal:
+            self.report(run, "CRASHED", outcome.exit_code, f"the flow process died on {outcome.signal}")
+        elif outcome.exit_code == 0:
+            self.report(run, "COMPLETED", 0, "")
+        else:
+            self.report(run, "FAILED", outcome.exit_code, f"the flow exited with code {outcome.exit_code}")
 
     def log_line(self, run_id: str, stream: str, text: str) -> str:
         """Queue a line of a run's output for the scheduler; the line as sent (masked)."""
@@ -247,6 +262,44 @@ class Daemon:
             await run.handle.kill()
         elif run.task is not None:
             run.task.cancel()
+
+    # ------------------------------------------------------------ leftovers
+
+    def backend(self, kind: str) -> Infrastructure:
+        infrastructure = backend_for(kind)
+        bind = getattr(infrastructure, "bind", None)  # a backend that labels what it creates with its worker
+        if bind is not None:
+            bind(self.options.name, self.options.pool)
+        return infrastructure
+
+    async def take_back_leftovers(self, claimed: bool) -> None:
+        """Runs whose infrastructure an earlier process of this worker started (its containers,
+        found by their labels). Claimed in the Hello, each is followed to its end as if this
+        process had started it, and the scheduler refuses the ones whose lease is no longer
+        ours (they are stopped then); not claimed, the scheduler has settled them already, and
+        what is left of them is stopped."""
+        find = getattr(self.infrastructure, "leftovers", None)
+        if find is None:
+            return
+        self.looked_for_leftovers = True
+        try:
+            found = await find()
+        except Exception as exc:  # a daemon that is down: new runs will say so, one by one
+            self.say(f"could not look for runs an earlier worker left: {exc}", "yellow")
+            return
+        for left in found:
+            if left.run_id in self.runs:
+                continue
+            label = f"run {left.run_name} ({left.run_id[:8]})"
+            if not claimed:
+                await left.handle.kill()
+                await left.handle.wait()
+                self.say(f"{label} is no longer this worker's: stopped what was left of it", "yellow")
+                continue
+            run = self.runs[left.run_id] = Run(scheduler_pb2.Dispatch(run=left.run_id, lease=left.lease, name=left.run_name))
+            run.handle, run.started_at = left.handle, time.monotonic()
+            self.say(f"{label} taken back from an earlier worker ({'running' if left.running else 'ended'})", "cyan")
+            run.task = asyncio.create_task(self.execute(run), name=f"run-{left.run_id}")
 
     # ------------------------------------------------------------ the stream
 
@@ -332,6 +385,8 @@ class Daemon:
 
     async def session(self, client: AsyncClient) -> None:
         """One connection: Hello, resend outcomes, then serve until the stream ends."""
+        if not self.looked_for_leftovers and self.infrastructure is not None:
+            await self.take_back_leftovers(claimed=True)  # claimed in this Hello
         hello = self.hello()
         stream = WorkerStream(client, hello)
         welcome = await stream.open()
@@ -346,7 +401,8 @@ class Daemon:
         self.established = self.ever_connected = True
         self.heartbeat_seconds = welcome.heartbeat_seconds or 30.0
         if self.infrastructure is None:
-            self.infrastructure = backend_for(self.options.type or welcome.pool_type)
+            self.infrastructure = self.backend(self.options.type or welcome.pool_type)
+            await self.take_back_leftovers(claimed=False)  # the Hello claimed none of them
         self.connected_since, self.disconnected_since = time.monotonic(), None
         self.say(f"connected to {self.options.address} as {self.options.name} (pool {self.options.pool}, queues {', '.join(welcome.queues)})", "cyan")
         self.send_credits()
@@ -405,6 +461,12 @@ class Daemon:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         healthy, body = stream_health(self.connected_since, self.disconnected_since, self.options.healthcheck_down_seconds)
+        probe = getattr(self.infrastructure, "health", None)  # a backend with a daemon of its own says if it answers
+        if probe is not None:
+            reachable, detail = probe()
+            body.update(detail)
+            if not reachable:
+                healthy, body["status"] = False, "unhealthy"
         body.update(worker=self.options.name, pool=self.options.pool, runs=len(self.runs))
         return healthy, body
 
@@ -413,7 +475,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.begin_stop)
         if self.options.type:
-            self.infrastructure = backend_for(self.options.type)
+            self.infrastructure = self.backend(self.options.type)
         health = None
         if self.options.healthcheck is not None:
             host, port = self.options.healthcheck

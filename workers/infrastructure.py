@@ -1,7 +1,8 @@
 """Where a flow run executes. The daemon needs four things of a backend: submit, wait,
 kill and logs. `process` runs the flow in its own process group on this machine; `noop`
-completes every run at once (benchmarks and tests). docker and kubernetes are declared
-by their templates and are not yet implemented here."""
+completes every run at once (benchmarks and tests); `docker` (workers/docker.py, with the
+docker extra) runs each in a container. kubernetes and the others are declared by their
+templates and are not yet implemented here."""
 
 from __future__ import annotations
 
@@ -37,12 +38,17 @@ class RunSpec:
     allow_command: bool = False
     #: The pool's entrypoint policy (Dispatch.allowed_entrypoints), checked by the launcher too.
     pool_entrypoints: list[str] = field(default_factory=list)
+    #: What a backend names or labels the run's infrastructure with.
+    run_name: str = ""
+    lease: int = 0
 
 
 @dataclass(slots=True)
 class Outcome:
     exit_code: int | None
     signal: str = ""  # name of the signal that ended it, if any
+    #: Why the run is CRASHED when its infrastructure failed under it (a container that vanished).
+    crash: str = ""
 
 
 class Handle(Protocol):
@@ -88,7 +94,6 @@ def flow_environment(spec: RunSpec) -> dict[str, str]:
     env.update(
         SHIFTBOSS_FLOW_RUN_ID=spec.run_id,
         SHIFTBOSS_API_ADDRESS=spec.api_address,
-        SHIFTBOSS_API_KEY=spec.token,
         SHIFTBOSS_ENTRYPOINT=spec.entrypoint,
         SHIFTBOSS_PARAMETERS_STDIN="1",
         SHIFTBOSS_ALLOWED_ENTRYPOINTS="\n".join(spec.allowed_entrypoints),
@@ -97,6 +102,8 @@ def flow_environment(spec: RunSpec) -> dict[str, str]:
         SHIFTBOSS_WORKER_PID=str(os.getpid()),
         PYTHONUNBUFFERED="1",
     )
+    if spec.token:  # the run's own credential, never the worker's key
+        env["SHIFTBOSS_API_KEY"] = spec.token
     if spec.traceparent:
         env["TRACEPARENT"] = spec.traceparent
     return env
@@ -198,12 +205,17 @@ class ProcessHandle:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
 
-    async def logs(self) -> AsyncIterator[tuple[str, str]]:
-        while True:
-            item = await self.lines.get()
-            if item is None:
-                return
-            yield item
+    def logs(self) -> AsyncIterator[tuple[str, str]]:
+        return queued_lines(self.lines)
+
+
+async def queued_lines(lines: asyncio.Queue[tuple[str, str] | None]) -> AsyncIterator[tuple[str, str]]:
+    """The (stream, text) lines a handle's readers put in its queue, until the None that ends them."""
+    while True:
+        item = await lines.get()
+        if item is None:
+            return
+        yield item
 
 
 LAUNCHER = ("-m", "shiftboss.workers.execute")
@@ -268,12 +280,21 @@ class NoopInfrastructure:
 
 
 BACKENDS: dict[str, type] = {"process": ProcessInfrastructure, "noop": NoopInfrastructure}
-DECLARED_ONLY = ("docker", "kubernetes", "ecs", "cloud-run", "vertex-ai", "azure-container-instance")
+#: Backends whose library comes with an extra: loaded only by a worker of their type.
+EXTRA_BACKENDS = ("docker",)
+DECLARED_ONLY = ("kubernetes", "ecs", "cloud-run", "vertex-ai", "azure-container-instance")
 
 
 def backend_for(pool_type: str) -> Infrastructure:
+    known = [*BACKENDS, *EXTRA_BACKENDS]
     if pool_type in BACKENDS:
         return BACKENDS[pool_type]()
+    if pool_type == "docker":
+        try:
+            from shiftboss.workers.docker import DockerInfrastructure
+        except ImportError as exc:
+            raise ValueError(f"the docker worker needs the docker extra: pip install 'shiftboss[docker]' ({exc})") from None
+        return DockerInfrastructure()
     if pool_type in DECLARED_ONLY:
-        raise ValueError(f"work pool type {pool_type!r} has a template but no worker backend yet; use process or noop")
-    raise ValueError(f"unknown worker type {pool_type!r}; one of {', '.join(BACKENDS)}")
+        raise ValueError(f"work pool type {pool_type!r} has a template but no worker backend yet; use one of {', '.join(known)}")
+    raise ValueError(f"unknown worker type {pool_type!r}; one of {', '.join(known)}")

@@ -119,7 +119,7 @@ def test_the_wheel_alone_is_the_sdk_cli_and_worker_without_the_server_stack(
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.strip() == "Client"
     probe = "import importlib.util, sys; print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m)))"
-    present = run_here(bin_ / "python", "-c", probe, *SERVER_STACK)
+    present = run_here(bin_ / "python", "-c", probe, *SERVER_STACK, "docker")  # nor the docker extra's SDK
     assert present.returncode == 0, present.stderr
     assert present.stdout.split() == []
     for args in (["--help"], ["worker", "start", "--help"], ["work-pool", "ls", "--help"]):
@@ -142,6 +142,10 @@ def test_the_wheel_alone_is_the_sdk_cli_and_worker_without_the_server_stack(
     assert refused.returncode != 0
     assert refused.stderr == "shiftboss server needs the server extra: pip install 'shiftboss[server]'\n"
     assert refused.stdout == ""
+    # So does a docker worker, before it connects anywhere.
+    docker_worker = run_here(bin_ / "shiftboss", "worker", "start", "-p", "dock", "--type", "docker")
+    assert docker_worker.returncode == 2
+    assert "the docker worker needs the docker extra: pip install 'shiftboss[docker]'" in docker_worker.stderr
 
 
 def test_a_machine_without_a_cpp_compiler_is_told_what_to_install(tmp_path: Path) -> None:
