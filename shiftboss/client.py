@@ -351,6 +351,13 @@ class _Api:
         )
         return self._invoke("SchedulerService", "ListFlowRuns", request)
 
+    def list_pool_slots(self, pool: str, queue: str = "") -> scheduler_pb2.Slots:
+        """The runs holding the slots of a pool (or of one of its queues), the longest held first."""
+        return self._invoke("SchedulerService", "ListPoolSlots", scheduler_pb2.PoolSlotsRequest(pool=pool, queue=queue))
+
+    def list_queue_slots(self, name: str, pool: str) -> scheduler_pb2.Slots:
+        return self._invoke("SchedulerService", "ListQueueSlots", scheduler_pb2.QueueSlotsRequest(name=name, pool=pool))
+
     def cancel_flow_run(self, id: str) -> scheduler_pb2.FlowRun:
         return self._invoke("SchedulerService", "CancelFlowRun", scheduler_pb2.FlowRunRef(id=id))
 

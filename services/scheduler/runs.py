@@ -197,12 +197,14 @@ def payload(run: FlowRunRow) -> dict[str, Any]:
     return {"id": run.id, "seq": run.seq}
 
 
-async def usage(session: AsyncSession, pool: str, queue: str = "") -> tuple[int, int]:
-    """Runs of a pool (or one of its queues) on workers, and waiting."""
+async def usage(
+    session: AsyncSession, pool: str, queue: str = "", counted: frozenset[str] = states.ON_WORKER
+) -> tuple[int, int]:
+    """Runs of a pool (or one of its queues) on workers (or in the `counted` states), and waiting."""
     query = select(FlowRunRow.state, func.count()).where(
         FlowRunRow.pool == pool, FlowRunRow.state.in_([states.SCHEDULED, *states.ON_WORKER])
     )
     if queue:
         query = query.where(FlowRunRow.queue == queue)
     counts: dict[str, int] = {state: n for state, n in (await session.execute(query.group_by(FlowRunRow.state))).all()}
-    return sum(counts.get(s, 0) for s in states.ON_WORKER), counts.get(states.SCHEDULED, 0)
+    return sum(counts.get(s, 0) for s in counted), counts.get(states.SCHEDULED, 0)

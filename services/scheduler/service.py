@@ -16,7 +16,7 @@ from shiftboss._wire import from_struct, to_timestamp
 from shiftboss.core import PoolState
 from shiftboss.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
 from shiftboss.services.db import open_database, release_database
-from shiftboss.services.scheduler import background, deployments, retries, states
+from shiftboss.services.scheduler import background, deployments, readiness, retries, slots, states
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler.creation import DeploymentReader, RunInserter, StaleDeployment
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
@@ -356,14 +356,15 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     async def GetDeployment(self, request: scheduler_pb2.DeploymentRef, context: Any) -> scheduler_pb2.Deployment:
         async with self.db.reading() as session:
-            return deployment_to_proto(await deployments.get(session, request.name))
+            reply = deployment_to_proto(await deployments.get(session, request.name))
+        return (await readiness.with_status(self, [reply]))[0]
 
     async def ListDeployments(
         self, request: scheduler_pb2.ListDeploymentsRequest, context: Any
     ) -> scheduler_pb2.ListDeploymentsResponse:
         async with self.db.reading() as session:
-            rows = await deployments.list_all(session, request.pool)
-            return scheduler_pb2.ListDeploymentsResponse(deployments=[deployment_to_proto(r) for r in rows])
+            replies = [deployment_to_proto(r) for r in await deployments.list_all(session, request.pool)]
+        return scheduler_pb2.ListDeploymentsResponse(deployments=await readiness.with_status(self, replies))
 
     async def UpdateDeployment(self, request: scheduler_pb2.UpdateDeploymentRequest, context: Any) -> scheduler_pb2.Deployment:
         async with self.db.reading() as session:
@@ -709,6 +710,12 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 session, pool=request.pool, queue=request.name, stored_states=[states.SCHEDULED], limit=MAX_LIST, soonest_first=True
             )
         return scheduler_pb2.ListFlowRunsResponse(flow_runs=[self.to_proto(r) for r in rows])
+
+    async def ListPoolSlots(self, request: scheduler_pb2.PoolSlotsRequest, context: Any) -> scheduler_pb2.Slots:
+        return await slots.holders(self, request.pool, request.queue)
+
+    async def ListQueueSlots(self, request: scheduler_pb2.QueueSlotsRequest, context: Any) -> scheduler_pb2.Slots:
+        return await slots.holders(self, request.pool, request.name)
 
     async def NextRuns(self, request: scheduler_pb2.NextRunsRequest, context: Any) -> scheduler_pb2.ListFlowRunsResponse:
         if request.limit < 0:
