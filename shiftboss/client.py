@@ -343,10 +343,11 @@ class _Api:
 
     def list_flow_runs(
         self, *, pool: str = "", queue: str = "", states: list[str] | None = None, deployment: str = "", limit: int = 0,
-        offset: int = 0,
+        offset: int = 0, scheduled_after: str = "", scheduled_before: str = "",
     ) -> scheduler_pb2.ListFlowRunsResponse:
         request = scheduler_pb2.ListFlowRunsRequest(
             pool=pool, queue=queue, deployment=deployment, limit=limit, offset=offset,
+            scheduled_after=scheduled_after, scheduled_before=scheduled_before,
             state=[scheduler_pb2.RunState.Value(s) for s in states or []],
         )
         return self._invoke("SchedulerService", "ListFlowRuns", request)

@@ -155,6 +155,7 @@ async def search(
     stored_states: list[str] | None = None,
     deployment_id: str | None = None,
     deployment: str = "",
+    since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 200,
     offset: int = 0,
@@ -171,6 +172,8 @@ async def search(
         query = query.where(FlowRunRow.deployment_id == deployment_id)
     if deployment:
         query = query.where(FlowRunRow.deployment == deployment)
+    if since is not None:
+        query = query.where(FlowRunRow.scheduled_start >= since)
     if until is not None:
         query = query.where(FlowRunRow.scheduled_start <= until)
     order = (FlowRunRow.scheduled_start, FlowRunRow.seq) if soonest_first else (FlowRunRow.scheduled_start.desc(), FlowRunRow.seq.desc())

@@ -311,13 +311,18 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                     field="start_in",
                 )
             return now_utc() + timedelta(seconds=start_in)
-        if start_at:
-            try:
-                moment = datetime.fromisoformat(start_at)
-            except ValueError:
-                raise InvalidArgument(f"start_at: {start_at!r} is not an ISO 8601 time", field="start_at") from None
-            return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-        return None
+        return SchedulerService.moment("start_at", start_at)
+
+    @staticmethod
+    def moment(field: str, text: str) -> datetime | None:
+        """An ISO 8601 time a request gives (UTC without an offset); None when it gives none."""
+        if not text:
+            return None
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidArgument(f"{field}: {text!r} is not an ISO 8601 time", field=field) from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
     # ------------------------------------------------------------ deployments
 
@@ -562,18 +567,25 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         wanted = _state_names(list(request.state))
         stored = sorted({states.SCHEDULED if s == states.LATE else s for s in wanted})
         async with self.db.reading() as session:
-            # By the name its runs keep, so the runs of a deleted deployment are still found.
+            # The deployment's runs; once it is deleted, the runs that keep its name.
+            deployment_id = None
+            if request.deployment:
+                with contextlib.suppress(NotFound):
+                    deployment_id = (await deployments.get(session, request.deployment)).id
             rows = await run_store.search(
                 session,
                 pool=request.pool,
                 queue=request.queue,
                 stored_states=stored,
-                deployment=request.deployment,
+                deployment_id=deployment_id,
+                deployment=request.deployment if deployment_id is None else "",
+                since=self.moment("scheduled_after", request.scheduled_after),
+                until=self.moment("scheduled_before", request.scheduled_before),
                 limit=min(request.limit or 200, MAX_LIST),
                 offset=request.offset,
             )
-            if not rows and request.deployment and not request.offset:
-                await deployments.get(session, request.deployment)  # a name never used: NOT_FOUND
+            if not rows and request.deployment and deployment_id is None and not request.offset:
+                raise NotFound(f"deployment {request.deployment!r} not found", field="deployment")
         replies = [self.to_proto(r) for r in rows]
         if wanted:
             names = set(wanted)

@@ -281,20 +281,24 @@ class FlowRunRef(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListFlowRunsRequest(_message.Message):
-    __slots__ = ("pool", "queue", "state", "deployment", "limit", "offset")
+    __slots__ = ("pool", "queue", "state", "deployment", "limit", "offset", "scheduled_after", "scheduled_before")
     POOL_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_BEFORE_FIELD_NUMBER: _ClassVar[int]
     pool: str
     queue: str
     state: _containers.RepeatedScalarFieldContainer[RunState]
     deployment: str
     limit: int
     offset: int
-    def __init__(self, pool: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Iterable[_Union[RunState, str]]] = ..., deployment: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+    scheduled_after: str
+    scheduled_before: str
+    def __init__(self, pool: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Iterable[_Union[RunState, str]]] = ..., deployment: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., scheduled_after: _Optional[str] = ..., scheduled_before: _Optional[str] = ...) -> None: ...
 
 class ListFlowRunsResponse(_message.Message):
     __slots__ = ("flow_runs",)

@@ -70,3 +70,15 @@ async def test_prefect_deployment_status_is_ready_while_a_worker_serves_its_queu
             await asyncio.sleep(0.05)
         listed = {d.name: d.status for d in (await client.list_deployments()).deployments}
     assert listed == {"served": common_pb2.READY, "unserved": common_pb2.NOT_READY}
+
+
+async def test_prefect_flow_run_filter_expected_start_time_after_and_before(client: AsyncClient) -> None:
+    await client.create_work_pool("pool", "process")
+    await client.create_deployment("d", "pool", FLOW)
+    made = [await client.create_flow_run("d", start_in=600 * (i + 1)) for i in range(3)]
+    middle = made[1].scheduled_start.ToJsonString()
+    after = (await client.list_flow_runs(deployment="d", scheduled_after=middle)).flow_runs
+    before = (await client.list_flow_runs(deployment="d", scheduled_before=middle)).flow_runs
+    assert [r.id for r in after] == [made[2].id, made[1].id] and [r.id for r in before] == [made[1].id, made[0].id]
+    with pytest.raises(errors.InvalidArgument, match="scheduled_after: 'soon' is not an ISO 8601 time"):
+        await client.list_flow_runs(scheduled_after="soon")
