@@ -116,8 +116,8 @@ class _Api:
     def get_work_pool(self, name: str) -> pools_pb2.WorkPool:
         return self._invoke("PoolService", "GetWorkPool", pools_pb2.WorkPoolRef(name=name))
 
-    def list_work_pools(self) -> pools_pb2.ListWorkPoolsResponse:
-        return self._invoke("PoolService", "ListWorkPools", pools_pb2.ListWorkPoolsRequest())
+    def list_work_pools(self, *, limit: int = 0, offset: int = 0) -> pools_pb2.ListWorkPoolsResponse:
+        return self._invoke("PoolService", "ListWorkPools", pools_pb2.ListWorkPoolsRequest(limit=limit, offset=offset))
 
     def update_work_pool(
         self,
@@ -172,8 +172,9 @@ class _Api:
     def get_work_queue(self, name: str, pool: str) -> pools_pb2.WorkQueue:
         return self._invoke("PoolService", "GetWorkQueue", pools_pb2.WorkQueueRef(name=name, pool=pool))
 
-    def list_work_queues(self, pool: str) -> pools_pb2.ListWorkQueuesResponse:
-        return self._invoke("PoolService", "ListWorkQueues", pools_pb2.ListWorkQueuesRequest(pool=pool))
+    def list_work_queues(self, pool: str, *, limit: int = 0, offset: int = 0) -> pools_pb2.ListWorkQueuesResponse:
+        request = pools_pb2.ListWorkQueuesRequest(pool=pool, limit=limit, offset=offset)
+        return self._invoke("PoolService", "ListWorkQueues", request)
 
     def update_work_queue(
         self,
@@ -278,8 +279,9 @@ class _Api:
     def get_deployment(self, name: str) -> scheduler_pb2.Deployment:
         return self._invoke("SchedulerService", "GetDeployment", scheduler_pb2.DeploymentRef(name=name))
 
-    def list_deployments(self, pool: str = "") -> scheduler_pb2.ListDeploymentsResponse:
-        return self._invoke("SchedulerService", "ListDeployments", scheduler_pb2.ListDeploymentsRequest(pool=pool))
+    def list_deployments(self, pool: str = "", *, limit: int = 0, offset: int = 0) -> scheduler_pb2.ListDeploymentsResponse:
+        request = scheduler_pb2.ListDeploymentsRequest(pool=pool, limit=limit, offset=offset)
+        return self._invoke("SchedulerService", "ListDeployments", request)
 
     def pause_deployment(self, name: str) -> scheduler_pb2.Deployment:
         return self._invoke("SchedulerService", "PauseDeployment", scheduler_pb2.DeploymentRef(name=name))

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from shiftboss._wire import from_struct, to_timestamp
 from shiftboss.core import PoolState
 from shiftboss.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
+from shiftboss.services import paging
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.scheduler import background, deployments, readiness, retries, slots, states
 from shiftboss.services.scheduler import runs as run_store
@@ -368,7 +369,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.ListDeploymentsRequest, context: Any
     ) -> scheduler_pb2.ListDeploymentsResponse:
         async with self.db.reading() as session:
-            replies = [deployment_to_proto(r) for r in await deployments.list_all(session, request.pool)]
+            rows = paging.page(await deployments.list_all(session, request.pool), request.limit, request.offset)
+            replies = [deployment_to_proto(r) for r in rows]
         return scheduler_pb2.ListDeploymentsResponse(deployments=await readiness.with_status(self, replies))
 
     async def UpdateDeployment(self, request: scheduler_pb2.UpdateDeploymentRequest, context: Any) -> scheduler_pb2.Deployment:
@@ -561,9 +563,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             return self.to_proto(run, await run_store.history(session, run))
 
     async def ListFlowRuns(self, request: scheduler_pb2.ListFlowRunsRequest, context: Any) -> scheduler_pb2.ListFlowRunsResponse:
-        for field, value in (("limit", request.limit), ("offset", request.offset)):
-            if value < 0:
-                raise InvalidArgument(f"{field}: must not be negative, got {value}", field=field)
+        paging.check(request.limit, request.offset)
         wanted = _state_names(list(request.state))
         stored = sorted({states.SCHEDULED if s == states.LATE else s for s in wanted})
         async with self.db.reading() as session:

@@ -187,10 +187,14 @@ class DeploymentRef(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ListDeploymentsRequest(_message.Message):
-    __slots__ = ("pool",)
+    __slots__ = ("pool", "limit", "offset")
     POOL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     pool: str
-    def __init__(self, pool: _Optional[str] = ...) -> None: ...
+    limit: int
+    offset: int
+    def __init__(self, pool: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class ListDeploymentsResponse(_message.Message):
     __slots__ = ("deployments",)

@@ -82,3 +82,17 @@ async def test_prefect_flow_run_filter_expected_start_time_after_and_before(clie
     assert [r.id for r in after] == [made[2].id, made[1].id] and [r.id for r in before] == [made[1].id, made[0].id]
     with pytest.raises(errors.InvalidArgument, match="scheduled_after: 'soon' is not an ISO 8601 time"):
         await client.list_flow_runs(scheduled_after="soon")
+
+
+async def test_prefect_limit_and_offset_on_pools_queues_and_deployments(client: AsyncClient) -> None:
+    for name in ("a", "b", "c"):
+        await client.create_work_pool(name, "process")
+        await client.create_deployment(f"d-{name}", "a", FLOW)
+    await client.create_work_queue("second", "a")
+    assert [p.name for p in (await client.list_work_pools(limit=1, offset=1)).work_pools] == ["b"]
+    assert [q.name for q in (await client.list_work_queues("a", offset=1)).work_queues] == ["second"]
+    assert [d.name for d in (await client.list_deployments(limit=2)).deployments] == ["d-a", "d-b"]
+    with pytest.raises(errors.InvalidArgument, match="limit: must not be negative, got -1"):
+        await client.list_work_pools(limit=-1)
+    with pytest.raises(errors.InvalidArgument, match="offset: must not be negative, got -3"):
+        await client.list_deployments(offset=-3)
