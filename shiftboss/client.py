@@ -118,8 +118,8 @@ class _Api:
     def get_work_pool(self, name: str) -> pools_pb2.WorkPool:
         return self._invoke("PoolService", "GetWorkPool", pools_pb2.WorkPoolRef(name=name))
 
-    def list_work_pools(self) -> pools_pb2.ListWorkPoolsResponse:
-        return self._invoke("PoolService", "ListWorkPools", pools_pb2.ListWorkPoolsRequest())
+    def list_work_pools(self, *, limit: int = 0, offset: int = 0) -> pools_pb2.ListWorkPoolsResponse:
+        return self._invoke("PoolService", "ListWorkPools", pools_pb2.ListWorkPoolsRequest(limit=limit, offset=offset))
 
     def update_work_pool(
         self,
@@ -180,8 +180,9 @@ class _Api:
     def get_work_queue(self, name: str, pool: str) -> pools_pb2.WorkQueue:
         return self._invoke("PoolService", "GetWorkQueue", pools_pb2.WorkQueueRef(name=name, pool=pool))
 
-    def list_work_queues(self, pool: str) -> pools_pb2.ListWorkQueuesResponse:
-        return self._invoke("PoolService", "ListWorkQueues", pools_pb2.ListWorkQueuesRequest(pool=pool))
+    def list_work_queues(self, pool: str, *, limit: int = 0, offset: int = 0) -> pools_pb2.ListWorkQueuesResponse:
+        request = pools_pb2.ListWorkQueuesRequest(pool=pool, limit=limit, offset=offset)
+        return self._invoke("PoolService", "ListWorkQueues", request)
 
     def update_work_queue(
         self,
@@ -286,8 +287,9 @@ class _Api:
     def get_deployment(self, name: str) -> scheduler_pb2.Deployment:
         return self._invoke("SchedulerService", "GetDeployment", scheduler_pb2.DeploymentRef(name=name))
 
-    def list_deployments(self, pool: str = "") -> scheduler_pb2.ListDeploymentsResponse:
-        return self._invoke("SchedulerService", "ListDeployments", scheduler_pb2.ListDeploymentsRequest(pool=pool))
+    def list_deployments(self, pool: str = "", *, limit: int = 0, offset: int = 0) -> scheduler_pb2.ListDeploymentsResponse:
+        request = scheduler_pb2.ListDeploymentsRequest(pool=pool, limit=limit, offset=offset)
+        return self._invoke("SchedulerService", "ListDeployments", request)
 
     def update_deployment(
         self,
@@ -368,13 +370,21 @@ class _Api:
 
     def list_flow_runs(
         self, *, pool: str = "", queue: str = "", states: list[str] | None = None, deployment: str = "", limit: int = 0,
-        offset: int = 0,
+        offset: int = 0, scheduled_after: str = "", scheduled_before: str = "",
     ) -> scheduler_pb2.ListFlowRunsResponse:
         request = scheduler_pb2.ListFlowRunsRequest(
             pool=pool, queue=queue, deployment=deployment, limit=limit, offset=offset,
+            scheduled_after=scheduled_after, scheduled_before=scheduled_before,
             state=[scheduler_pb2.RunState.Value(s) for s in states or []],
         )
         return self._invoke("SchedulerService", "ListFlowRuns", request)
+
+    def list_pool_slots(self, pool: str, queue: str = "") -> scheduler_pb2.Slots:
+        """The runs holding the slots of a pool (or of one of its queues), the longest held first."""
+        return self._invoke("SchedulerService", "ListPoolSlots", scheduler_pb2.PoolSlotsRequest(pool=pool, queue=queue))
+
+    def list_queue_slots(self, name: str, pool: str) -> scheduler_pb2.Slots:
+        return self._invoke("SchedulerService", "ListQueueSlots", scheduler_pb2.QueueSlotsRequest(name=name, pool=pool))
 
     def cancel_flow_run(self, id: str) -> scheduler_pb2.FlowRun:
         return self._invoke("SchedulerService", "CancelFlowRun", scheduler_pb2.FlowRunRef(id=id))

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shiftboss.errors import FailedPrecondition, InvalidArgument, NotFound
+from shiftboss.services import paging
 from shiftboss.services.heartbeats.models import WorkerRow
 from shiftboss.services.names import validate_name
 
@@ -116,9 +117,7 @@ async def next_deadline(session: AsyncSession) -> datetime | None:
 
 async def list_workers(session: AsyncSession, pool: str, limit: int = 0, offset: int = 0) -> list[WorkerRow]:
     """Latest heartbeat first, as Prefect lists workers."""
-    for field, value in (("limit", limit), ("offset", offset)):
-        if value < 0:
-            raise InvalidArgument(f"{field}: must not be negative, got {value}", field=field)
+    paging.check(limit, offset)
     query = select(WorkerRow).order_by(WorkerRow.last_heartbeat.desc(), WorkerRow.pool, WorkerRow.name)
     if pool:
         query = query.where(WorkerRow.pool == pool)

@@ -12,6 +12,7 @@ from grpc import aio
 from shiftboss.errors import FailedPrecondition, InvalidArgument, ShiftbossError, Unimplemented
 from shiftboss._wire import from_struct
 from shiftboss.services.broadcast import Broadcaster
+from shiftboss.services import paging
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.pools import domain
 from shiftboss.services.names import validate_name
@@ -139,7 +140,7 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
 
     async def ListWorkPools(self, request: pools_pb2.ListWorkPoolsRequest, context: Any) -> pools_pb2.ListWorkPoolsResponse:
         async with self.db.reading() as session:
-            pools = await domain.list_pools(session)
+            pools = paging.page(await domain.list_pools(session), request.limit, request.offset)
         online = await self._online_workers()
         return pools_pb2.ListWorkPoolsResponse(work_pools=[pool_to_proto(p, online.get(p.name, 0)) for p in pools])
 
@@ -233,7 +234,7 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         self, request: pools_pb2.ListWorkQueuesRequest, context: Any
     ) -> pools_pb2.ListWorkQueuesResponse:
         async with self.db.reading() as session:
-            queues = await domain.list_queues(session, request.pool)
+            queues = paging.page(await domain.list_queues(session, request.pool), request.limit, request.offset)
             now = datetime.now(timezone.utc)
             return pools_pb2.ListWorkQueuesResponse(work_queues=[queue_to_proto(q, request.pool, now) for q in queues])
 

@@ -155,6 +155,7 @@ async def search(
     stored_states: list[str] | None = None,
     deployment_id: str | None = None,
     deployment: str = "",
+    since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 200,
     offset: int = 0,
@@ -171,6 +172,8 @@ async def search(
         query = query.where(FlowRunRow.deployment_id == deployment_id)
     if deployment:
         query = query.where(FlowRunRow.deployment == deployment)
+    if since is not None:
+        query = query.where(FlowRunRow.scheduled_start >= since)
     if until is not None:
         query = query.where(FlowRunRow.scheduled_start <= until)
     order = (FlowRunRow.scheduled_start, FlowRunRow.seq) if soonest_first else (FlowRunRow.scheduled_start.desc(), FlowRunRow.seq.desc())
@@ -197,12 +200,14 @@ def payload(run: FlowRunRow) -> dict[str, Any]:
     return {"id": run.id, "seq": run.seq}
 
 
-async def usage(session: AsyncSession, pool: str, queue: str = "") -> tuple[int, int]:
-    """Runs of a pool (or one of its queues) on workers, and waiting."""
+async def usage(
+    session: AsyncSession, pool: str, queue: str = "", counted: frozenset[str] = states.ON_WORKER
+) -> tuple[int, int]:
+    """Runs of a pool (or one of its queues) on workers (or in the `counted` states), and waiting."""
     query = select(FlowRunRow.state, func.count()).where(
         FlowRunRow.pool == pool, FlowRunRow.state.in_([states.SCHEDULED, *states.ON_WORKER])
     )
     if queue:
         query = query.where(FlowRunRow.queue == queue)
     counts: dict[str, int] = {state: n for state, n in (await session.execute(query.group_by(FlowRunRow.state))).all()}
-    return sum(counts.get(s, 0) for s in states.ON_WORKER), counts.get(states.SCHEDULED, 0)
+    return sum(counts.get(s, 0) for s in counted), counts.get(states.SCHEDULED, 0)

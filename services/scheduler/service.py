@@ -15,8 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from shiftboss._wire import from_struct, from_timestamp, to_timestamp
 from shiftboss.entrypoints import admitted
 from shiftboss.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
+from shiftboss.services import paging
 from shiftboss.services.db import open_database, release_database
-from shiftboss.services.scheduler import background, deployments, retries, states
+from shiftboss.services.scheduler import background, deployments, readiness, retries, slots, states
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler.creation import DeploymentReader, RunInserter, StaleDeployment
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
@@ -339,13 +340,18 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                     field="start_in",
                 )
             return now_utc() + timedelta(seconds=start_in)
-        if start_at:
-            try:
-                moment = datetime.fromisoformat(start_at)
-            except ValueError:
-                raise InvalidArgument(f"start_at: {start_at!r} is not an ISO 8601 time", field="start_at") from None
-            return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-        return None
+        return SchedulerService.moment("start_at", start_at)
+
+    @staticmethod
+    def moment(field: str, text: str) -> datetime | None:
+        """An ISO 8601 time a request gives (UTC without an offset); None when it gives none."""
+        if not text:
+            return None
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidArgument(f"{field}: {text!r} is not an ISO 8601 time", field=field) from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
     # ------------------------------------------------------------ deployments
 
@@ -385,14 +391,16 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     async def GetDeployment(self, request: scheduler_pb2.DeploymentRef, context: Any) -> scheduler_pb2.Deployment:
         async with self.db.reading() as session:
-            return deployment_to_proto(await deployments.get(session, request.name))
+            reply = deployment_to_proto(await deployments.get(session, request.name))
+        return (await readiness.with_status(self, [reply]))[0]
 
     async def ListDeployments(
         self, request: scheduler_pb2.ListDeploymentsRequest, context: Any
     ) -> scheduler_pb2.ListDeploymentsResponse:
         async with self.db.reading() as session:
-            rows = await deployments.list_all(session, request.pool)
-            return scheduler_pb2.ListDeploymentsResponse(deployments=[deployment_to_proto(r) for r in rows])
+            rows = paging.page(await deployments.list_all(session, request.pool), request.limit, request.offset)
+            replies = [deployment_to_proto(r) for r in rows]
+        return scheduler_pb2.ListDeploymentsResponse(deployments=await readiness.with_status(self, replies))
 
     async def UpdateDeployment(self, request: scheduler_pb2.UpdateDeploymentRequest, context: Any) -> scheduler_pb2.Deployment:
         async with self.db.reading() as session:
@@ -592,24 +600,29 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             return self.to_proto(run, await run_store.history(session, run))
 
     async def ListFlowRuns(self, request: scheduler_pb2.ListFlowRunsRequest, context: Any) -> scheduler_pb2.ListFlowRunsResponse:
-        for field, value in (("limit", request.limit), ("offset", request.offset)):
-            if value < 0:
-                raise InvalidArgument(f"{field}: must not be negative, got {value}", field=field)
+        paging.check(request.limit, request.offset)
         wanted = _state_names(list(request.state))
         stored = sorted({states.SCHEDULED if s == states.LATE else s for s in wanted})
         async with self.db.reading() as session:
-            # By the name its runs keep, so the runs of a deleted deployment are still found.
+            # The deployment's runs; once it is deleted, the runs that keep its name.
+            deployment_id = None
+            if request.deployment:
+                with contextlib.suppress(NotFound):
+                    deployment_id = (await deployments.get(session, request.deployment)).id
             rows = await run_store.search(
                 session,
                 pool=request.pool,
                 queue=request.queue,
                 stored_states=stored,
-                deployment=request.deployment,
+                deployment_id=deployment_id,
+                deployment=request.deployment if deployment_id is None else "",
+                since=self.moment("scheduled_after", request.scheduled_after),
+                until=self.moment("scheduled_before", request.scheduled_before),
                 limit=min(request.limit or 200, MAX_LIST),
                 offset=request.offset,
             )
-            if not rows and request.deployment and not request.offset:
-                await deployments.get(session, request.deployment)  # a name never used: NOT_FOUND
+            if not rows and request.deployment and deployment_id is None and not request.offset:
+                raise NotFound(f"deployment {request.deployment!r} not found", field="deployment")
         replies = [self.to_proto(r) for r in rows]
         if wanted:
             names = set(wanted)
@@ -770,6 +783,12 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 session, pool=request.pool, queue=request.name, stored_states=[states.SCHEDULED], limit=MAX_LIST, soonest_first=True
             )
         return scheduler_pb2.ListFlowRunsResponse(flow_runs=[self.to_proto(r) for r in rows])
+
+    async def ListPoolSlots(self, request: scheduler_pb2.PoolSlotsRequest, context: Any) -> scheduler_pb2.Slots:
+        return await slots.holders(self, request.pool, request.queue)
+
+    async def ListQueueSlots(self, request: scheduler_pb2.QueueSlotsRequest, context: Any) -> scheduler_pb2.Slots:
+        return await slots.holders(self, request.pool, request.name)
 
     async def NextRuns(self, request: scheduler_pb2.NextRunsRequest, context: Any) -> scheduler_pb2.ListFlowRunsResponse:
         if request.limit < 0:

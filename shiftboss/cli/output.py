@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import IO, Any
 
 import click
@@ -56,11 +57,33 @@ def print_object(message: Message, title: str = "", omit: tuple[str, ...] = ()) 
         stderr.print("(long values are cut; -o json prints them whole)", style="dim")
 
 
+def since(value: Any, now: datetime | None = None) -> str:
+    """A timestamp as how far it is from now, as Prefect's `flow-run ls` shows When: `in 5m`, `3h ago`."""
+    if not isinstance(value, str) or not value:
+        return cell(value)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    seconds = ((now or datetime.now(timezone.utc)) - moment).total_seconds()
+    if abs(seconds) < 1:
+        return "now"
+    amount = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if amount >= size:
+            text = f"{int(amount // size)}{unit}"
+            break
+    return f"{text} ago" if seconds > 0 else f"in {text}"
+
+
 def print_items(items: list[Message], columns: list[str], title: str = "") -> None:
+    """`columns` names fields; `header=field` shows a timestamp field as time from now under that header."""
     rows = [message_to_dict(item) for item in items]
     columns = columns or (list(rows[0]) if rows else [])
-    headers = [column.replace("_", " ").title() for column in columns]
-    print_table(title, headers, [[cell(row.get(column)) for column in columns] for row in rows], no_wrap={"Id", "Name"})
+    specs = [column.split("=", 1) if "=" in column else (column, "") for column in columns]
+    headers = [header.replace("_", " ").title() for header, _ in specs]
+    table = [[since(row.get(field)) if field else cell(row.get(header)) for header, field in specs] for row in rows]
+    print_table(title, headers, table, no_wrap={"Id", "Name"})
 
 
 def print_table(title: str, headers: list[str], rows: list[list[str]], no_wrap: frozenset[str] | set[str] = frozenset({"Name"})) -> None:

@@ -96,8 +96,12 @@ class WorkPoolRef(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ListWorkPoolsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("limit", "offset")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    offset: int
+    def __init__(self, limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class ListWorkPoolsResponse(_message.Message):
     __slots__ = ("work_pools",)
@@ -160,10 +164,14 @@ class WorkQueueRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ...) -> None: ...
 
 class ListWorkQueuesRequest(_message.Message):
-    __slots__ = ("pool",)
+    __slots__ = ("pool", "limit", "offset")
     POOL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     pool: str
-    def __init__(self, pool: _Optional[str] = ...) -> None: ...
+    limit: int
+    offset: int
+    def __init__(self, pool: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class ListWorkQueuesResponse(_message.Message):
     __slots__ = ("work_queues",)

@@ -55,7 +55,7 @@ class Schedule(_message.Message):
     def __init__(self, id: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval_seconds: _Optional[float] = ..., paused: _Optional[bool] = ..., anchor: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rrule: _Optional[str] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("id", "name", "entrypoint", "pool", "queue", "parameters", "job_variables", "schedules", "paused", "description", "tags", "created", "updated", "retries", "retry_delay_seconds")
+    __slots__ = ("id", "name", "entrypoint", "pool", "queue", "parameters", "job_variables", "schedules", "paused", "description", "tags", "created", "updated", "retries", "retry_delay_seconds", "status")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,7 @@ class Deployment(_message.Message):
     UPDATED_FIELD_NUMBER: _ClassVar[int]
     RETRIES_FIELD_NUMBER: _ClassVar[int]
     RETRY_DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     entrypoint: str
@@ -86,7 +87,8 @@ class Deployment(_message.Message):
     updated: _timestamp_pb2.Timestamp
     retries: int
     retry_delay_seconds: float
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., pool: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ..., paused: _Optional[bool] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retries: _Optional[int] = ..., retry_delay_seconds: _Optional[float] = ...) -> None: ...
+    status: _common_pb2.Status
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., entrypoint: _Optional[str] = ..., pool: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ..., paused: _Optional[bool] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retries: _Optional[int] = ..., retry_delay_seconds: _Optional[float] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ...) -> None: ...
 
 class StateChange(_message.Message):
     __slots__ = ("state", "at", "message")
@@ -185,10 +187,14 @@ class DeploymentRef(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ListDeploymentsRequest(_message.Message):
-    __slots__ = ("pool",)
+    __slots__ = ("pool", "limit", "offset")
     POOL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     pool: str
-    def __init__(self, pool: _Optional[str] = ...) -> None: ...
+    limit: int
+    offset: int
+    def __init__(self, pool: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class ListDeploymentsResponse(_message.Message):
     __slots__ = ("deployments",)
@@ -279,20 +285,24 @@ class FlowRunRef(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListFlowRunsRequest(_message.Message):
-    __slots__ = ("pool", "queue", "state", "deployment", "limit", "offset")
+    __slots__ = ("pool", "queue", "state", "deployment", "limit", "offset", "scheduled_after", "scheduled_before")
     POOL_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_BEFORE_FIELD_NUMBER: _ClassVar[int]
     pool: str
     queue: str
     state: _containers.RepeatedScalarFieldContainer[RunState]
     deployment: str
     limit: int
     offset: int
-    def __init__(self, pool: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Iterable[_Union[RunState, str]]] = ..., deployment: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+    scheduled_after: str
+    scheduled_before: str
+    def __init__(self, pool: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Iterable[_Union[RunState, str]]] = ..., deployment: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., scheduled_after: _Optional[str] = ..., scheduled_before: _Optional[str] = ...) -> None: ...
 
 class ListFlowRunsResponse(_message.Message):
     __slots__ = ("flow_runs",)
@@ -351,6 +361,32 @@ class PreviewQueueRequest(_message.Message):
     pool: str
     hours: float
     def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., hours: _Optional[float] = ...) -> None: ...
+
+class PoolSlotsRequest(_message.Message):
+    __slots__ = ("pool", "queue")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    pool: str
+    queue: str
+    def __init__(self, pool: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
+
+class QueueSlotsRequest(_message.Message):
+    __slots__ = ("name", "pool")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    pool: str
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ...) -> None: ...
+
+class Slots(_message.Message):
+    __slots__ = ("flow_runs", "occupied", "limit")
+    FLOW_RUNS_FIELD_NUMBER: _ClassVar[int]
+    OCCUPIED_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    flow_runs: _containers.RepeatedCompositeFieldContainer[FlowRun]
+    occupied: int
+    limit: int
+    def __init__(self, flow_runs: _Optional[_Iterable[_Union[FlowRun, _Mapping]]] = ..., occupied: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class NextRunsRequest(_message.Message):
     __slots__ = ("pool", "queues", "limit", "prefetch_seconds")

@@ -134,6 +134,16 @@ class SchedulerServiceStub:
                 request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.PreviewQueueRequest.SerializeToString,
                 response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.ListFlowRunsResponse.FromString,
                 _registered_method=True)
+        self.ListPoolSlots = channel.unary_unary(
+                '/shiftboss.v1.SchedulerService/ListPoolSlots',
+                request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.PoolSlotsRequest.SerializeToString,
+                response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.Slots.FromString,
+                _registered_method=True)
+        self.ListQueueSlots = channel.unary_unary(
+                '/shiftboss.v1.SchedulerService/ListQueueSlots',
+                request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.QueueSlotsRequest.SerializeToString,
+                response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.Slots.FromString,
+                _registered_method=True)
         self.NextRuns = channel.unary_unary(
                 '/shiftboss.v1.SchedulerService/NextRuns',
                 request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.NextRunsRequest.SerializeToString,
@@ -299,6 +309,20 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPoolSlots(self, request, context):
+        """The runs holding the slots of a work pool (or of one of its queues).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQueueSlots(self, request, context):
+        """The runs holding the slots of a work queue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def NextRuns(self, request, context):
         """The runs a worker connecting now with these queues and limit would be sent, in order.
         """
@@ -429,6 +453,16 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.ReadWorkQueueRuns,
                     request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.PreviewQueueRequest.FromString,
                     response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.ListFlowRunsResponse.SerializeToString,
+            ),
+            'ListPoolSlots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPoolSlots,
+                    request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.PoolSlotsRequest.FromString,
+                    response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.Slots.SerializeToString,
+            ),
+            'ListQueueSlots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueueSlots,
+                    request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.QueueSlotsRequest.FromString,
+                    response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.Slots.SerializeToString,
             ),
             'NextRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.NextRuns,
@@ -991,6 +1025,60 @@ class SchedulerService:
             '/shiftboss.v1.SchedulerService/ReadWorkQueueRuns',
             shiftboss_dot_v1_dot_scheduler__pb2.PreviewQueueRequest.SerializeToString,
             shiftboss_dot_v1_dot_scheduler__pb2.ListFlowRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPoolSlots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shiftboss.v1.SchedulerService/ListPoolSlots',
+            shiftboss_dot_v1_dot_scheduler__pb2.PoolSlotsRequest.SerializeToString,
+            shiftboss_dot_v1_dot_scheduler__pb2.Slots.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQueueSlots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shiftboss.v1.SchedulerService/ListQueueSlots',
+            shiftboss_dot_v1_dot_scheduler__pb2.QueueSlotsRequest.SerializeToString,
+            shiftboss_dot_v1_dot_scheduler__pb2.Slots.FromString,
             options,
             channel_credentials,
             insecure,
