@@ -49,12 +49,12 @@ async def wait_done(client: AsyncClient, deployment: str, count: int, timeout: f
         await asyncio.sleep(0.05)
 
 
-async def flow_start_latency(address: str, project: Path, runs: int) -> list[float]:
+async def flow_start_latency(address: str, project: Path, runs: int, deployment: str = "stamp") -> list[float]:
     latencies = []
     async with AsyncClient(address, timeout=30) as client:
         for i in range(runs):
-            out = project / f"stamp-{i}"
-            await client.run_deployment("stamp", parameters={"out": str(out)})
+            out = project / f"{deployment}-{i}"
+            await client.run_deployment(deployment, parameters={"out": str(out)})
             returned = time.time()
             while not out.exists() or not out.read_text():
                 await asyncio.sleep(0.001)
@@ -91,16 +91,24 @@ def test_workers_end_to_end(benchmark, report, tmp_path: Path) -> None:  # type:
         async def setup() -> None:
             async with AsyncClient(server.address, timeout=30) as client:
                 await client.create_work_pool("proc", "process")
+                await client.create_work_pool("coldproc", "process")
+                await client.create_deployment("cold-stamp", "coldproc", "flows/bench.py:stamp")
+                await client.create_deployment("cold-hundred", "coldproc", "flows/bench.py:stamp")
                 await client.create_work_pool("fast", "noop")
                 await client.create_deployment("stamp", "proc", "flows/bench.py:stamp")
                 await client.create_deployment("hundred", "proc", "flows/bench.py:stamp")
                 await client.create_deployment("thousand", "fast", "flows/bench.py:stamp")
 
         asyncio.run(setup())
+        # Warm starts (the default: runs forked from a fork server) and cold ones, side by side.
         workers.append(WorkerProcess(["-p", "proc", "-n", "proc-1", "-l", "8"], project, env))
         workers[0].wait_for_line("connected to")
+        workers.append(WorkerProcess(["-p", "coldproc", "-n", "cold-1", "-l", "8", "--no-preload"], project, env))
+        workers[1].wait_for_line("connected to")
         latencies = asyncio.run(flow_start_latency(server.address, project, 200))
+        cold_latencies = asyncio.run(flow_start_latency(server.address, project, 100, "cold-stamp"))
         hundred = asyncio.run(burst(server.address, "hundred", 100))
+        cold_hundred = asyncio.run(burst(server.address, "cold-hundred", 100))
         for i in range(4):
             workers.append(WorkerProcess(["-p", "fast", "-n", f"noop-{i}"], project, env))
             workers[-1].wait_for_line("connected to")
@@ -110,14 +118,19 @@ def test_workers_end_to_end(benchmark, report, tmp_path: Path) -> None:  # type:
             worker.stop()
         server.stop()
     p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
+    cold_p50, cold_p99 = statistics.median(cold_latencies), percentile(cold_latencies, 0.99)
     report(
-        f"deployment run -> flow's first line (process): p50 {p50:.0f} ms p99 {p99:.0f} ms over 200 runs "
+        f"deployment run -> flow's first line (process, warm): p50 {p50:.0f} ms p99 {p99:.0f} ms over 200 runs; "
+        f"cold (--no-preload) p50 {cold_p50:.0f} ms p99 {cold_p99:.0f} ms, 100 runs at once {cold_hundred:.1f} runs/s "
         f"({PREFECT_RUNNING_P50_MS / p50:.0f}x faster than the baseline's created->RUNNING p50 at its default poll, "
         f"{PREFECT_RUNNING_P50_FAST_POLL_MS / p50:.0f}x at a 1 s poll); 100 runs at once -> COMPLETED with one process "
         f"worker -l 8: {hundred:.1f} runs/s ({hundred / PREFECT_100_RUNS_PER_S:.0f}x the baseline); 1,000 runs with 4 noop "
         f"workers: {thousand:.0f} runs/s",
         first_line_p50_ms=p50,
         first_line_p99_ms=p99,
+        cold_first_line_p50_ms=cold_p50,
+        cold_first_line_p99_ms=cold_p99,
+        cold_process_runs_per_second=cold_hundred,
         process_runs_per_second=hundred,
         noop_runs_per_second=thousand,
     )

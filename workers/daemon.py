@@ -77,6 +77,10 @@ class Options:
     allowed_entrypoints: list[str] = field(default_factory=list)
     #: Whether a job configuration may choose the command that runs a flow.
     allow_command: bool = False
+    #: Fork the process backend's runs from a fork server that imported the launcher and
+    #: these modules once (warm starts); False: a new Python per run.
+    warm_start: bool = True
+    preload: list[str] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -270,6 +274,9 @@ class Daemon:
         bind = getattr(infrastructure, "bind", None)  # a backend that labels what it creates with its worker
         if bind is not None:
             bind(self.options.name, self.options.pool)
+        warm = getattr(infrastructure, "warm", None)  # the process backend: warm starts
+        if warm is not None and self.options.warm_start:
+            warm(self.options.preload)
         return infrastructure
 
     async def take_back_leftovers(self, claimed: bool) -> None:
@@ -489,6 +496,9 @@ class Daemon:
         finally:
             if health is not None:
                 health.stop()
+            close = getattr(self.infrastructure, "close", None)
+            if close is not None:
+                await close()
 
     async def serve(self) -> int:
         async with AsyncClient(self.options.address) as client:

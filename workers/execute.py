@@ -149,9 +149,21 @@ def read_parameters() -> dict[str, Any]:
 
 def main() -> int:
     die_with_worker()
-    entrypoint = os.environ.get("SHIFTBOSS_ENTRYPOINT", "")
     try:
         parameters = read_parameters()
+    except EntrypointError as exc:
+        print(f"shiftboss: {exc}", file=sys.stderr)
+        return 1
+    except Exception:
+        traceback.print_exc()
+        return 1
+    return run(os.environ.get("SHIFTBOSS_ENTRYPOINT", ""), parameters)
+
+
+def run(entrypoint: str, parameters: dict[str, Any]) -> int:
+    """Load the flow, check its parameters, call it; the process's exit code. A warm start
+    (workers/forkserver.py) calls this in a child forked after the imports."""
+    try:
         function = load(entrypoint)
         check_parameters(function, parameters)
     except EntrypointError as exc:

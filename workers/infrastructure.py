@@ -116,7 +116,7 @@ def parameters_input(spec: RunSpec) -> bytes:
 
 @dataclass
 class ProcessHandle:
-    process: asyncio.subprocess.Process
+    process: Any  # an asyncio.subprocess.Process, or a warm.ForkedProcess
     lines: asyncio.Queue[tuple[str, str] | None] = field(default_factory=asyncio.Queue)
     killed: bool = False
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
@@ -173,6 +173,8 @@ class ProcessHandle:
         asyncio's child watcher does)."""
         if self.process.returncode is not None:
             return self.process.returncode
+        if not isinstance(self.process, asyncio.subprocess.Process):  # forked: its parent says
+            return await self.process.wait()
         try:
             pidfd = os.pidfd_open(self.process.pid)
         except (AttributeError, OSError):  # not Linux 5.3 or later, or already reaped
@@ -238,12 +240,37 @@ def launcher_command(spec: RunSpec) -> list[str]:
 
 
 class ProcessInfrastructure:
+    def __init__(self) -> None:
+        #: Runs of the launcher are forked from here (workers/warm.py); None: started cold.
+        self.forks: Any = None
+
+    def warm(self, preload: list[str]) -> None:
+        """Fork runs from a fork server that has imported the launcher and `preload`."""
+        from shiftboss.workers.warm import ForkServer
+
+        self.forks = ForkServer(preload)
+
+    async def close(self) -> None:
+        if self.forks is not None:
+            await self.forks.close()
+
     async def submit(self, spec: RunSpec) -> ProcessHandle:
         argv = launcher_command(spec)
         config = spec.configuration
         cwd = config.get("working_dir") or None
         if cwd and not os.path.isdir(cwd):
             raise FileNotFoundError(f"working_dir {cwd!r} does not exist")
+        if self.forks is not None and argv[1:] == list(LAUNCHER):
+            env = flow_environment(spec)
+            del env["SHIFTBOSS_PARAMETERS_STDIN"]  # handed over with the request
+            try:
+                forked = await self.forks.spawn({"env": env, "cwd": cwd, "entrypoint": spec.entrypoint, "parameters": spec.parameters})
+            except (OSError, ConnectionError):
+                pass  # started cold below; the fork server is started again for the next run
+            else:
+                handle = ProcessHandle(forked)
+                handle.start_reading()
+                return handle
         process = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,

@@ -28,6 +28,8 @@ from shiftboss.settings import load_settings
     help="Also run flows of this module (pkg or pkg.flows) or folder, beyond the working directory; '*' for any. Repeat for several.",
 )
 @click.option("--allow-command", is_flag=True, help="Let a job configuration choose the command that runs a flow.")
+@click.option("--preload", "preload", multiple=True, help="Import this module once for every run (warm starts); repeat for several.")
+@click.option("--no-preload", is_flag=True, help="Start each run in a new Python (cold starts), not forked from a warm one.")
 def start(
     pool: str,
     name: str | None,
@@ -40,6 +42,8 @@ def start(
     base_job_template: str | None,
     allow_entrypoints: tuple[str, ...],
     allow_command: bool,
+    preload: tuple[str, ...],
+    no_preload: bool,
 ) -> None:
     """Start a worker: hold a stream to the scheduler and run what it pushes."""
     from shiftboss.errors import ShiftbossError
@@ -51,6 +55,8 @@ def start(
     settings = load_settings()
     if limit is not None and limit < 1:
         raise click.BadParameter(f"must be at least 1, got {limit}", param_hint="--limit")
+    if no_preload and preload:
+        raise click.BadParameter("--preload imports modules for warm starts; --no-preload turns them off: give one", param_hint="--preload")
     if prefetch_seconds is not None and prefetch_seconds < 0:
         raise click.BadParameter(f"must not be negative, got {prefetch_seconds:g}", param_hint="--prefetch-seconds")
     if worker_type:
@@ -85,6 +91,8 @@ def start(
         healthcheck_down_seconds=settings.worker_healthcheck_down_seconds,
         allowed_entrypoints=[a.strip() for a in allow_entrypoints if a.strip()],
         allow_command=allow_command,
+        warm_start=not no_preload,
+        preload=[m for m in preload if m.strip()],
     )
     daemon = Daemon(options)
     if settings.log_format != "text":

@@ -509,3 +509,34 @@ def test_entrypoints_outside_the_project_and_custom_commands_are_refused_unless_
         assert code == 0 and state_of(client, late.id) == "FAILED", output
         late_logs = "\n".join(line.text for line in client.flow_run_logs(late.id))
         assert "entrypoint 'flows.jobs' is not among the entrypoints its work pool allows (etl)" in late_logs
+
+
+WARM = textwrap.dedent(
+    '''
+    import os, sys
+
+    def where(out: str):
+        parent = open(f"/proc/{os.getppid()}/cmdline", "rb").read().split(b"\\0")
+        with open(out, "w") as fh:
+            fh.write(f"{parent[2].decode() if len(parent) > 2 else ''} {'colorsys' in sys.modules} {os.getpgid(0) == os.getpid()}")
+    '''
+)
+
+
+def test_runs_fork_from_a_warm_launcher_unless_told_not_to(server: ServerProcess, project: Path) -> None:
+    """By default a run is forked from a fork server that imported the launcher (and the
+    modules named with --preload) once; --no-preload starts a new Python per run. Either
+    way the run leads its own process group."""
+    (project / "flows" / "warm.py").write_text(WARM)
+    with Client(server.address, timeout=10) as client:
+        client.create_work_pool("warm", "process")
+        client.create_deployment("where", "warm", "flows/warm.py:where")
+        warm = client.create_flow_run("where", parameters={"out": str(project / "warm.txt")})
+        code, output = start_worker(server, project, "-p", "warm", "--run-once", "--preload", "colorsys").finish()
+        assert code == 0 and state_of(client, warm.id) == "COMPLETED", output
+        assert (project / "warm.txt").read_text() == "shiftboss.workers.forkserver True True"
+        cold = client.create_flow_run("where", parameters={"out": str(project / "cold.txt")})
+        code, output = start_worker(server, project, "-p", "warm", "--run-once", "--no-preload").finish()
+        assert code == 0 and state_of(client, cold.id) == "COMPLETED", output
+        assert (project / "cold.txt").read_text().split()[1:] == ["False", "True"]
+        assert not (project / "cold.txt").read_text().startswith("shiftboss.workers.forkserver")
