@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import json
 import os
+import signal
 import socket
 import sys
 from typing import Any
@@ -39,7 +40,11 @@ class ForkedProcess:
         return self._exited.result() if self._exited.done() else None
 
     async def wait(self) -> int:
-        return await asyncio.shield(self._exited)
+        """The exit code; -SIGKILL when the fork server died first (its children die with it)."""
+        try:
+            return await asyncio.shield(self._exited)
+        except ConnectionError:
+            return -signal.SIGKILL
 
 
 def _code(status: int) -> int:

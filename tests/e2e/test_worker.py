@@ -515,6 +515,13 @@ WARM = textwrap.dedent(
     '''
     import os, sys
 
+    def parent(out: str, then: str = ""):
+        with open(out, "w") as fh:
+            fh.write(str(os.getppid()))
+        if then:
+            import time
+            time.sleep(60)
+
     def where(out: str):
         parent = open(f"/proc/{os.getppid()}/cmdline", "rb").read().split(b"\\0")
         with open(out, "w") as fh:
@@ -540,3 +547,22 @@ def test_runs_fork_from_a_warm_launcher_unless_told_not_to(server: ServerProcess
         assert code == 0 and state_of(client, cold.id) == "COMPLETED", output
         assert (project / "cold.txt").read_text().split()[1:] == ["False", "True"]
         assert not (project / "cold.txt").read_text().startswith("shiftboss.workers.forkserver")
+
+
+def test_a_fork_server_that_dies_takes_its_runs_and_is_started_again(server: ServerProcess, project: Path) -> None:
+    (project / "flows" / "warm.py").write_text(WARM)
+    with Client(server.address, timeout=10) as client:
+        client.create_work_pool("forks", "process")
+        client.create_deployment("parent", "forks", "flows/warm.py:parent")
+        worker = start_worker(server, project, "-p", "forks")
+        try:
+            first = client.create_flow_run("parent", parameters={"out": str(project / "first"), "then": "sleep"})
+            forkserver = int(wait_for(lambda: (project / "first").exists() and (project / "first").read_text(), what="the first run", worker=worker))
+            os.kill(forkserver, signal.SIGKILL)
+            wait_state(client, first.id, "CRASHED", timeout=20)
+            assert "SIGKILL" in client.get_flow_run(first.id).message
+            second = client.create_flow_run("parent", parameters={"out": str(project / "second")})
+            wait_state(client, second.id, "COMPLETED", timeout=20)
+            assert int((project / "second").read_text()) not in (forkserver, worker.proc.pid)  # a new fork server
+        finally:
+            worker.stop()
