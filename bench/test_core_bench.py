@@ -86,6 +86,39 @@ def test_cycle_cost_grows_slowly(benchmark, report) -> None:  # type: ignore[no-
     )
 
 
+def production_rate(cls: type, serving: int, rounds: int = 20_000) -> float:
+    """Admissions per second at the call shape of the scheduler: one free slot (`admit(...,
+    worker.queues, 1)`), the worker naming `serving` of the pool's 100 queues, the
+    run finished and another added after each, 100,000 queued."""
+    pool, next_key = filled(cls, 100_000)
+    queues = [f"q{i}" for i in range(1, QUEUES + 1, max(1, QUEUES // serving))][:serving]
+    rng = random.Random(13)
+    admitted = 0
+    start = time.perf_counter()
+    for _ in range(rounds):
+        got = pool.admit(2000.0, 0.0, queues, 1)  # type: ignore[attr-defined]
+        admitted += len(got)
+        for key in got:
+            pool.finish(key)  # type: ignore[attr-defined]
+            pool.add_run(next_key, rng.choice(queues), float(rng.randrange(1000)))  # type: ignore[attr-defined]
+            next_key += 1
+    return admitted / (time.perf_counter() - start)
+
+
+def test_admission_at_the_schedulers_call_shape(benchmark, report) -> None:  # type: ignore[no-untyped-def]
+    figures: dict[str, float] = {}
+    parts = []
+    for serving in (1, 10, 100):
+        reference = production_rate(ReferencePoolState, serving, 5_000)
+        compiled = production_rate(CompiledPoolState, serving) if serving != 100 else benchmark.pedantic(
+            production_rate, args=(CompiledPoolState, serving), rounds=1, iterations=1
+        )
+        figures[f"ratio_{serving}_queues"] = compiled / reference
+        figures[f"compiled_{serving}_queues_per_second"] = compiled
+        parts.append(f"{serving} queue{'s' if serving > 1 else ''}: {compiled:,.0f}/s, {compiled / reference:.1f}x the reference")
+    report("admit(now, prefetch, worker.queues, 1) + finish + add, 100,000 queued, worker naming " + "; ".join(parts), **figures)
+
+
 _MEASURE = """
 import gc, random
 from shiftboss.core import compiled_pool_state
