@@ -149,21 +149,16 @@ def read_parameters() -> dict[str, Any]:
 
 def main() -> int:
     die_with_worker()
-    try:
-        parameters = read_parameters()
-    except EntrypointError as exc:
-        print(f"shiftboss: {exc}", file=sys.stderr)
-        return 1
-    except Exception:
-        traceback.print_exc()
-        return 1
-    return run(os.environ.get("SHIFTBOSS_ENTRYPOINT", ""), parameters)
+    return run(os.environ.get("SHIFTBOSS_ENTRYPOINT", ""))
 
 
-def run(entrypoint: str, parameters: dict[str, Any]) -> int:
-    """Load the flow, check its parameters, call it; the process's exit code. A warm start
-    (workers/forkserver.py) calls this in a child forked after the imports."""
+def run(entrypoint: str, parameters: dict[str, Any] | None = None) -> int:
+    """Load the flow, check its parameters (read as the worker sends them when not given),
+    call it; the process's exit code. A warm start (workers/forkserver.py) calls this in a
+    child forked after the imports."""
     try:
+        if parameters is None:
+            parameters = read_parameters()
         function = load(entrypoint)
         check_parameters(function, parameters)
     except EntrypointError as exc:
