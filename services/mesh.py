@@ -92,6 +92,14 @@ class Peers:
     def stub(self, service: str, stub_class: Callable[[aio.Channel], Any]) -> Any:
         return stub_class(self.channel(service))
 
+    def stub_at(self, address: str, stub_class: Callable[[aio.Channel], Any]) -> Any:
+        """A stub to the same services in another process at `address` (another scheduler
+        replica, see scheduler/ownership.py)."""
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = open_aio_channel(address, self.settings, local=address == self.local_address)
+        return stub_class(channel)
+
     async def call(self, method: Callable[..., Any], request: Any, timeout: float | None = None) -> Any:
         """Call a peer's RPC; its failure comes back as the same typed error."""
         try:

@@ -19,9 +19,19 @@ from shiftboss._wire import gather, to_timestamp
 from shiftboss.client import AsyncClient, _translate
 from shiftboss.v1 import scheduler_pb2
 
-__all__ = ["WorkerStream"]
+__all__ = ["Redirected", "WorkerStream"]
 
 Worker = scheduler_pb2.WorkerMessage
+
+
+class Redirected(Exception):
+    """The scheduler replica that answered dispatches not this pool: another does, at
+    `address` (several servers on one PostgreSQL). Connect there instead."""
+
+    def __init__(self, redirect: scheduler_pb2.Redirect) -> None:
+        super().__init__(f"redirected to {redirect.address or 'the configured address'}: {redirect.reason}")
+        self.address = redirect.address
+        self.replicas = list(redirect.replicas)
 
 
 class WorkerStream:
@@ -52,6 +62,8 @@ class WorkerStream:
         """Connect and wait for Welcome; a refused Hello raises its shiftboss error."""
         self._call = self.client.method("SchedulerService", "Connect")(self._requests(), metadata=self.client.metadata)
         first = await self.receive()
+        if first is not None and first.WhichOneof("kind") == "redirect":
+            raise Redirected(first.redirect)
         if first is None or first.WhichOneof("kind") != "welcome":
             raise ConnectionError(f"the scheduler answered Hello with {first!r}")
         self.welcome = first.welcome

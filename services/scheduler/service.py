@@ -21,6 +21,7 @@ from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler.creation import DeploymentReader, RunInserter, StaleDeployment
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
 from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, ScheduleRow, new_id, now_utc
+from shiftboss.services.scheduler.ownership import Ownership
 from shiftboss.services.scheduler.rendering import RenderCache
 from shiftboss.services.scheduler.stream import StreamHandler
 from shiftboss.services.scheduler.telemetry import observe
@@ -54,6 +55,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.settings = mesh.settings
         self.db = open_database(self.settings.database_url_for(self.name))
         self.dispatcher = Dispatcher(self.db, self.settings)
+        #: Which pools this replica dispatches, when several share one PostgreSQL.
+        self.ownership = Ownership(self)
+        if self.ownership.enabled:
+            self.dispatcher.ownership = self.ownership
         self.ready = asyncio.Event()
         self.events = self.dispatcher.events
         self.stream = StreamHandler(self)
@@ -71,6 +76,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     async def start(self) -> None:
         await self.db.upgrade(self.name)
+        await self.ownership.start(self.mesh.peers.local_address)
         self.stream.outcomes.start()
         self.inserts.start()
         self.deployment_reader.start()
@@ -91,6 +97,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         await self.deployment_reader.stop()
         await self.inserts.stop()
         await self.stream.outcomes.stop()
+        await self.ownership.stop()
         await self.dispatcher.close()
         if self.observer is not None:
             self.observer.close()
@@ -142,8 +149,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         in the core, under the pool's lock."""
         async with self.db.reading() as session:
             pool = (await run_store.get(session, run_id)).pool
+        self.ownership.fence([pool])  # NotOwner now for a pool another replica dispatches
         async with self.lock_for(pool):
             async with self.db.transaction() as session:
+                await self.ownership.check(session, pool)  # refused by the database when stale
                 run = await run_store.get(session, run_id, lock=True)
                 history: list[dict[str, Any]] = []
                 done = self.transition(history, run, to, **options)
@@ -161,6 +170,11 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         for run in runs:
             self.dispatcher.apply(run_store.Transition(run, states.SCHEDULED, states.CANCELLED))
             self.events.publish(state_event(run.id, states.CANCELLED, now, why))
+        by_pool: dict[str, list[int]] = {}
+        for run in runs:
+            by_pool.setdefault(run.pool, []).append(run.seq)
+        for pool, keys in by_pool.items():  # a pool dispatched by another replica: its core too
+            self.ownership.tell_runs(pool, dropped=keys)
 
     def transition(
         self,
@@ -543,7 +557,15 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             replies = [r for r in replies if scheduler_pb2.RunState.Name(r.state) in names]
         return scheduler_pb2.ListFlowRunsResponse(flow_runs=replies)
 
+    async def _pool_of(self, run_id: str) -> str:
+        async with self.db.reading() as session:
+            return (await run_store.get(session, run_id)).pool
+
     async def CancelFlowRun(self, request: scheduler_pb2.FlowRunRef, context: Any) -> scheduler_pb2.FlowRun:
+        if self.ownership.enabled:  # the pool's owner changes its runs and tells their workers
+            answer = await self.ownership.forward(context, "CancelFlowRun", request, await self._pool_of(request.id))
+            if answer is not None:
+                return answer
         async with self.db.reading() as session:
             run = await run_store.get(session, request.id)
         if run.state == states.SCHEDULED:
@@ -560,6 +582,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if request.state == scheduler_pb2.RUN_STATE_UNSPECIFIED:
             raise InvalidArgument("state: a state is required", field="state")
         target = states.parse_state(scheduler_pb2.RunState.Name(request.state))
+        if self.ownership.enabled:
+            answer = await self.ownership.forward(context, "SetFlowRunState", request, await self._pool_of(request.id))
+            if answer is not None:
+                return answer
         run = await self.change_state(request.id, target, force=request.force, message=request.message or "set by a user")
         if target == states.CANCELLING:
             self.stream.cancel(run)
@@ -568,6 +594,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def ExplainFlowRun(self, request: scheduler_pb2.FlowRunRef, context: Any) -> scheduler_pb2.Explanation:
         async with self.db.reading() as session:
             run = await run_store.get(session, request.id)
+        if self.ownership.enabled and run.state not in states.TERMINAL:  # the owner holds its admission state
+            answer = await self.ownership.forward(context, "ExplainFlowRun", request, run.pool)
+            if answer is not None:
+                return answer
         reply = scheduler_pb2.Explanation(
             id=run.id, state=self.to_proto(run).state, pool=run.pool, queue=run.queue
         )
@@ -677,6 +707,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         await self.call(self.pools.GetWorkPool, pools_pb2.WorkPoolRef(name=request.pool))
         for queue in request.queues:
             await self.check_queue(request.pool, queue)
+        if self.ownership.enabled:
+            answer = await self.ownership.forward(context, "NextRuns", request, request.pool)
+            if answer is not None:
+                return answer
         await self.ready.wait()
         runtime = self.dispatcher.pools.get(request.pool)
         if runtime is None:

@@ -48,6 +48,14 @@ MAX_LOG_LINES = 5_000
 MAX_ACKED = 10_000
 
 
+class Redirected(Exception):
+    """The Hello's pool is dispatched by another replica: the worker is sent there."""
+
+    def __init__(self, redirect: scheduler_pb2.Redirect) -> None:
+        super().__init__(redirect.address)
+        self.redirect = redirect
+
+
 class StreamHandler:
     def __init__(self, service: SchedulerService) -> None:
         self.service = service
@@ -70,7 +78,11 @@ class StreamHandler:
             raise InvalidArgument("hello: the first message on the stream must be Hello", field="hello")
         check_hello(first.hello, self.service.settings.max_document_bytes)
         await self.service.ready.wait()
-        session, welcome = await self.hello(first.hello)
+        try:
+            session, welcome = await self.hello(first.hello)
+        except Redirected as moved:  # another replica dispatches the pool (ownership.py)
+            yield Message(redirect=moved.redirect)
+            return
         on_revoked(session.end)
         reader = asyncio.create_task(self.read(session, requests), name=f"stream-{session.key}")
         try:
@@ -128,6 +140,12 @@ class StreamHandler:
         for queue in listed.work_queues:
             self.dispatcher.apply_queue(pool, queue)
         key = worker_key(pool.name, hello.name)
+        owner = await service.ownership.route(pool.name)
+        if owner is not None:
+            # Beaten here meanwhile, so that a worker on its way to the owner stays ONLINE.
+            self.beat(WorkerSession(key=key, id=key, name=hello.name, pool=pool.name, queues=queues, limit=hello.limit, prefetch=0.0))
+            log.info("worker %s sent to scheduler replica %s, which dispatches work pool %s", key, owner, pool.name)
+            raise Redirected(service.ownership.redirect(owner, f"work pool {pool.name!r} is dispatched by the scheduler replica at {owner}"))
         session = WorkerSession(
             key=key,
             id=key,
@@ -155,6 +173,7 @@ class StreamHandler:
             heartbeat_seconds=service.settings.heartbeat_seconds,
             queues=queues or [q.name for q in listed.work_queues],
             pool_type=pool.type,
+            replicas=service.ownership.replicas,
         )
         return session, welcome
 
@@ -215,6 +234,12 @@ class StreamHandler:
             run = current.get(run_id)  # only this worker's runs: nothing is said of others
             if run is not None and run.lease == lease:
                 session.held.add(run.seq)
+                if run.state == states.PENDING and run.lease_expires is not None:
+                    # It took the run, but its Ack went down with the server (a restart, the
+                    # failover of a replica): the Hello says so, and is written as that Ack,
+                    # so the lease does not lapse under a run that runs.
+                    session.acked[run.id] = lease
+                    self.outcomes.submit(session, "ack", scheduler_pb2.Ack(run=run.id, lease=lease))
             else:
                 session.send(
                     Message(refused=scheduler_pb2.Refused(run=run_id, reason="this worker no longer holds the run", lease=lease))

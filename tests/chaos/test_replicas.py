@@ -1,0 +1,92 @@
+"""Scheduler replicas on one PostgreSQL: each pool owned by one of them, fenced writes,
+failover (tests/chaos/replicas.py).
+
+`make test` runs the short scenario: three replicas on a fresh database of the shared
+PostgreSQL, a pool of limit 3, workers attached to different replicas, runs created
+through all of them; then kill -9 of the pool's owner mid-load. `make chaos` adds the
+paused owner (SIGSTOP past the ownership lease, then SIGCONT) and more runs, on a private
+PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.harness import PrivatePostgres, Report, wait_until
+from tests.chaos.replicas import REPLICA_TTL_SECONDS, replica_cluster
+from tests.conftest import create_postgres_database, drop_postgres_database, postgres_url
+
+FULL = os.environ.get("SHIFTBOSS_CHAOS") == "full"
+RUNS = 90 if FULL else 30
+#: Failover the README promises: another replica dispatches the pool within this, p99.
+FAILOVER_SECONDS = 5.0
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """A fresh database: on a private PostgreSQL with make chaos, else on the shared one."""
+    if FULL:
+        private = PrivatePostgres().start()
+        try:
+            yield private.url
+        finally:
+            private.stop()
+        return
+    name = asyncio.run(create_postgres_database())
+    try:
+        yield postgres_url(name)
+    finally:
+        asyncio.run(drop_postgres_database(name))
+
+
+def test_replicas_run_each_run_once_within_the_limit_and_fail_over(tmp_path: Path, database: str) -> None:
+    with replica_cluster(tmp_path, database) as c:
+        owner, _ = c.wait_for_owner(10)
+        # Explain and next through a replica that does not own the pool: answered by the owner.
+        other = next(i for i in c.alive() if i != owner)
+        first = c.create_runs(1)
+        with c.client(other) as client:
+            assert client.explain_flow_run(first[0]).blocker != "unknown"  # the owner holds it
+            client.next_runs("chaos")
+        runs = first + c.create_runs(RUNS - 1)
+        wait_until(lambda: len(c.executions()) >= 8, 60, "the first runs to start")
+        killed_at = time.time()
+        c.kill(owner)
+        new_owner, took = c.wait_for_owner(3 * FAILOVER_SECONDS, other_than=owner)
+        report = c.report("replicas: kill -9 the owner", runs, killed_at, over_at=killed_at)
+    print(f"\nownership moved from replica {owner} to {new_owner} in {took:.2f}s after kill -9")
+    print(f"{Report.header()}\n{report.row()}")
+    assert not report.failures(), f"{'; '.join(report.failures())}\n{Report.header()}\n{report.row()}"
+    assert took <= FAILOVER_SECONDS, f"the pool had no live owner for {took:.1f}s"
+    assert report.recovery_seconds is not None and report.recovery_seconds <= FAILOVER_SECONDS + 1
+
+
+@pytest.mark.skipif(not FULL, reason="make chaos")
+def test_a_paused_owner_is_fenced(tmp_path: Path, database: str) -> None:
+    """SIGSTOP the owner past its lease: another replica takes the pool; on SIGCONT the old
+    owner's writes are refused by the database, and nothing runs twice or past the limit."""
+    with replica_cluster(tmp_path, database) as c:
+        owner, _ = c.wait_for_owner(10)
+        runs = c.create_runs(RUNS)
+        wait_until(lambda: len(c.executions()) >= 8, 60, "the first runs to start")
+        paused_at = time.time()
+        c.kill(owner, signal.SIGSTOP)
+        new_owner, took = c.wait_for_owner(3 * FAILOVER_SECONDS, other_than=owner)
+        time.sleep(REPLICA_TTL_SECONDS)
+        c.kill(owner, signal.SIGCONT)
+        resumed_at = time.time()
+        report = c.report("replicas: SIGSTOP the owner", runs, paused_at, over_at=resumed_at)
+        server = c.servers[owner]
+        assert server is not None
+        refused = [line for line in server.lines if "lost work pool chaos" in line]
+    print(f"\nownership moved from replica {owner} to {new_owner} in {took:.2f}s after SIGSTOP")
+    print(f"{Report.header()}\n{report.row()}")
+    assert refused, "the old owner never learned it lost the pool"
+    report.recovery_seconds = None  # dispatch went on at the new owner while the old one was stopped
+    assert not report.failures(), f"{'; '.join(report.failures())}\n{Report.header()}\n{report.row()}"
