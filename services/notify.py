@@ -27,8 +27,13 @@ from sqlalchemy.engine import make_url
 
 log = logging.getLogger("shiftboss.server")
 
-#: This process, as notices name it.
+#: This process, as notices name it unless the sender names itself.
 ORIGIN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def new_origin() -> str:
+    """A name of its own for one sender in this process (two meshes in one test process)."""
+    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 #: Longest payload PostgreSQL takes in one notice is 8000 bytes; ours stay well under it.
 MAX_PAYLOAD = 7000
 #: Seconds between checks that the listening connection still answers.
@@ -143,10 +148,11 @@ async def release(listener: Listener) -> None:
         await listener.close()
 
 
-async def notify(db: Any, channel: str, notice: dict[str, Any]) -> None:
+async def notify(db: Any, channel: str, notice: dict[str, Any], origin: str = ORIGIN) -> None:
     """Send a notice on `channel` to every process listening on this database (after the
-    caller's change committed: a notice is about something done). PostgreSQL only."""
-    payload = json.dumps({**notice, "origin": ORIGIN}, separators=(",", ":"))
+    caller's change committed: a notice is about something done), naming its `origin`
+    (this process, or one service in it). PostgreSQL only."""
+    payload = json.dumps({**notice, "origin": origin}, separators=(",", ":"))
     async with db.driver() as connection:
         await connection.execute("SELECT pg_notify($1, $2)", channel, payload)
 

@@ -17,11 +17,16 @@ from grpc import aio
 
 from shiftboss._wire import gather, to_timestamp
 from shiftboss.client import AsyncClient, _translate
+from shiftboss.errors import Unavailable
 from shiftboss.v1 import scheduler_pb2
 
-__all__ = ["Redirected", "WorkerStream"]
+__all__ = ["Redirected", "SchedulerSilent", "WorkerStream"]
 
 Worker = scheduler_pb2.WorkerMessage
+
+
+class SchedulerSilent(Unavailable):
+    """The scheduler at the other end stopped answering (stopped, paused, cut off)."""
 
 
 class Redirected(Exception):
@@ -58,10 +63,15 @@ class WorkerStream:
             else:
                 yield Worker(batch=scheduler_pb2.WorkerBatch(messages=gather(message, outgoing)))
 
-    async def open(self) -> scheduler_pb2.Welcome:
-        """Connect and wait for Welcome; a refused Hello raises its shiftboss error."""
+    async def open(self, timeout: float | None = None) -> scheduler_pb2.Welcome:
+        """Connect and wait for Welcome; a refused Hello raises its shiftboss error, a
+        Redirect raises Redirected, and no answer within `timeout` seconds SchedulerSilent."""
         self._call = self.client.method("SchedulerService", "Connect")(self._requests(), metadata=self.client.metadata)
-        first = await self.receive()
+        try:
+            first = await asyncio.wait_for(self.receive(), timeout)
+        except asyncio.TimeoutError:
+            self.abort()
+            raise SchedulerSilent(f"the scheduler at {self.client.address} did not answer Hello within {timeout:g}s") from None
         if first is not None and first.WhichOneof("kind") == "redirect":
             raise Redirected(first.redirect)
         if first is None or first.WhichOneof("kind") != "welcome":

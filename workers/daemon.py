@@ -27,7 +27,7 @@ from shiftboss._json_logs import JsonConsole
 from shiftboss._wire import from_struct, from_timestamp, to_timestamp
 from shiftboss.client import AsyncClient
 from shiftboss.errors import ShiftbossError, Unavailable
-from shiftboss.stream import Redirected, WorkerStream
+from shiftboss.stream import Redirected, SchedulerSilent, WorkerStream
 from shiftboss.telemetry import current_traceparent
 from shiftboss.v1 import scheduler_pb2
 from shiftboss.workers.health import HealthServer, stream_health
@@ -41,6 +41,9 @@ Worker = scheduler_pb2.WorkerMessage
 #: same outcomes again.)
 RESEND_FIRST_SECONDS, RESEND_MOST_SECONDS = 5.0, 30.0
 LOG_FLUSH_SECONDS = 0.2
+#: Longest wait for the scheduler's Welcome: a server that accepts the connection but does
+#: not answer (stopped, paused) is left for another replica, or tried again.
+WELCOME_SECONDS = 10.0
 LOG_BATCH_LINES = 200
 #: Longest text the scheduler takes in an outcome's message or a log line.
 MAX_TEXT = 65_536
@@ -326,7 +329,7 @@ class Daemon:
         """One connection: Hello, resend outcomes, then serve until the stream ends."""
         hello = self.hello()
         stream = WorkerStream(client, hello)
-        welcome = await stream.open()
+        welcome = await stream.open(WELCOME_SECONDS)
         # The scheduler settled the outcomes the Hello carried before it welcomed us.
         for finished in hello.finished:
             self.forget_outcome(finished.run, finished.lease)
@@ -346,6 +349,10 @@ class Daemon:
         beating = asyncio.create_task(self.heartbeat(stream))
         resending = asyncio.create_task(self.resend(stream))
         incoming: asyncio.Task[Any] | None = None
+        # A server that promises pings (Welcome.ping_seconds) and goes silent for three of
+        # them is stopped or cut off: connect again (elsewhere, with replicas) rather than wait.
+        silence = 3 * welcome.ping_seconds if welcome.ping_seconds > 0 else None
+        heard = time.monotonic()
         try:
             while True:
                 if self.options.run_once and self.drained and not self.runs:
@@ -356,10 +363,15 @@ class Daemon:
                 incoming = incoming or asyncio.create_task(stream.receive())
                 self.run_ended.clear()
                 ended = asyncio.create_task(self.run_ended.wait())
-                await asyncio.wait({incoming, ended}, return_when=asyncio.FIRST_COMPLETED)
+                wait = None if silence is None else max(0.0, heard + silence - time.monotonic())
+                await asyncio.wait({incoming, ended}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 ended.cancel()
                 if not incoming.done():
+                    if silence is not None and time.monotonic() - heard > silence:
+                        stream.abort()
+                        raise SchedulerSilent(f"the scheduler at {client.address} sent nothing for {silence:g}s")
                     continue
+                heard = time.monotonic()
                 message, incoming = incoming.result(), None
                 if message is None:
                     raise Unavailable("the scheduler closed the stream")
@@ -414,14 +426,21 @@ class Daemon:
                 self.learn_replicas(moved.replicas)
                 redirects += 1
                 target = moved.address or None
-                fallback = 0
-                self.say(f"sent to the scheduler replica at {moved.address or client.address}", "cyan")
-                if redirects < 5:
-                    continue  # at once: the replica that answered is alive
+                if target:
+                    fallback = 0
+                    self.say(f"sent to the scheduler replica at {moved.address}", "cyan")
+                    if redirects < 5:
+                        continue  # at once: the replica that answered is alive
+                else:  # the pool's owner does not answer: this replica tells us who next, in a moment
+                    self.say(f"waiting for a scheduler replica to take the pool: {moved}", "yellow")
+                    await asyncio.sleep(0.25 * (0.5 + random.random()))
+                    if redirects < 40:  # ten seconds, more than an ownership lease
+                        continue
                 redirects = 0  # replicas that disagree for a moment: back off as for an outage
                 delay = 0.2
             except Unavailable as exc:
                 redirects = 0
+                silent = isinstance(exc, SchedulerSilent)
                 if self.established:
                     delay = 0.2
                 elif not self.ever_connected and time.monotonic() - started > self.options.connect_timeout:
@@ -433,8 +452,9 @@ class Daemon:
                     # The replica we were sent to is gone: back to the configured one, soon
                     # (it answered a moment ago, and tells us who dispatches the pool now).
                     target, delay = None, 0.2
-                elif self.replicas and not self.established:
-                    fallback += 1  # the configured replica is down too: try the others in turn
+                elif self.replicas and (silent or not self.established):
+                    fallback += 1  # the configured replica is down or silent: try the others in turn
+                    delay = min(delay, 0.4)
                 self.say(f"stream down, retrying in {delay:.1f}s: {exc}", "yellow")
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 10.0)

@@ -46,6 +46,7 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         self.events: Broadcaster[pools_pb2.WatchEvent] = Broadcaster()
         #: Changes made by the other servers on this PostgreSQL database (notify.py).
         self.listener: notify.Listener | None = None
+        self.origin = notify.new_origin()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ lifecycle
@@ -78,12 +79,12 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
 
     async def _tell(self, kind: int, pool: str, queue: str) -> None:
         try:
-            await notify.notify(self.db, CHANNEL, {"kind": kind, "pool": pool, "queue": queue})
+            await notify.notify(self.db, CHANNEL, {"kind": kind, "pool": pool, "queue": queue}, self.origin)
         except Exception as exc:  # noqa: BLE001 - the others see the change at their next start
             log.warning("change of work pool %s not told to the other servers: %s", pool, exc)
 
     def _noticed(self, notice: dict[str, Any]) -> None:
-        if notice.get("origin") != notify.ORIGIN:
+        if notice.get("origin") != self.origin:
             self._spawn(self._replay(notice))
 
     async def _replay(self, notice: dict[str, Any]) -> None:

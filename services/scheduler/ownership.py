@@ -78,7 +78,13 @@ _VIEW = (
     "SELECT o.pool, o.replica, o.epoch, coalesce(r.address, ''), coalesce(r.expires > now(), false) "
     "FROM pool_owners o LEFT JOIN scheduler_replicas r ON r.id = o.replica"
 )
-_OWNER = _VIEW + " WHERE o.pool = $1"
+#: One pool's owner, and whether it renewed its lease within the last half of it (it
+#: renews every quarter): an owner that missed two renewals is not sent workers.
+_OWNER = (
+    "SELECT o.pool, o.replica, o.epoch, coalesce(r.address, ''), coalesce(r.expires > now(), false), "
+    "coalesce(r.expires > now() + make_interval(secs => $2), false) "
+    "FROM pool_owners o LEFT JOIN scheduler_replicas r ON r.id = o.replica WHERE o.pool = $1"
+)
 _LIVE = "SELECT id, address FROM scheduler_replicas WHERE expires > now() ORDER BY started, id"
 _CLAIM = (
     "INSERT INTO pool_owners AS o (pool, replica, epoch, since) VALUES ($1, $2, 1, now()) "
@@ -115,6 +121,13 @@ class Owner:
     epoch: int
     address: str
     live: bool
+    #: Renewed its lease lately: it answers (see _OWNER).
+    fresh: bool = True
+
+
+class OwnerSilent(Unavailable):
+    """The pool's owner has not renewed its lease lately (dead, or paused): not sent to it;
+    another replica takes the pool once its lease expires."""
 
 
 @dataclass(slots=True)
@@ -213,14 +226,18 @@ class Ownership:
             if pool in self.owned:
                 return None
             owner = await self._owner(pool)
-            if owner is not None and owner.live and owner.replica not in (None, self.replica):
-                return owner.address
-            epoch = await self._claim(pool)
-            if epoch is not None:
-                await self._take(pool, epoch)
-                return None
-            owner = await self._owner(pool)
+            if owner is None or not owner.live or owner.replica in (None, self.replica):
+                epoch = await self._claim(pool)
+                if epoch is not None:
+                    await self._take(pool, epoch)
+                    return None
+                owner = await self._owner(pool)
         if owner is not None and owner.live and owner.replica not in (None, self.replica):
+            if not owner.fresh:
+                raise OwnerSilent(
+                    f"the scheduler replica that dispatches work pool {pool!r} ({owner.address}) does not answer; "
+                    "another takes the pool within its lease"
+                )
             return owner.address
         raise Unavailable(f"work pool {pool!r} is changing owner between scheduler replicas; try again in a moment")
 
@@ -272,7 +289,7 @@ class Ownership:
 
     async def _notify(self, notice: dict[str, Any]) -> None:
         try:
-            await notify.notify(self.db, CHANNEL, notice)
+            await notify.notify(self.db, CHANNEL, notice, self.replica)
         except Exception as exc:  # noqa: BLE001 - the owner's next takeover or resync reads the database
             log.warning("notice to the other scheduler replicas not sent: %s", exc)
 
@@ -282,7 +299,7 @@ class Ownership:
             self._wake.set()
             return
         pool = notice.get("pool", "")
-        if pool not in self.owned or notice.get("origin") == notify.ORIGIN:
+        if pool not in self.owned:
             return
         if kind == "runs":
             dispatcher = self.service.dispatcher
@@ -331,7 +348,7 @@ class Ownership:
                 async with self.db.driver() as connection:
                     await connection.execute(_RELEASE, self.replica, pools)
                     await connection.execute(_LEAVE, self.replica)
-                await notify.notify(self.db, CHANNEL, {"kind": "owners"})
+                await notify.notify(self.db, CHANNEL, {"kind": "owners"}, self.replica)
             except Exception as exc:  # noqa: BLE001 - then they are taken when the lease expires
                 log.warning("pools not handed back on stopping: %s", exc)
             await notify.release(self._listener)
@@ -393,8 +410,8 @@ class Ownership:
 
     async def _owner(self, pool: str) -> Owner | None:
         async with self.db.driver() as connection:
-            row = await connection.fetchrow(_OWNER, pool)
-        return None if row is None else Owner(row[1], row[2], row[3], row[4])
+            row = await connection.fetchrow(_OWNER, pool, self.ttl / 2)
+        return None if row is None else Owner(row[1], row[2], row[3], row[4], row[5])
 
     async def _claim(self, pool: str) -> int | None:
         """Take the pool if it has no live owner: its new epoch, or None."""

@@ -478,18 +478,20 @@ class WorkerMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ..., credits: _Optional[_Union[Credits, _Mapping]] = ..., logs: _Optional[_Union[LogBatch, _Mapping]] = ..., batch: _Optional[_Union[WorkerBatch, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("worker_id", "heartbeat_seconds", "queues", "pool_type", "replicas")
+    __slots__ = ("worker_id", "heartbeat_seconds", "queues", "pool_type", "replicas", "ping_seconds")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     POOL_TYPE_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    PING_SECONDS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     heartbeat_seconds: float
     queues: _containers.RepeatedScalarFieldContainer[str]
     pool_type: str
     replicas: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_seconds: _Optional[float] = ..., queues: _Optional[_Iterable[str]] = ..., pool_type: _Optional[str] = ..., replicas: _Optional[_Iterable[str]] = ...) -> None: ...
+    ping_seconds: float
+    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_seconds: _Optional[float] = ..., queues: _Optional[_Iterable[str]] = ..., pool_type: _Optional[str] = ..., replicas: _Optional[_Iterable[str]] = ..., ping_seconds: _Optional[float] = ...) -> None: ...
 
 class Dispatch(_message.Message):
     __slots__ = ("run", "lease", "scheduled_start", "job_configuration", "entrypoint", "parameters", "deployment", "queue", "name", "traceparent")

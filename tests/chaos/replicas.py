@@ -116,6 +116,22 @@ class ReplicaCluster(Cluster):
         port = int(address.rsplit(":", 1)[1])
         return self.ports.index(port) if port in self.ports else None
 
+    def first_dispatch_after(self, moment: float) -> float | None:
+        """Seconds from `moment` (time.time()) to the first run dispatched after it."""
+        dsn = self.database_url.replace("postgresql+asyncpg://", "postgresql://")
+
+        async def read() -> float | None:
+            connection = await asyncpg.connect(dsn)
+            try:
+                return await connection.fetchval(
+                    "SELECT extract(epoch FROM min(dispatched)) FROM flow_runs WHERE dispatched > to_timestamp($1)", moment
+                )
+            finally:
+                await connection.close()
+
+        first = asyncio.run(read())
+        return None if first is None else float(first) - moment
+
     def wait_for_owner(self, timeout: float, other_than: int | None = None) -> tuple[int, float]:
         """Until a replica (not `other_than`) owns the pool: which, and how long it took."""
         started = time.monotonic()
