@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -50,6 +51,8 @@ class WorkerStream:
         self._received: collections.deque[scheduler_pb2.SchedulerMessage] = collections.deque()
         self._call: Any = None
         self._reading: asyncio.Future[Any] | None = None
+        #: When the scheduler last sent anything (time.monotonic()), pings included.
+        self.heard = time.monotonic()
 
     async def _requests(self) -> Any:
         yield Worker(hello=self.hello)
@@ -91,6 +94,7 @@ class WorkerStream:
         try:
             message = await asyncio.wait_for(asyncio.shield(self._reading), timeout)
             self._reading = None
+            self.heard = time.monotonic()  # a ping (an empty batch) counts: the server runs
         except aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.CANCELLED:
                 return None

@@ -351,8 +351,7 @@ class Daemon:
         incoming: asyncio.Task[Any] | None = None
         # A server that promises pings (Welcome.ping_seconds) and goes silent for three of
         # them is stopped or cut off: connect again (elsewhere, with replicas) rather than wait.
-        silence = 3 * welcome.ping_seconds if welcome.ping_seconds > 0 else None
-        heard = time.monotonic()
+        silence = max(3 * welcome.ping_seconds, 2.0) if welcome.ping_seconds > 0 else None
         try:
             while True:
                 if self.options.run_once and self.drained and not self.runs:
@@ -363,15 +362,14 @@ class Daemon:
                 incoming = incoming or asyncio.create_task(stream.receive())
                 self.run_ended.clear()
                 ended = asyncio.create_task(self.run_ended.wait())
-                wait = None if silence is None else max(0.0, heard + silence - time.monotonic())
+                wait = None if silence is None else max(0.05, stream.heard + silence - time.monotonic())
                 await asyncio.wait({incoming, ended}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 ended.cancel()
                 if not incoming.done():
-                    if silence is not None and time.monotonic() - heard > silence:
+                    if silence is not None and time.monotonic() - stream.heard > silence:
                         stream.abort()
                         raise SchedulerSilent(f"the scheduler at {client.address} sent nothing for {silence:g}s")
                     continue
-                heard = time.monotonic()
                 message, incoming = incoming.result(), None
                 if message is None:
                     raise Unavailable("the scheduler closed the stream")

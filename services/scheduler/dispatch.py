@@ -110,6 +110,8 @@ class Dispatcher:
             runtime.seen.pop(queue, None)
 
     def drop_pool(self, pool: str) -> None:
+        if self.ownership is not None:
+            self.ownership.pool_gone(pool)
         runtime = self.pools.pop(pool, None)
         if runtime is not None and runtime.task is not None:
             runtime.task.cancel()

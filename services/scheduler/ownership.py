@@ -95,6 +95,11 @@ _CLAIM = (
     "RETURNING epoch"
 )
 _RELEASE = "UPDATE pool_owners SET replica = NULL WHERE replica = $1 AND pool = ANY($2::VARCHAR[])"
+#: A pool handed to another live replica (rebalancing): the epoch moves on, as at a takeover.
+_HAND = (
+    "UPDATE pool_owners SET replica = $3, epoch = epoch + 1, since = now() "
+    "WHERE pool = $1 AND replica = $2 AND epoch = $4 RETURNING epoch"
+)
 _LEAVE = "DELETE FROM scheduler_replicas WHERE id = $1"
 #: The fence: the owner rows of these pools that still name this replica, share-locked.
 _FENCE = (
@@ -263,6 +268,33 @@ class Ownership:
         except aio.AioRpcError as exc:
             raise error_for_code(exc.code().name, exc.details() or exc.code().name) from None
 
+    async def forward_stream(self, context: Any, method: str, request: Any, pool: str) -> Any:
+        """A server stream (a run's events or logs, followed) relayed from the pool's owner,
+        where the run's changes happen: an async iterator, or None to serve it here."""
+        if not self.enabled or pool in self.owned:
+            return None
+        address = await self.route(pool)
+        if address is None:
+            return None
+        metadata = context.invocation_metadata() or () if context is not None else ()
+        if any(key == FORWARDED_HEADER for key, _ in metadata):
+            raise Unavailable(f"work pool {pool!r} is changing owner between scheduler replicas; try again in a moment")
+        peers = self.service.mesh.peers
+        stub = peers.stub_at(address, scheduler_pb2_grpc.SchedulerServiceStub)
+        call = getattr(stub, method)(request, metadata=(*peers.metadata, (FORWARDED_HEADER, self.replica)))
+
+        async def relay() -> Any:
+            try:
+                async for item in call:
+                    yield item
+            except aio.AioRpcError as exc:
+                if exc.code().name != "CANCELLED":
+                    raise error_for_code(exc.code().name, exc.details() or exc.code().name) from None
+            finally:
+                call.cancel()
+
+        return relay()
+
     def redirect(self, address: str, reason: str) -> scheduler_pb2.Redirect:
         return scheduler_pb2.Redirect(address=address, reason=reason, replicas=self.replicas)
 
@@ -394,6 +426,13 @@ class Ownership:
             if owner is None or owner.replica != self.replica or owner.epoch != epoch:
                 self.lose(pool, epoch, "another replica owns it now")
         known = list(self.service.dispatcher.pools)
+        # Pools another replica handed to this one (rebalancing): taken at the epoch it set.
+        for pool in known:
+            owner = view.get(pool)
+            if pool not in self.owned and owner is not None and owner.replica == self.replica:
+                async with self._lock(pool):
+                    if pool not in self.owned:
+                        await self._take(pool, owner.epoch)
         free = [p for p in known if p not in self.owned and (p not in view or view[p].replica is None or not view[p].live)]
         # A fair share: with N pools and R live replicas, none takes more than ceil(N / R)
         # while another replica could take them (spreading the pools over the replicas).
@@ -407,6 +446,43 @@ class Ownership:
                 epoch = await self._claim(pool)
                 if epoch is not None:
                     await self._take(pool, epoch)
+        await self._rebalance(view, live)
+
+    async def _rebalance(self, view: dict[str, Owner], live: list[tuple[str, str]]) -> None:
+        """Hand one pool to the live replica that owns the fewest, while this one owns two
+        or more than it: pools spread over the replicas when one joins, a pool at a time,
+        its dispatch stopped only while the other rebuilds it."""
+        if len(live) < 2 or len(self.owned) < 2:
+            return
+        counts = {replica: 0 for replica, _ in live}
+        for owner in view.values():
+            if owner.replica in counts and owner.live:
+                counts[owner.replica] += 1
+        counts[self.replica] = len(self.owned)
+        least = min(counts, key=lambda r: (counts[r], r))
+        if least == self.replica or len(self.owned) - counts[least] < 2:
+            return
+        address = dict(live)[least]
+        runtimes = self.service.dispatcher.pools
+        pool = min(self.owned, key=lambda p: (len(runtimes[p].workers) if p in runtimes else 0, p))
+        epoch = self.owned[pool]
+        async with self._lock(pool):
+            if self.owned.get(pool) != epoch:
+                return
+            del self.owned[pool]  # no write for it from here on: each is refused before the database
+            try:
+                async with self.db.driver() as connection:
+                    await connection.execute(f"SET LOCAL lock_timeout = '{CLAIM_LOCK_TIMEOUT}'")
+                    handed = await connection.fetchval(_HAND, pool, self.replica, least, epoch)
+            except Exception:
+                self.owned[pool] = epoch  # still ours: nothing changed in the database
+                raise
+            if handed is None:  # the row moved meanwhile: another replica owns it now
+                log.info("work pool %s was no longer this replica's to hand over", pool)
+            else:
+                log.info("scheduler replica %s handed work pool %s to %s (epoch %d)", self.replica, pool, address, handed)
+        await self._drop(pool, address)
+        await self._notify({"kind": "owners"})
 
     async def _owner(self, pool: str) -> Owner | None:
         async with self.db.driver() as connection:
@@ -468,7 +544,7 @@ class Ownership:
         log.warning("scheduler replica %s lost work pool %s: %s", self.replica, pool, why)
         self._spawn(self._drop(pool))
 
-    async def _drop(self, pool: str) -> None:
+    async def _drop(self, pool: str, address: str | None = None) -> None:
         dispatcher = self.service.dispatcher
         runtime = dispatcher.pools.get(pool)
         if runtime is None:
@@ -478,15 +554,28 @@ class Ownership:
                 return
             runtime.state = _cleared(runtime.state)
             sessions = list(runtime.workers)
-        try:
-            owner = await self._owner(pool)
-            address = owner.address if owner is not None and owner.live and owner.replica != self.replica else ""
-        except Exception:  # noqa: BLE001 - the worker goes back to where it was configured to
-            address = ""
+        if address is None:
+            try:
+                owner = await self._owner(pool)
+                address = owner.address if owner is not None and owner.live and owner.replica != self.replica else ""
+            except Exception:  # noqa: BLE001 - the worker goes back to where it was configured to
+                address = ""
         for session in sessions:
             dispatcher.detach(session)
             session.send(scheduler_pb2.SchedulerMessage(redirect=self.redirect(address, f"work pool {pool!r} moved to another scheduler replica")))
             session.close()
+
+    def pool_gone(self, pool: str) -> None:
+        """The pool was deleted: no longer owned, its owner row removed."""
+        if self.owned.pop(pool, None) is not None:
+            self._spawn(self._forget_row(pool))
+
+    async def _forget_row(self, pool: str) -> None:
+        try:
+            async with self.db.driver() as connection:
+                await connection.execute("DELETE FROM pool_owners WHERE pool = $1 AND replica = $2", pool, self.replica)
+        except Exception as exc:  # noqa: BLE001 - a row left names a pool nobody follows: harmless
+            log.info("owner row of deleted work pool %s not removed: %s", pool, exc)
 
     def pool_appeared(self, pool: str) -> None:
         """A pool's runtime made here (Dispatcher.apply_pool): if this replica owns the pool

@@ -618,14 +618,34 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         return reply
 
     async def FlowRunLogs(self, request: scheduler_pb2.LogsRequest, context: Any) -> AsyncIterator[scheduler_pb2.LogLine]:
+        relayed = await self._from_owner(context, "FlowRunLogs", request, request.id) if request.follow else None
+        if relayed is not None:  # its lines arrive at the replica its worker streams to
+            async for line in relayed:
+                yield line
+            return
         async for event in self._run_events(request.id, follow=request.follow, states_too=False, logs_too=True):
             yield scheduler_pb2.LogLine(run=event.run, at=event.at, stream=event.stream, text=event.text)
 
     async def WatchFlowRun(
         self, request: scheduler_pb2.WatchFlowRunRequest, context: Any
     ) -> AsyncIterator[scheduler_pb2.FlowRunEvent]:
+        relayed = await self._from_owner(context, "WatchFlowRun", request, request.id)
+        if relayed is not None:  # its changes happen at its pool's owner
+            async for event in relayed:
+                yield event
+            return
         async for event in self._run_events(request.id, follow=True, states_too=True, logs_too=not request.no_logs):
             yield event
+
+    async def _from_owner(self, context: Any, method: str, request: Any, run_id: str) -> Any:
+        """A followed run's stream, relayed from another replica that owns its pool; None here."""
+        if not self.ownership.enabled:
+            return None
+        async with self.db.reading() as session:
+            run = await run_store.get(session, run_id)
+        if run.state in states.TERMINAL:
+            return None
+        return await self.ownership.forward_stream(context, method, request, run.pool)
 
     async def _run_events(
         self, run_id: str, *, follow: bool, states_too: bool, logs_too: bool

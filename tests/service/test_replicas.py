@@ -127,6 +127,15 @@ async def test_a_worker_is_sent_to_the_owner_and_calls_are_forwarded(replicas: t
         assert explained.blocker == "no_worker", explained
         upcoming = await through_other.next_runs("etl")
         assert [r.id for r in upcoming.flow_runs] == [run.id]
+        # A watch through the other replica follows what happens at the owner.
+        seen: list[str] = []
+
+        async def watch() -> None:
+            async for event in through_other.watch_flow_run(run.id, timeout=20):
+                if event.kind == "state":
+                    seen.append(scheduler_pb2.RunState.Name(event.state))
+
+        watching = asyncio.create_task(watch())
         async with AsyncClient(redirected.value.address, timeout=10) as at_owner:
             stream = WorkerStream(at_owner, scheduler_pb2.Hello(name="w", pool="etl"))
             welcome = await stream.open(10)
@@ -138,9 +147,30 @@ async def test_a_worker_is_sent_to_the_owner_and_calls_are_forwarded(replicas: t
             await through_other.cancel_flow_run(run.id)
             cancel = await stream.receive(10)
             assert cancel is not None and cancel.cancel.run == run.id
+            stream.finished(run.id, message.dispatch.lease, "CANCELLED")
+            await asyncio.wait_for(watching, 10)
+            assert seen == ["SCHEDULED", "PENDING", "CANCELLING", "CANCELLED"], seen
             await stream.close()
 
 
 def run_seq_in_core(mesh: Mesh, pool: str) -> bool:
     runtime = scheduler(mesh).dispatcher.pools.get(pool)
     return runtime is not None and len(runtime.state) > 0
+
+
+async def test_pools_spread_over_the_replicas_and_come_back_when_one_stops(settings: Settings) -> None:
+    quick = settings.replace(replica_ttl_seconds=2.0)
+    names = ["p1", "p2", "p3", "p4"]
+    async with running_mesh(quick) as a:
+        async with AsyncClient(a.settings.api_address, timeout=10) as client:
+            for name in names:
+                await client.create_work_pool(name, "process")
+        first = scheduler(a).ownership
+        await until(lambda: set(first.owned) == set(names), 10)
+        async with running_mesh(quick) as b:
+            second = scheduler(b).ownership
+            # B joins: pools move to it, one a tick, until the two hold two each.
+            await until(lambda: len(second.owned) == 2 and len(first.owned) == 2, 15)
+            assert set(first.owned) | set(second.owned) == set(names)
+        # B stops: it hands its pools back at once, and A takes them (its fair share is all now).
+        await until(lambda: set(first.owned) == set(names), 5)
