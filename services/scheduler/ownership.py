@@ -101,6 +101,9 @@ _HAND = (
     "WHERE pool = $1 AND replica = $2 AND epoch = $4 RETURNING epoch"
 )
 _LEAVE = "DELETE FROM scheduler_replicas WHERE id = $1"
+#: Replicas that advertised this very address before: this server, restarted (two live
+#: servers cannot listen on one address). Their pools are free at once, not a TTL later.
+_SUPERSEDE = "UPDATE scheduler_replicas SET expires = now() WHERE address = $1 AND id <> $2 AND expires > now()"
 #: The fence: the owner rows of these pools that still name this replica, share-locked.
 _FENCE = (
     "SELECT pool, epoch, set_config('idle_in_transaction_session_timeout', $3, true) "
@@ -197,6 +200,7 @@ class Ownership:
         self._listener: notify.Listener | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._leaving: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------ what the rest asks
 
@@ -227,6 +231,8 @@ class Ownership:
         had no live owner), else the owner's address."""
         if not self.enabled or pool in self.owned:
             return None
+        if self._stopping:
+            raise Unavailable("this scheduler replica is stopping; connect to another")
         async with self._lock(pool):
             if pool in self.owned:
                 return None
@@ -238,7 +244,7 @@ class Ownership:
                     return None
                 owner = await self._owner(pool)
         if owner is not None and owner.live and owner.replica not in (None, self.replica):
-            if not owner.fresh:
+            if not owner.fresh or owner.address == self.address:  # silent, or this server before a restart
                 raise OwnerSilent(
                     f"the scheduler replica that dispatches work pool {pool!r} ({owner.address}) does not answer; "
                     "another takes the pool within its lease"
@@ -362,27 +368,44 @@ class Ownership:
         self._listener = notify.listener_for(self.db.url)
         await self._listener.listen(CHANNEL, self._received, self._resync)
         await self._renew()
+        async with self.db.driver() as connection:
+            superseded = await connection.execute(_SUPERSEDE, self.address, self.replica)
+        if superseded != "UPDATE 0":
+            log.info("scheduler replica %s replaces the one that ran at %s before", self.replica, self.address)
         self._task = asyncio.create_task(self._loop(), name="scheduler-ownership")
         log.info("scheduler replica %s at %s (ownership lease %gs)", self.replica, self.address, self.ttl)
 
-    async def stop(self) -> None:
-        """Hand every pool back at once (another replica takes them at its next notice)."""
+    def closing(self) -> None:
+        """The server stops: its pools are handed back now, while its calls drain (a report
+        still in flight is refused, and its worker sends it again to the next owner)."""
+        if self.enabled and self._leaving is None and self._listener is not None:
+            self._stopping = True  # no pool is taken from here on
+            self._leaving = asyncio.ensure_future(self._leave())
+
+    async def _leave(self) -> None:
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        pools, self.owned = list(self.owned), {}
+        try:
+            async with self.db.driver() as connection:
+                await connection.execute(_RELEASE, self.replica, pools)
+                await connection.execute(_LEAVE, self.replica)
+            await notify.notify(self.db, CHANNEL, {"kind": "owners"}, self.replica)
+            log.info("scheduler replica %s handed back %d work pools", self.replica, len(pools))
+        except Exception as exc:  # noqa: BLE001 - then they are taken when the lease expires
+            log.warning("pools not handed back on stopping: %s", exc)
+
+    async def stop(self) -> None:
+        """Hand every pool back at once (another replica takes them at its notice)."""
+        self.closing()
+        if self._leaving is not None:
+            await self._leaving
         for task in list(self._background):
             task.cancel()
-        if self.enabled and self._listener is not None:
-            pools, self.owned = list(self.owned), {}
-            try:
-                async with self.db.driver() as connection:
-                    await connection.execute(_RELEASE, self.replica, pools)
-                    await connection.execute(_LEAVE, self.replica)
-                await notify.notify(self.db, CHANNEL, {"kind": "owners"}, self.replica)
-            except Exception as exc:  # noqa: BLE001 - then they are taken when the lease expires
-                log.warning("pools not handed back on stopping: %s", exc)
+        if self._listener is not None:
             await notify.release(self._listener)
             self._listener = None
 

@@ -87,6 +87,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     def closing(self) -> None:
         self.stream.drain_all("the server is stopping")
         self.events.close()
+        self.ownership.closing()
 
     async def stop(self) -> None:
         for task in self.tasks:
