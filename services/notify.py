@@ -152,9 +152,13 @@ async def notify(db: Any, channel: str, notice: dict[str, Any], origin: str = OR
     """Send a notice on `channel` to every process listening on this database (after the
     caller's change committed: a notice is about something done), naming its `origin`
     (this process, or one service in it). PostgreSQL only."""
-    payload = json.dumps({**notice, "origin": origin}, separators=(",", ":"))
     async with db.driver() as connection:
-        await connection.execute("SELECT pg_notify($1, $2)", channel, payload)
+        await connection.execute("SELECT pg_notify($1, $2)", channel, payload(notice, origin))
+
+
+def payload(notice: dict[str, Any], origin: str = ORIGIN) -> str:
+    """A notice as it is sent (to send it inside a transaction of one's own: pg_notify)."""
+    return json.dumps({**notice, "origin": origin}, separators=(",", ":"))
 
 
 def chunks(items: list[Any], size_of: Callable[[Any], int], budget: int = MAX_PAYLOAD) -> list[list[Any]]:

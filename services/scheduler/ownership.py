@@ -306,6 +306,24 @@ class Ownership:
 
     # ------------------------------------------------------------ notices to the owner
 
+    async def tell_new_runs(self, statements: Any, runs: list[Any]) -> set[str]:
+        """New runs of pools owned elsewhere, told to their owner inside the transaction that
+        inserts them (PostgreSQL delivers a notice at commit: one statement more, no round
+        trip of its own). The pools told; the caller tells the others after commit should
+        this replica have lost one of them meanwhile (`tell_runs`)."""
+        if not self.enabled or self._stopping:
+            return set()
+        by_pool: dict[str, list[Any]] = {}
+        for run in runs:
+            if run.pool not in self.owned:
+                by_pool.setdefault(run.pool, []).append(run)
+        for pool, added in by_pool.items():
+            rows = [[r.seq, r.queue, run_store.as_utc(r.scheduled_start).timestamp()] for r in added]
+            for part in notify.chunks(rows, lambda r: len(r[1]) + 40):
+                payload = notify.payload({"kind": "runs", "pool": pool, "add": part}, self.replica)
+                await statements.db.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+        return set(by_pool)
+
     def tell_runs(self, pool: str, added: list[Any] = (), dropped: list[int] = ()) -> None:  # type: ignore[assignment]
         """Runs of a pool owned elsewhere, written here (new) or deleted here: its owner's
         core learns of them from a notice (the owner loads what it does not hold)."""
