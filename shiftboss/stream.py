@@ -86,25 +86,28 @@ class WorkerStream:
         """The next message from the scheduler; None when the stream ended.
 
         A timeout leaves the read pending rather than cancelling it (which would cancel
-        the whole call); the next receive picks it up. A batch comes out message by message."""
-        if self._received:
-            return self._received.popleft()
-        if self._reading is None or (self._reading.done() and self._reading.cancelled()):
-            self._reading = asyncio.ensure_future(self._call.read())
-        try:
-            message = await asyncio.wait_for(asyncio.shield(self._reading), timeout)
-            self._reading = None
-            self.heard = time.monotonic()  # a ping (an empty batch) counts: the server runs
-        except aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.CANCELLED:
+        the whole call); the next receive picks it up. A batch comes out message by message;
+        a ping (an empty batch, see Welcome.ping_seconds) is no message, and does not put
+        the timeout off."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._received:
+            if self._reading is None or (self._reading.done() and self._reading.cancelled()):
+                self._reading = asyncio.ensure_future(self._call.read())
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                message = await asyncio.wait_for(asyncio.shield(self._reading), left)
+                self._reading = None
+                self.heard = time.monotonic()  # a ping counts: the server runs
+            except aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.CANCELLED:
+                    return None
+                raise _translate(exc, self.client.address) from None
+            if message is aio.EOF:
                 return None
-            raise _translate(exc, self.client.address) from None
-        if message is aio.EOF:
-            return None
-        if message.WhichOneof("kind") == "batch":
+            if message.WhichOneof("kind") != "batch":
+                return message
             self._received.extend(message.batch.messages)
-            return self._received.popleft() if self._received else await self.receive(timeout)
-        return message
+        return self._received.popleft()
 
     def send(self, message: scheduler_pb2.WorkerMessage) -> None:
         self._outgoing.put_nowait(message)

@@ -66,6 +66,9 @@ log = logging.getLogger("shiftboss.scheduler")
 CHANNEL = "shiftboss_scheduler"
 #: Longest a takeover waits for a write of the old owner in flight; it tries again next tick.
 CLAIM_LOCK_TIMEOUT = "500ms"
+#: Seconds between reads of an owned pool's waiting runs that its core lacks: a safety net
+#: under the notices, which tell the owner of runs made through other replicas at once.
+RECONCILE_SECONDS = 10.0
 #: Metadata on a call one replica forwards to another: the receiver serves it itself.
 FORWARDED_HEADER = "x-shiftboss-forwarded"
 
@@ -311,7 +314,7 @@ class Ownership:
         inserts them (PostgreSQL delivers a notice at commit: one statement more, no round
         trip of its own). The pools told; the caller tells the others after commit should
         this replica have lost one of them meanwhile (`tell_runs`)."""
-        if not self.enabled or self._stopping:
+        if not self.enabled:
             return set()
         by_pool: dict[str, list[Any]] = {}
         for run in runs:
@@ -327,7 +330,7 @@ class Ownership:
     def tell_runs(self, pool: str, added: list[Any] = (), dropped: list[int] = ()) -> None:  # type: ignore[assignment]
         """Runs of a pool owned elsewhere, written here (new) or deleted here: its owner's
         core learns of them from a notice (the owner loads what it does not hold)."""
-        if not self.enabled or pool in self.owned or self._stopping:
+        if not self.enabled or pool in self.owned:
             return
         rows = [[r.seq, r.queue, run_store.as_utc(r.scheduled_start).timestamp()] for r in added]
         for part in notify.chunks(rows, lambda r: len(r[1]) + 40):
@@ -373,9 +376,27 @@ class Ownership:
 
     def _resync(self) -> None:
         """Notices may have been missed while the listening connection was down: every
-        owned pool is read again from the database."""
+        owned pool's waiting runs are read again from the database."""
         for pool in list(self.owned):
-            self._spawn(self.service.dispatcher.resync(pool))
+            self._spawn(self._reload(pool, waiting_only=True))
+
+    async def _reload(self, pool: str, waiting_only: bool) -> None:
+        """The pool's live runs (or its waiting ones only) that its core lacks, read under
+        the pool's lock, which every change of its runs' states also holds: a run that ends
+        meanwhile cannot come back as holding a slot."""
+        dispatcher = self.service.dispatcher
+        runtime = dispatcher.pools.get(pool)
+        if runtime is None:
+            return
+        async with runtime.lock:
+            if pool not in self.owned:
+                return
+            async with self.db.reading() as session:
+                rows = await _live_of(session, pool, waiting_only)
+            missing = [r for r in rows if r.seq not in runtime.state]
+            dispatcher.load(missing)
+        if missing and waiting_only:
+            log.info("work pool %s: %d waiting runs read again (a notice missed)", pool, len(missing))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -391,6 +412,11 @@ class Ownership:
         if superseded != "UPDATE 0":
             log.info("scheduler replica %s replaces the one that ran at %s before", self.replica, self.address)
         self._task = asyncio.create_task(self._loop(), name="scheduler-ownership")
+        if self.settings.auth and not self.settings.mesh_token:
+            log.warning(
+                "--auth without SHIFTBOSS_MESH_TOKEN: other scheduler replicas on this database cannot forward calls "
+                "to this one; give every replica the same SHIFTBOSS_MESH_TOKEN"
+            )
         log.info("scheduler replica %s at %s (ownership lease %gs)", self.replica, self.address, self.ttl)
 
     def closing(self) -> None:
@@ -440,9 +466,14 @@ class Ownership:
 
     async def _loop(self) -> None:
         period = self.ttl / 4
+        ticks = 0
         while True:
+            ticks += 1
             try:
                 await self.tick()
+                if ticks % max(1, round(RECONCILE_SECONDS / period)) == 0:
+                    for pool in list(self.owned):  # a notice lost on its way (see notify.py)
+                        await self._reload(pool, waiting_only=True)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the database went away a moment: next tick
@@ -624,7 +655,7 @@ class Ownership:
         if not self.enabled:
             return
         if pool in self.owned:
-            self._spawn(self.service.dispatcher.resync(pool))
+            self._spawn(self._reload(pool, waiting_only=False))
         else:
             self._wake.set()
 
@@ -646,16 +677,13 @@ class _Noticed:
         return datetime.fromtimestamp(self.scheduled, timezone.utc)
 
 
-async def _live_of(session: Any, pool: str) -> list[Any]:
+async def _live_of(session: Any, pool: str, waiting_only: bool = False) -> list[Any]:
     from sqlalchemy import select
 
     from shiftboss.services.scheduler.models import FlowRunRow
 
-    query = (
-        select(FlowRunRow)
-        .where(FlowRunRow.pool == pool, FlowRunRow.state.in_([states.SCHEDULED, *states.OCCUPYING]))
-        .order_by(FlowRunRow.seq)
-    )
+    wanted = [states.SCHEDULED] if waiting_only else [states.SCHEDULED, *states.OCCUPYING]
+    query = select(FlowRunRow).where(FlowRunRow.pool == pool, FlowRunRow.state.in_(wanted)).order_by(FlowRunRow.seq)
     return list((await session.execute(query)).scalars())
 
 
