@@ -192,6 +192,8 @@ class Ownership:
         self.replica = f"{socket.gethostname()[:32]}-{uuid.uuid4().hex[:12]}"
         self.address = ""
         self.ttl = float(self.settings.replica_ttl_seconds)
+        if not self.ttl > 0:
+            raise ValueError(f"SHIFTBOSS_REPLICA_TTL_SECONDS: must be more than 0, got {self.settings.replica_ttl_seconds}")
         self.idle_ms = str(max(1000, int(self.ttl * 1000)))
         #: pool -> the epoch this replica took it at.
         self.owned: dict[str, int] = {}
