@@ -282,7 +282,7 @@ class Daemon:
         elif kind == "settled":
             self.forget_outcome(message.settled.run, message.settled.lease)
         elif kind == "redirect":  # the pool moved to another replica: the stream ends next
-            self.learn_replicas(message.redirect.replicas)
+            self.learn_replicas([*message.redirect.replicas, message.redirect.address])
             self.moved_to = message.redirect.address or None
             self.say(f"work pool moved: {message.redirect.reason}", "yellow")
         elif kind == "refused":
@@ -421,7 +421,7 @@ class Daemon:
                 await self.session(self.client_for(address))
                 return  # run-once: the due runs are done
             except Redirected as moved:
-                self.learn_replicas(moved.replicas)
+                self.learn_replicas([*moved.replicas, moved.address])
                 redirects += 1
                 target = moved.address or None
                 if target:
