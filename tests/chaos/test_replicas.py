@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from shiftboss.v1 import scheduler_pb2
 from tests.chaos.harness import PrivatePostgres, Report, wait_until
 from tests.chaos.replicas import REPLICA_TTL_SECONDS, replica_cluster
 from tests.conftest import create_postgres_database, drop_postgres_database, postgres_url
@@ -129,6 +130,9 @@ def test_failover_time_over_repeated_kills(tmp_path: Path, database: str) -> Non
             times.append(resumed)
             c.start_replica(owner)
         report = c.report("replicas: 8 x kill -9 the owner", runs, 0.0, over_at=time.time())
+        crashed = [f"{r.id[:8]} on {r.worker}: {r.message}" for r in c.states(runs).values() if r is not None and r.state == scheduler_pb2.CRASHED]
+    if crashed:
+        print("\ncrashed (ended, not run again):\n  " + "\n  ".join(crashed))
     times.sort()
     report.recovery_seconds = times[-1]
     REPORTS.append(report)
