@@ -30,12 +30,61 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["Database", "NotAtHead", "has_migrations", "open_database", "release_database", "run_migrations_online"]
+__all__ = [
+    "Database",
+    "DatabaseInUse",
+    "NotAtHead",
+    "has_migrations",
+    "lock_sqlite_for_one_server",
+    "open_database",
+    "release_database",
+    "run_migrations_online",
+]
 
 
 class NotAtHead(Exception):
     """A service's database is not, and cannot be brought, to the revision this build knows
     as its head. The message is one line for the operator."""
+
+
+class DatabaseInUse(OSError):
+    """Another server process already schedules on this SQLite file. The message is one
+    line for the operator."""
+
+
+def lock_sqlite_for_one_server(url: str) -> Any:
+    """SQLite serves one scheduler at a time: an exclusive lock on a file next to the
+    database (`<database>.server.lock`, holding the pid of the server that has it), held
+    for as long as the returned file stays open; the lock goes with the process however it
+    ends (kill -9 too). DatabaseInUse when another process holds it. None for any other
+    database (PostgreSQL runs several replicas, see scheduler/ownership.py) and for an
+    in-memory one."""
+    import fcntl
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    database = Path(parsed.database).resolve()
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = database.with_name(database.name + ".server.lock")
+    handle = open(path, "a+")  # noqa: SIM115 - kept open while the server runs
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        who = f"pid {holder}" if holder.isdigit() else "another process"
+        raise DatabaseInUse(
+            f"another shiftboss server ({who}) is running on the SQLite database {database}: SQLite serves one "
+            "server at a time; stop that one, or give every server the same PostgreSQL database "
+            "(SHIFTBOSS_DATABASE_URL) to run several"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def naming() -> MetaData:

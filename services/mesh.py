@@ -27,7 +27,7 @@ from shiftboss.channels import open_aio_channel, read_pem
 from shiftboss.errors import error_for_code
 from shiftboss.services.absent import AbsentServices
 from shiftboss.services.auth import MESH_HEADER, AuthInterceptor, Authenticator
-from shiftboss.services.db import Database, has_migrations, open_database, release_database
+from shiftboss.services.db import Database, has_migrations, lock_sqlite_for_one_server, open_database, release_database
 from shiftboss.services.interceptors import ErrorInterceptor, FaultInterceptor
 from shiftboss.services.limits import DocumentLimitInterceptor
 from shiftboss.services.tracing import server_interceptors
@@ -92,6 +92,14 @@ class Peers:
     def stub(self, service: str, stub_class: Callable[[aio.Channel], Any]) -> Any:
         return stub_class(self.channel(service))
 
+    def stub_at(self, address: str, stub_class: Callable[[aio.Channel], Any]) -> Any:
+        """A stub to the same services in another process at `address` (another scheduler
+        replica, see scheduler/ownership.py)."""
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = open_aio_channel(address, self.settings, local=address == self.local_address)
+        return stub_class(channel)
+
     async def call(self, method: Callable[..., Any], request: Any, timeout: float | None = None) -> Any:
         """Call a peer's RPC; its failure comes back as the same typed error."""
         try:
@@ -148,6 +156,8 @@ class Mesh:
         self.telemetry = telemetry.active()
         self._health: health.aio.HealthServicer | None = None
         self._readiness: asyncio.Task[None] | None = None
+        #: The lock that keeps a second server off this one's SQLite file (see db.py).
+        self._sqlite_lock: Any = None
         self.authenticator: Authenticator | None = None
         if settings.auth:
             token = settings.mesh_token
@@ -230,6 +240,10 @@ class Mesh:
         host = host or self.settings.host
         port = self.settings.port if port is None else port
         self._refuse_exposed(host)
+        if "scheduler" in self.names and self._sqlite_lock is None:
+            # Before anything is migrated or listens: a second scheduler on one SQLite file
+            # would enforce limits and dispatch on its own (DatabaseInUse, one line).
+            self._sqlite_lock = lock_sqlite_for_one_server(self.settings.database_url_for("scheduler"))
         migrated = await self.migrate()
         try:
             return await self._serve(host, port)
@@ -306,6 +320,9 @@ class Mesh:
         for service in reversed(self.services):
             await service.stop()
         await self.peers.close()
+        if self._sqlite_lock is not None:
+            self._sqlite_lock.close()
+            self._sqlite_lock = None
 
     async def serve_until_signalled(self) -> None:
         """Serve until SIGTERM or SIGINT, then stop gracefully."""

@@ -1,9 +1,10 @@
 """The scheduler's own key: it signs run tokens and encrypts secret job variables.
 
-The key is `SHIFTBOSS_SECRET_KEY` (32 random bytes, URL-safe base64) when set, else the
-file `secret.key` in the server's home, made on first start, readable by its user alone.
-Every scheduler process of one database must share it: tokens signed and values sealed by
-one are read by the others. From it, two keys are derived, one per use, so a token's
+The key is `SHIFTBOSS_SECRET_KEY` (32 random bytes, URL-safe base64) when set; else, on
+SQLite (one server), the file `secret.key` in the server's home, made on first start,
+readable by its user alone; else, on PostgreSQL, where replicas must share it (tokens
+signed and values sealed by one are read by the others), a key the first replica stores
+in the scheduler's database: set the setting to keep it out of the database. From it, two keys are derived, one per use, so a token's
 signature says nothing about an encrypted value and the reverse.
 
 A run token reads `sbr_<run id>_<lease>_<signature>`: stateless, checked with the key
@@ -26,7 +27,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from shiftboss.errors import FailedPrecondition, Unauthenticated
 
-__all__ = ["RUN_TOKEN_PREFIX", "Seal", "is_run_token"]
+__all__ = ["RUN_TOKEN_PREFIX", "Seal", "decode_key", "is_run_token", "new_key_text"]
 
 RUN_TOKEN_PREFIX = "sbr_"
 KEY_FILE = "secret.key"
@@ -37,7 +38,7 @@ def is_run_token(key: str) -> bool:
     return key.startswith(RUN_TOKEN_PREFIX)
 
 
-def _decode_key(text: str, where: str) -> bytes:
+def decode_key(text: str, where: str) -> bytes:
     try:
         key = base64.urlsafe_b64decode(text.strip().encode() + b"==")
     except (ValueError, TypeError):
@@ -47,8 +48,16 @@ def _decode_key(text: str, where: str) -> bytes:
     return key
 
 
+def new_key_text() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
 class Seal:
     def __init__(self, key: bytes) -> None:
+        self.rekey(key)
+
+    def rekey(self, key: bytes) -> None:
+        """Use another key (the replicas' shared one, read once the database is up)."""
         self._signing = hmac.new(key, b"shiftboss run token", hashlib.sha256).digest()
         sealing = hmac.new(key, b"shiftboss secret values", hashlib.sha256).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(sealing))
@@ -57,16 +66,16 @@ class Seal:
     def load(cls, configured: str, home: str) -> Seal:
         """The key from the setting, else from the home's key file, made when missing."""
         if configured:
-            return cls(_decode_key(configured, "secret_key"))
+            return cls(decode_key(configured, "secret_key"))
         path = Path(home) / KEY_FILE
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
-            return cls(_decode_key(path.read_text(), str(path)))
+            return cls(decode_key(path.read_text(), str(path)))
         with os.fdopen(fd, "w") as out:
-            out.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "\n")
-        return cls(_decode_key(path.read_text(), str(path)))
+            out.write(new_key_text() + "\n")
+        return cls(decode_key(path.read_text(), str(path)))
 
     # ------------------------------------------------------------ run tokens
 

@@ -95,6 +95,13 @@ class Settings:
     prefetch_seconds: float = 10.0
     #: Seconds a dispatched run may stay un-acknowledged before it is SCHEDULED again.
     lease_seconds: float = 30.0
+    #: Several servers on one PostgreSQL (replicas): seconds a replica's ownership of its
+    #: work pools lasts unless renewed (every quarter of it). Another replica takes the pools
+    #: of one that died this long after its last renewal: the failover time, plus a tick.
+    replica_ttl_seconds: float = 3.0
+    #: Where other replicas and workers reach this server (host:port); empty: the address it
+    #: listens on, with this host's name when it listens on every interface.
+    advertise_address: str = ""
     #: Runs each schedule keeps ahead (Prefect's rule): at least `schedule_min_runs` and
     #: until `schedule_horizon_seconds` from now, at most `schedule_max_runs` and never past
     #: `schedule_max_seconds`.

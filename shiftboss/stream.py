@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,11 +18,26 @@ from grpc import aio
 
 from shiftboss._wire import gather, to_timestamp
 from shiftboss.client import AsyncClient, _translate
+from shiftboss.errors import Unavailable
 from shiftboss.v1 import scheduler_pb2
 
-__all__ = ["WorkerStream"]
+__all__ = ["Redirected", "SchedulerSilent", "WorkerStream"]
 
 Worker = scheduler_pb2.WorkerMessage
+
+
+class SchedulerSilent(Unavailable):
+    """The scheduler at the other end stopped answering (stopped, paused, cut off)."""
+
+
+class Redirected(Exception):
+    """The scheduler replica that answered dispatches not this pool: another does, at
+    `address` (several servers on one PostgreSQL). Connect there instead."""
+
+    def __init__(self, redirect: scheduler_pb2.Redirect) -> None:
+        super().__init__(f"redirected to {redirect.address or 'the configured address'}: {redirect.reason}")
+        self.address = redirect.address
+        self.replicas = list(redirect.replicas)
 
 
 class WorkerStream:
@@ -35,6 +51,8 @@ class WorkerStream:
         self._received: collections.deque[scheduler_pb2.SchedulerMessage] = collections.deque()
         self._call: Any = None
         self._reading: asyncio.Future[Any] | None = None
+        #: When the scheduler last sent anything (time.monotonic()), pings included.
+        self.heard = time.monotonic()
 
     async def _requests(self) -> Any:
         yield Worker(hello=self.hello)
@@ -48,10 +66,17 @@ class WorkerStream:
             else:
                 yield Worker(batch=scheduler_pb2.WorkerBatch(messages=gather(message, outgoing)))
 
-    async def open(self) -> scheduler_pb2.Welcome:
-        """Connect and wait for Welcome; a refused Hello raises its shiftboss error."""
+    async def open(self, timeout: float | None = None) -> scheduler_pb2.Welcome:
+        """Connect and wait for Welcome; a refused Hello raises its shiftboss error, a
+        Redirect raises Redirected, and no answer within `timeout` seconds SchedulerSilent."""
         self._call = self.client.method("SchedulerService", "Connect")(self._requests(), metadata=self.client.metadata)
-        first = await self.receive()
+        try:
+            first = await asyncio.wait_for(self.receive(), timeout)
+        except asyncio.TimeoutError:
+            self.abort()
+            raise SchedulerSilent(f"the scheduler at {self.client.address} did not answer Hello within {timeout:g}s") from None
+        if first is not None and first.WhichOneof("kind") == "redirect":
+            raise Redirected(first.redirect)
         if first is None or first.WhichOneof("kind") != "welcome":
             raise ConnectionError(f"the scheduler answered Hello with {first!r}")
         self.welcome = first.welcome
@@ -61,24 +86,28 @@ class WorkerStream:
         """The next message from the scheduler; None when the stream ended.
 
         A timeout leaves the read pending rather than cancelling it (which would cancel
-        the whole call); the next receive picks it up. A batch comes out message by message."""
-        if self._received:
-            return self._received.popleft()
-        if self._reading is None or (self._reading.done() and self._reading.cancelled()):
-            self._reading = asyncio.ensure_future(self._call.read())
-        try:
-            message = await asyncio.wait_for(asyncio.shield(self._reading), timeout)
-            self._reading = None
-        except aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.CANCELLED:
+        the whole call); the next receive picks it up. A batch comes out message by message;
+        a ping (an empty batch, see Welcome.ping_seconds) is no message, and does not put
+        the timeout off."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._received:
+            if self._reading is None or (self._reading.done() and self._reading.cancelled()):
+                self._reading = asyncio.ensure_future(self._call.read())
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                message = await asyncio.wait_for(asyncio.shield(self._reading), left)
+                self._reading = None
+                self.heard = time.monotonic()  # a ping counts: the server runs
+            except aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.CANCELLED:
+                    return None
+                raise _translate(exc, self.client.address) from None
+            if message is aio.EOF:
                 return None
-            raise _translate(exc, self.client.address) from None
-        if message is aio.EOF:
-            return None
-        if message.WhichOneof("kind") == "batch":
+            if message.WhichOneof("kind") != "batch":
+                return message
             self._received.extend(message.batch.messages)
-            return self._received.popleft() if self._received else await self.receive(timeout)
-        return message
+        return self._received.popleft()
 
     def send(self, message: scheduler_pb2.WorkerMessage) -> None:
         self._outgoing.put_nowait(message)

@@ -27,7 +27,7 @@ from shiftboss._json_logs import JsonConsole
 from shiftboss._wire import from_struct, from_timestamp, to_timestamp
 from shiftboss.client import AsyncClient
 from shiftboss.errors import ShiftbossError, Unavailable
-from shiftboss.stream import WorkerStream
+from shiftboss.stream import Redirected, SchedulerSilent, WorkerStream
 from shiftboss.telemetry import current_traceparent
 from shiftboss.v1 import scheduler_pb2
 from shiftboss.workers.health import HealthServer, stream_health
@@ -42,6 +42,9 @@ Worker = scheduler_pb2.WorkerMessage
 #: same outcomes again.)
 RESEND_FIRST_SECONDS, RESEND_MOST_SECONDS = 5.0, 30.0
 LOG_FLUSH_SECONDS = 0.2
+#: Longest wait for the scheduler's Welcome: a server that accepts the connection but does
+#: not answer (stopped, paused) is left for another replica, or tried again.
+WELCOME_SECONDS = 10.0
 LOG_BATCH_LINES = 200
 #: What a secret value of a run reads as in its logs.
 MASK = "********"
@@ -114,6 +117,12 @@ class Daemon:
     #: A span per run and a count of reconnects; None when telemetry is off.
     telemetry: WorkerTelemetry | None = None
     looked_for_leftovers: bool = False
+    #: Other scheduler replicas the server named, tried when the configured one is down.
+    replicas: list[str] = field(default_factory=list)
+    #: A client per replica this worker connected to (the configured one first).
+    clients: dict[str, AsyncClient] = field(default_factory=dict)
+    #: Where a Redirect on an open stream sent us: the next connection goes there.
+    moved_to: str | None = None
 
     # ------------------------------------------------------------ console
 
@@ -350,6 +359,10 @@ class Daemon:
                 self.say("took the runs due now (run-once)")
         elif kind == "settled":
             self.forget_outcome(message.settled.run, message.settled.lease)
+        elif kind == "redirect":  # the pool moved to another replica: the stream ends next
+            self.learn_replicas([*message.redirect.replicas, message.redirect.address])
+            self.moved_to = message.redirect.address or None
+            self.say(f"work pool moved: {message.redirect.reason}", "yellow")
         elif kind == "refused":
             refused = message.refused
             self.forget_outcome(refused.run, refused.lease)  # refused for good: sending it again changes nothing
@@ -396,7 +409,7 @@ class Daemon:
             await self.take_back_leftovers(claimed=True)  # claimed in this Hello
         hello = self.hello()
         stream = WorkerStream(client, hello)
-        welcome = await stream.open()
+        welcome = await stream.open(WELCOME_SECONDS)
         # The scheduler settled the outcomes the Hello carried before it welcomed us.
         for finished in hello.finished:
             self.forget_outcome(finished.run, finished.lease)
@@ -411,11 +424,15 @@ class Daemon:
             self.infrastructure = self.backend(self.options.type or welcome.pool_type)
             await self.take_back_leftovers(claimed=False)  # the Hello claimed none of them
         self.connected_since, self.disconnected_since = time.monotonic(), None
-        self.say(f"connected to {self.options.address} as {self.options.name} (pool {self.options.pool}, queues {', '.join(welcome.queues)})", "cyan")
+        self.learn_replicas(welcome.replicas)
+        self.say(f"connected to {client.address} as {self.options.name} (pool {self.options.pool}, queues {', '.join(welcome.queues)})", "cyan")
         self.send_credits()
         beating = asyncio.create_task(self.heartbeat(stream))
         resending = asyncio.create_task(self.resend(stream))
         incoming: asyncio.Task[Any] | None = None
+        # A server that promises pings (Welcome.ping_seconds) and goes silent for three of
+        # them is stopped or cut off: connect again (elsewhere, with replicas) rather than wait.
+        silence = max(3 * welcome.ping_seconds, 2.0) if welcome.ping_seconds > 0 else None
         try:
             while True:
                 if self.options.run_once and self.drained and not self.runs:
@@ -426,9 +443,13 @@ class Daemon:
                 incoming = incoming or asyncio.create_task(stream.receive())
                 self.run_ended.clear()
                 ended = asyncio.create_task(self.run_ended.wait())
-                await asyncio.wait({incoming, ended}, return_when=asyncio.FIRST_COMPLETED)
+                wait = None if silence is None else max(0.05, stream.heard + silence - time.monotonic())
+                await asyncio.wait({incoming, ended}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 ended.cancel()
                 if not incoming.done():
+                    if silence is not None and time.monotonic() - stream.heard > silence:
+                        stream.abort()
+                        raise SchedulerSilent(f"the scheduler at {client.address} sent nothing for {silence:g}s")
                     continue
                 message, incoming = incoming.result(), None
                 if message is None:
@@ -443,20 +464,76 @@ class Daemon:
             self.connected_since, self.disconnected_since = None, time.monotonic()
             await stream.close()
 
+    def learn_replicas(self, addresses: Any) -> None:
+        """Scheduler replicas the server named (Welcome, Redirect): where to connect should
+        the configured address not answer."""
+        for address in addresses:
+            if address and address != self.options.address and address not in self.replicas:
+                self.replicas.append(address)
+
+    def client_for(self, address: str) -> AsyncClient:
+        client = self.clients.get(address)
+        if client is None:
+            client = self.clients[address] = AsyncClient(address)
+        return client
+
     async def connect_forever(self, client: AsyncClient) -> None:
-        """Hold a stream until stopped; reconnect with jittered backoff when it drops."""
+        """Hold a stream until stopped; reconnect with jittered backoff when it drops.
+
+        With several scheduler replicas, the one configured may send the worker to the one
+        that dispatches its pool (a Redirect, at once or when the pool moves): the worker
+        connects there without waiting, and goes back to the configured address, then to
+        the other replicas it was told of, when that one cannot be reached."""
         delay = 0.2
         started = time.monotonic()
+        self.clients.setdefault(client.address, client)
+        target: str | None = None  # where a redirect sent us
+        fallback = 0  # the next known replica to try when the configured one is down
+        redirects = 0
         while not self.stopping.is_set():
             self.established = False
+            if target:
+                address = target
+            elif fallback and self.replicas:
+                address = self.replicas[(fallback - 1) % len(self.replicas)]
+            else:
+                address = client.address
             try:
-                await self.session(client)
+                await self.session(self.client_for(address))
                 return  # run-once: the due runs are done
+            except Redirected as moved:
+                self.learn_replicas([*moved.replicas, moved.address])
+                redirects += 1
+                target = moved.address or None
+                if target:
+                    fallback = 0
+                    self.say(f"sent to the scheduler replica at {moved.address}", "cyan")
+                    if redirects < 5:
+                        continue  # at once: the replica that answered is alive
+                else:  # the pool's owner does not answer: this replica tells us who next, in a moment
+                    self.say(f"waiting for a scheduler replica to take the pool: {moved}", "yellow")
+                    await asyncio.sleep(0.25 * (0.5 + random.random()))
+                    if redirects < 40:  # ten seconds, more than an ownership lease
+                        continue
+                redirects = 0  # replicas that disagree for a moment: back off as for an outage
+                delay = 0.2
             except Unavailable as exc:
+                redirects = 0
+                silent = isinstance(exc, SchedulerSilent)
                 if self.established:
                     delay = 0.2
                 elif not self.ever_connected and time.monotonic() - started > self.options.connect_timeout:
                     raise Unavailable(f"{exc} (gave up after {self.options.connect_timeout:g}s)") from None
+                if self.moved_to:  # the pool moved while this stream was open
+                    target, self.moved_to = self.moved_to, None
+                    continue
+                if target:
+                    # The replica we were sent to is gone: back to the configured one, soon
+                    # (it answered a moment ago, and tells us who dispatches the pool now).
+                    target, delay = None, 0.2
+                elif self.replicas and (silent or not self.established):
+                    fallback += 1  # the configured replica is down or silent: try the others in turn
+                    delay = min(delay, 0.4)
                 self.say(f"stream down, retrying in {delay:.1f}s: {exc}", "yellow")
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 10.0)
@@ -530,6 +607,10 @@ class Daemon:
             finally:
                 flusher.cancel()
                 stop.cancel()
+                for other in list(self.clients.values()):
+                    if other is not client:
+                        with contextlib.suppress(Exception):
+                            await other.close()
 
     def begin_stop(self) -> None:
         if not self.stopping.is_set():

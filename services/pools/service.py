@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
@@ -13,6 +14,7 @@ from shiftboss.errors import FailedPrecondition, InvalidArgument, ShiftbossError
 from shiftboss._wire import from_struct
 from shiftboss.services.broadcast import Broadcaster
 from shiftboss.services import paging
+from shiftboss.services import notify
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.pools import domain
 from shiftboss.services.names import validate_name
@@ -31,6 +33,8 @@ from shiftboss.v1 import (
 log = logging.getLogger("shiftboss.pools")
 
 Event = pools_pb2.WatchEvent
+#: The channel on which the servers sharing a PostgreSQL database tell each other of changes.
+CHANNEL = "shiftboss_pools"
 
 
 class PoolService(pools_pb2_grpc.PoolServiceServicer):
@@ -41,6 +45,10 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         self.mesh = mesh
         self.db = open_database(mesh.settings.database_url_for(self.name))
         self.events: Broadcaster[pools_pb2.WatchEvent] = Broadcaster()
+        #: Changes made by the other servers on this PostgreSQL database (notify.py).
+        self.listener: notify.Listener | None = None
+        self.origin = notify.new_origin()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -49,12 +57,57 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
 
     async def start(self) -> None:
         await self.db.upgrade(self.name)
+        if not self.db.is_sqlite:
+            self.listener = notify.listener_for(self.db.url)
+            await self.listener.listen(CHANNEL, self._noticed)
 
     def closing(self) -> None:
         self.events.close()
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self.listener is not None:
+            await notify.release(self.listener)
         await release_database(self.db)
+
+    # ------------------------------------------------------------ other servers' changes
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _tell(self, kind: int, pool: str, queue: str) -> None:
+        try:
+            await notify.notify(self.db, CHANNEL, {"kind": kind, "pool": pool, "queue": queue}, self.origin)
+        except Exception as exc:  # noqa: BLE001 - the others see the change at their next start
+            log.warning("change of work pool %s not told to the other servers: %s", pool, exc)
+
+    def _noticed(self, notice: dict[str, Any]) -> None:
+        if notice.get("origin") != self.origin:
+            self._spawn(self._replay(notice))
+
+    async def _replay(self, notice: dict[str, Any]) -> None:
+        """A change another server made, published here as if made here: read as it is now
+        (a notice carries names only; the events' `updated` stamps order them)."""
+        kind, name, queue = int(notice.get("kind", 0)), str(notice.get("pool", "")), str(notice.get("queue", ""))
+        if kind == Event.DELETED:
+            self._publish(kind, pools_pb2.WorkPool(name=name), pools_pb2.WorkQueue(name=queue) if queue else None)
+            return
+        async with self.db.reading() as session:
+            try:
+                row = await domain.get_pool(session, name)
+            except ShiftbossError:
+                return  # deleted meanwhile: its own notice follows
+            message = pool_to_proto(row)
+            queue_message = None
+            if queue:
+                found = next((q for q in row.queues if q.name == queue), None)
+                if found is None:
+                    return
+                queue_message = queue_to_proto(found, name)
+        self._publish(kind, message, queue_message)
 
     # ------------------------------------------------------------ helpers
 
@@ -87,6 +140,11 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         return dict(reply.online)
 
     def _pool_event(self, kind: int, pool: pools_pb2.WorkPool, queue: pools_pb2.WorkQueue | None = None) -> None:
+        self._publish(kind, pool, queue)
+        if self.listener is not None:  # and to the other servers on this database, within milliseconds
+            self._spawn(self._tell(kind, pool.name, queue.name if queue is not None else ""))
+
+    def _publish(self, kind: int, pool: pools_pb2.WorkPool, queue: pools_pb2.WorkQueue | None = None) -> None:
         event = Event(kind=kind, pool=pool, queue=queue)
         event.at.GetCurrentTime()
         self.events.publish(event)

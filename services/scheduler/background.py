@@ -122,6 +122,9 @@ async def follow_workers(service: SchedulerService) -> None:
         worker = event.worker
         key = f"{worker.pool}/{worker.name}"
         if worker.status == heartbeats_pb2.OFFLINE:
+            if not service.dispatcher.owns(worker.pool):  # another replica dispatches its pool
+                service.ownership.tell_offline(worker.pool, key)
+                continue
             await reclaim(service, key, f"worker {worker.name} went offline")
 
 
@@ -133,6 +136,8 @@ async def expire_leases(service: SchedulerService) -> None:
             expired = await run_store.expired_leases(db, now)
             upcoming = await run_store.next_lease_expiry(db)
         for run in expired:
+            if not service.dispatcher.owns(run.pool):  # its owner expires it
+                continue
             session = service.dispatcher.sessions.get(run.worker or "")
             if session is not None and not session.closed and session.acked.get(run.id) == run.lease:
                 continue  # its worker took it; the database missed the Ack, which is written again

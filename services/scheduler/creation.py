@@ -124,8 +124,15 @@ class RunInserter(BatchWriter[NewRun]):
             current = await db.stamps({item.made_from.id for item in batch})
             fresh = [item for item in batch if current.get(item.made_from.id) == item.made_from.updated]
             await db.insert_runs([item.run for item in fresh])
+            # Runs of pools another replica dispatches: its core learns of them at commit.
+            told = await service.ownership.tell_new_runs(db, [item.run for item in fresh])
+        elsewhere: dict[str, list[FlowRunDraft]] = {}
         for item in fresh:
             service.dispatcher.apply(run_store.Transition(item.run, "", states.SCHEDULED))
+            if not service.dispatcher.owns(item.run.pool) and item.run.pool not in told:
+                elsewhere.setdefault(item.run.pool, []).append(item.run)
+        for pool, runs in elsewhere.items():  # this replica lost the pool meanwhile: its new owner learns of them
+            service.ownership.tell_runs(pool, added=runs)
         if len(fresh) < len(batch):
             written = {id(item) for item in fresh}
             for item in batch:

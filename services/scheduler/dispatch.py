@@ -25,6 +25,7 @@ from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.models import FlowRunRow
 from shiftboss.services.scheduler.secret_values import open_configuration
+from shiftboss.services.scheduler.ownership import NotOwner
 from shiftboss.services.scheduler.sessions import WorkerSession
 from shiftboss.services.scheduler.wire import state_event
 from shiftboss.services.sealing import Seal
@@ -68,6 +69,8 @@ class Dispatcher:
         #: Telemetry (services/scheduler/telemetry.py), told of each dispatch, of the end of each
         #: admission pass that dispatched, and of state changes; None when off.
         self.observer: Any = None
+        #: Which pools this replica dispatches (ownership.py); None: every pool (one server).
+        self.ownership: Any = None
         self._closed = False
 
     # ---------------------------------------------------------------- pools and queues
@@ -80,6 +83,8 @@ class Dispatcher:
         if runtime is None:
             runtime = self.pools[pool.name] = PoolRuntime(pool.name, pool.type, PoolState(limit, pool.paused))
             runtime.task = asyncio.create_task(self._admission_loop(runtime), name=f"admission-{pool.name}")
+            if self.ownership is not None:
+                self.ownership.pool_appeared(pool.name)
         elif stamp < runtime.seen.get("", 0):
             return runtime
         else:
@@ -112,6 +117,8 @@ class Dispatcher:
             runtime.seen.pop(queue, None)
 
     def drop_pool(self, pool: str) -> None:
+        if self.ownership is not None:
+            self.ownership.pool_gone(pool)
         runtime = self.pools.pop(pool, None)
         if runtime is not None and runtime.task is not None:
             runtime.task.cancel()
@@ -119,10 +126,11 @@ class Dispatcher:
             session.send(scheduler_pb2.SchedulerMessage(drain=scheduler_pb2.Drain(reason=f"work pool {pool!r} was deleted")))
 
     def load(self, rows: Iterable[FlowRunRow]) -> None:
-        """Put the database's live runs into the core (at start)."""
+        """Put the database's live runs into the core (at start), those of pools this
+        replica owns."""
         for run in rows:
             runtime = self.pools.get(run.pool)
-            if runtime is None or run.queue not in runtime.state.queues() or run.seq in runtime.state:
+            if runtime is None or not self.owns(run.pool) or run.queue not in runtime.state.queues() or run.seq in runtime.state:
                 continue
             if run.state in states.OCCUPYING:
                 runtime.state.occupy(run.seq, run.queue)
@@ -134,6 +142,9 @@ class Dispatcher:
         async with self.db.reading() as session:
             rows = [r for r in await run_store.live(session) if r.pool == pool]
         self.load(rows)
+
+    def owns(self, pool: str) -> bool:
+        return self.ownership is None or self.ownership.owns(pool)
 
     def knows_queue(self, pool: str, queue: str) -> bool:
         runtime = self.pools.get(pool)
@@ -147,7 +158,7 @@ class Dispatcher:
         if self.observer is not None:
             self.observer.changed(change)
         runtime = self.pools.get(run.pool)
-        if runtime is None or run.queue not in runtime.state.queues():
+        if runtime is None or run.queue not in runtime.state.queues() or not self.owns(run.pool):
             return
         core = runtime.state
         was_candidate, was_occupying = before in states.CANDIDATE, before in states.OCCUPYING
@@ -220,6 +231,8 @@ class Dispatcher:
                 wake = await self.admit_now(runtime)
             except asyncio.CancelledError:
                 raise
+            except NotOwner as exc:  # another replica dispatches the pool now (ownership.py)
+                log.info("admission pass of pool %s stopped: %s", runtime.name, exc.message)
             except Exception:  # keep dispatching the pool after a failed pass
                 log.exception("admission pass of pool %s failed", runtime.name)
             timeout = None if wake is None else max(0.0, wake - time.time())
@@ -269,7 +282,8 @@ class Dispatcher:
         now = datetime.now(timezone.utc)
         leased: dict[WorkerSession, list[Any]] = {}
         try:
-            async with hot.transaction(self.db) as db:
+            fence = self.ownership.fence([runtime.name]) if self.ownership is not None else None
+            async with hot.transaction(self.db, fence) as db:
                 for worker, keys in assigned.items():
                     leased[worker] = await db.lease(keys, worker.key, now, self.settings.lease_seconds)
         except Exception:

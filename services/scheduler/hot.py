@@ -278,11 +278,15 @@ Statements = CoreStatements | PgStatements
 
 
 @contextlib.asynccontextmanager
-async def transaction(db: Database) -> AsyncIterator[Statements]:
-    """The dispatch path's statements in one transaction on this database."""
+async def transaction(db: Database, fence: Any = None) -> AsyncIterator[Statements]:
+    """The dispatch path's statements in one transaction on this database. With a `fence`
+    (ownership.Fence: several replicas on PostgreSQL), the transaction first checks that
+    this replica still owns the pools it writes, and holds that until it commits."""
     if db.is_sqlite:
         async with db.connection() as connection:
             yield CoreStatements(connection)
     else:
         async with db.driver() as connection:
+            if fence is not None:
+                await fence.check(connection)
             yield PgStatements(connection)

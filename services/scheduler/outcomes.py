@@ -135,7 +135,8 @@ class OutcomeWriter(BatchWriter[Report]):
         service = self.service
         async with service.locks_for(report.session.pool for report in batch):
             changes: list[run_store.Transition] = []
-            async with hot.transaction(service.db) as db:
+            fence = service.ownership.fence({report.session.pool for report in batch})  # see ownership.py
+            async with hot.transaction(service.db, fence) as db:
                 runs = await db.lock_live({report.body.run for report in batch})
                 history: list[dict[str, Any]] = []
                 changed: dict[int, hot.LiveRun] = {}

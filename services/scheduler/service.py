@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from grpc import aio
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from shiftboss._wire import from_struct, from_timestamp, to_timestamp
@@ -22,6 +24,7 @@ from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler.creation import DeploymentReader, RunInserter, StaleDeployment
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
 from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, ScheduleRow, new_id, now_utc
+from shiftboss.services.scheduler.ownership import Ownership
 from shiftboss.services.scheduler.rendering import RenderCache, Rendering
 from shiftboss.services.scheduler.inbound import check_log_line
 from shiftboss.services.scheduler.run_access import check_own_run
@@ -31,7 +34,7 @@ from shiftboss.services.scheduler.secret_values import (
 from shiftboss.services.scheduler.stream import MAX_LOG_LINES, StreamHandler
 from shiftboss.services.scheduler.telemetry import observe
 from shiftboss.services.scheduler.wire import deployment_to_proto, log_event, run_to_proto, state_event, transition_event
-from shiftboss.services.sealing import Seal
+from shiftboss.services.sealing import Seal, decode_key, new_key_text
 from shiftboss.v1 import pools_pb2, pools_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, templates_pb2, templates_pb2_grpc
 
 log = logging.getLogger("shiftboss.scheduler")
@@ -60,8 +63,13 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.mesh = mesh
         self.settings = mesh.settings
         self.db = open_database(self.settings.database_url_for(self.name))
-        self.seal = Seal.load(self.settings.secret_key, self.settings.home)
+        # On PostgreSQL with no key configured, the replicas' shared key replaces this at start.
+        self.seal = Seal.load(self.settings.secret_key, self.settings.home) if self.settings.secret_key or self.db.is_sqlite else Seal(os.urandom(32))
         self.dispatcher = Dispatcher(self.db, self.settings, self.seal)
+        #: Which pools this replica dispatches, when several share one PostgreSQL.
+        self.ownership = Ownership(self)
+        if self.ownership.enabled:
+            self.dispatcher.ownership = self.ownership
         self.ready = asyncio.Event()
         self.events = self.dispatcher.events
         self.stream = StreamHandler(self)
@@ -79,6 +87,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     async def start(self) -> None:
         await self.db.upgrade(self.name)
+        if not self.settings.secret_key and not self.db.is_sqlite:
+            self.seal.rekey(await shared_key(self.db))
+        await self.ownership.start(self.mesh.peers.local_address)
         self.stream.outcomes.start()
         self.inserts.start()
         self.deployment_reader.start()
@@ -89,6 +100,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     def closing(self) -> None:
         self.stream.drain_all("the server is stopping")
         self.events.close()
+        self.ownership.closing()
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -99,6 +111,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         await self.deployment_reader.stop()
         await self.inserts.stop()
         await self.stream.outcomes.stop()
+        await self.ownership.stop()
         await self.dispatcher.close()
         if self.observer is not None:
             self.observer.close()
@@ -169,8 +182,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         in the core, under the pool's lock."""
         async with self.db.reading() as session:
             pool = (await run_store.get(session, run_id)).pool
+        self.ownership.fence([pool])  # NotOwner now for a pool another replica dispatches
         async with self.lock_for(pool):
             async with self.db.transaction() as session:
+                await self.ownership.check(session, pool)  # refused by the database when stale
                 run = await run_store.get(session, run_id, lock=True)
                 history: list[dict[str, Any]] = []
                 done = self.transition(history, run, to, **options)
@@ -188,6 +203,11 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         for run in runs:
             self.dispatcher.apply(run_store.Transition(run, states.SCHEDULED, states.CANCELLED))
             self.events.publish(state_event(run.id, states.CANCELLED, now, why))
+        by_pool: dict[str, list[int]] = {}
+        for run in runs:
+            by_pool.setdefault(run.pool, []).append(run.seq)
+        for pool, keys in by_pool.items():  # a pool dispatched by another replica: its core too
+            self.ownership.tell_runs(pool, dropped=keys)
 
     def transition(
         self,
@@ -629,7 +649,15 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             replies = [r for r in replies if scheduler_pb2.RunState.Name(r.state) in names]
         return scheduler_pb2.ListFlowRunsResponse(flow_runs=replies)
 
+    async def _pool_of(self, run_id: str) -> str:
+        async with self.db.reading() as session:
+            return (await run_store.get(session, run_id)).pool
+
     async def CancelFlowRun(self, request: scheduler_pb2.FlowRunRef, context: Any) -> scheduler_pb2.FlowRun:
+        if self.ownership.enabled:  # the pool's owner changes its runs and tells their workers
+            answer = await self.ownership.forward(context, "CancelFlowRun", request, await self._pool_of(request.id))
+            if answer is not None:
+                return answer
         async with self.db.reading() as session:
             run = await run_store.get(session, request.id)
         if run.state == states.SCHEDULED:
@@ -647,6 +675,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             raise InvalidArgument("state: a state is required", field="state")
         target = states.parse_state(scheduler_pb2.RunState.Name(request.state))
         await check_own_run(self.db, request.id, to=target, force=request.force)
+        if self.ownership.enabled:
+            answer = await self.ownership.forward(context, "SetFlowRunState", request, await self._pool_of(request.id))
+            if answer is not None:
+                return answer
         run = await self.change_state(request.id, target, force=request.force, message=request.message or "set by a user")
         if target == states.CANCELLING:
             self.stream.cancel(run)
@@ -678,6 +710,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def ExplainFlowRun(self, request: scheduler_pb2.FlowRunRef, context: Any) -> scheduler_pb2.Explanation:
         async with self.db.reading() as session:
             run = await run_store.get(session, request.id)
+        if self.ownership.enabled and run.state not in states.TERMINAL:  # the owner holds its admission state
+            answer = await self.ownership.forward(context, "ExplainFlowRun", request, run.pool)
+            if answer is not None:
+                return answer
         reply = scheduler_pb2.Explanation(
             id=run.id, state=self.to_proto(run).state, pool=run.pool, queue=run.queue
         )
@@ -704,14 +740,34 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         return reply
 
     async def FlowRunLogs(self, request: scheduler_pb2.LogsRequest, context: Any) -> AsyncIterator[scheduler_pb2.LogLine]:
+        relayed = await self._from_owner(context, "FlowRunLogs", request, request.id) if request.follow else None
+        if relayed is not None:  # its lines arrive at the replica its worker streams to
+            async for line in relayed:
+                yield line
+            return
         async for event in self._run_events(request.id, follow=request.follow, states_too=False, logs_too=True):
             yield scheduler_pb2.LogLine(run=event.run, at=event.at, stream=event.stream, text=event.text)
 
     async def WatchFlowRun(
         self, request: scheduler_pb2.WatchFlowRunRequest, context: Any
     ) -> AsyncIterator[scheduler_pb2.FlowRunEvent]:
+        relayed = await self._from_owner(context, "WatchFlowRun", request, request.id)
+        if relayed is not None:  # its changes happen at its pool's owner
+            async for event in relayed:
+                yield event
+            return
         async for event in self._run_events(request.id, follow=True, states_too=True, logs_too=not request.no_logs):
             yield event
+
+    async def _from_owner(self, context: Any, method: str, request: Any, run_id: str) -> Any:
+        """A followed run's stream, relayed from another replica that owns its pool; None here."""
+        if not self.ownership.enabled:
+            return None
+        async with self.db.reading() as session:
+            run = await run_store.get(session, run_id)
+        if run.state in states.TERMINAL:
+            return None
+        return await self.ownership.forward_stream(context, method, request, run.pool)
 
     async def _run_events(
         self, run_id: str, *, follow: bool, states_too: bool, logs_too: bool
@@ -799,6 +855,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         await self.call(self.pools.GetWorkPool, pools_pb2.WorkPoolRef(name=request.pool))
         for queue in request.queues:
             await self.check_queue(request.pool, queue)
+        if self.ownership.enabled:
+            answer = await self.ownership.forward(context, "NextRuns", request, request.pool)
+            if answer is not None:
+                return answer
         await self.ready.wait()
         runtime = self.dispatcher.pools.get(request.pool)
         if runtime is None:
@@ -824,3 +884,15 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
 
 def build(mesh: Any) -> SchedulerService:
     return SchedulerService(mesh)
+
+
+async def shared_key(db: Any) -> bytes:
+    """The key every replica on this PostgreSQL database uses when none is configured: made
+    by the first to ask, read by the others."""
+    async with db.transaction() as session:
+        await session.execute(
+            text("INSERT INTO scheduler_keys (name, value) VALUES ('seal', :value) ON CONFLICT (name) DO NOTHING"),
+            {"value": new_key_text()},
+        )
+        stored = (await session.execute(text("SELECT value FROM scheduler_keys WHERE name = 'seal'"))).scalar_one()
+    return decode_key(stored, "scheduler_keys.seal")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from shiftboss.errors import ResourceExhausted, ShiftbossError
@@ -41,6 +42,8 @@ class WorkerSession:
     goodbye: bool = False
     #: Why the server ended the stream, raised to the worker as the call's status.
     failure: ShiftbossError | None = None
+    #: When a message last went out (time.monotonic()): an idle stream is pinged.
+    last_sent: float = field(default_factory=time.monotonic)
 
     def free(self) -> int | None:
         """Runs it may still take now; None means no cap."""

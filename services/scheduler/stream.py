@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from shiftboss.services.scheduler import states
 from shiftboss.services.scheduler.inbound import check_hello, check_log_line
 from shiftboss.services.scheduler.models import FlowRunRow
 from shiftboss.services.scheduler.outcomes import OutcomeWriter
+from shiftboss.services.scheduler.ownership import OwnerSilent
 from shiftboss.services.scheduler.sessions import WorkerSession, worker_key
 from shiftboss.services.scheduler.wire import log_event
 from shiftboss.v1 import heartbeats_pb2, pools_pb2, scheduler_pb2
@@ -46,6 +48,16 @@ Message = scheduler_pb2.SchedulerMessage
 MAX_LOG_LINES = 5_000
 #: Runs a stream may say it took without finishing them, remembered (WorkerSession.acked).
 MAX_ACKED = 10_000
+#: What an idle stream is sent so its worker hears the server runs (Welcome.ping_seconds).
+PING = Message(batch=scheduler_pb2.SchedulerBatch())
+
+
+class Redirected(Exception):
+    """The Hello's pool is dispatched by another replica: the worker is sent there."""
+
+    def __init__(self, redirect: scheduler_pb2.Redirect) -> None:
+        super().__init__(redirect.address)
+        self.redirect = redirect
 
 
 class StreamHandler:
@@ -70,7 +82,11 @@ class StreamHandler:
             raise InvalidArgument("hello: the first message on the stream must be Hello", field="hello")
         check_hello(first.hello, self.service.settings.max_document_bytes)
         await self.service.ready.wait()
-        session, welcome = await self.hello(first.hello)
+        try:
+            session, welcome = await self.hello(first.hello)
+        except Redirected as moved:  # another replica dispatches the pool (ownership.py)
+            yield Message(redirect=moved.redirect)
+            return
         on_revoked(session.end)
         reader = asyncio.create_task(self.read(session, requests), name=f"stream-{session.key}")
         try:
@@ -84,13 +100,15 @@ class StreamHandler:
             while True:
                 message = await outbox.get()
                 if message is not None and session.batches and not outbox.empty():
-                    message = Message(batch=scheduler_pb2.SchedulerBatch(messages=gather(message, outbox)))
+                    messages = [m for m in gather(message, outbox) if m is not PING]  # more than a ping to send
+                    message = Message(batch=scheduler_pb2.SchedulerBatch(messages=messages))
                 if message is None:
                     if session.failure is not None:
                         # Set, not raised: an abort after messages went out loses its status.
                         context.set_code(grpc.StatusCode[session.failure.code])
                         context.set_details(session.failure.message)
                     return
+                session.last_sent = time.monotonic()
                 yield message
         finally:
             reader.cancel()
@@ -128,6 +146,16 @@ class StreamHandler:
         for queue in listed.work_queues:
             self.dispatcher.apply_queue(pool, queue)
         key = worker_key(pool.name, hello.name)
+        try:
+            owner = await service.ownership.route(pool.name)
+        except OwnerSilent as exc:
+            owner, silent = "", exc.message  # the worker comes back here in a moment
+        if owner is not None:
+            # Beaten here meanwhile, so that a worker on its way to the owner stays ONLINE.
+            self.beat(WorkerSession(key=key, id=key, name=hello.name, pool=pool.name, queues=queues, limit=hello.limit, prefetch=0.0))
+            reason = f"work pool {pool.name!r} is dispatched by the scheduler replica at {owner}" if owner else silent
+            log.info("worker %s: %s", key, reason)
+            raise Redirected(service.ownership.redirect(owner, reason))
         session = WorkerSession(
             key=key,
             id=key,
@@ -155,6 +183,8 @@ class StreamHandler:
             heartbeat_seconds=service.settings.heartbeat_seconds,
             queues=queues or [q.name for q in listed.work_queues],
             pool_type=pool.type,
+            replicas=service.ownership.replicas,
+            ping_seconds=self.ping_seconds if hello.batches else 0.0,
         )
         return session, welcome
 
@@ -215,6 +245,12 @@ class StreamHandler:
             run = current.get(run_id)  # only this worker's runs: nothing is said of others
             if run is not None and run.lease == lease:
                 session.held.add(run.seq)
+                if run.state == states.PENDING and run.lease_expires is not None:
+                    # It took the run, but its Ack went down with the server (a restart, the
+                    # failover of a replica): the Hello says so, and is written as that Ack,
+                    # so the lease does not lapse under a run that runs.
+                    session.acked[run.id] = lease
+                    self.outcomes.submit(session, "ack", scheduler_pb2.Ack(run=run.id, lease=lease))
             else:
                 session.send(
                     Message(refused=scheduler_pb2.Refused(run=run_id, reason="this worker no longer holds the run", lease=lease))
@@ -383,8 +419,23 @@ class StreamHandler:
             who = beats[refused.index].id if 0 <= refused.index < len(beats) else "?"
             log.warning("heartbeat of worker %s refused: %s", who, refused.reason)
 
+    @property
+    def ping_seconds(self) -> float:
+        return self.service.settings.heartbeat_seconds / 2
+
+    def ping_idle(self) -> None:
+        """An empty SchedulerBatch to every stream that sent nothing for `ping_seconds`:
+        so a worker hears that this server still runs, and one that hears nothing (a server
+        stopped, paused, cut off) connects again rather than wait on it (Welcome.ping_seconds)."""
+        now, every = time.monotonic(), self.ping_seconds
+        for session in list(self.dispatcher.sessions.values()):
+            if session.batches and not session.closed and now - session.last_sent >= every:
+                session.last_sent = now
+                session.send(PING)
+
     async def flush(self) -> None:
         """Send buffered beats to HeartbeatService and mark the served queues polled."""
+        self.ping_idle()
         from shiftboss.v1 import heartbeats_pb2_grpc
 
         beats, self.beats = self.beats, {}

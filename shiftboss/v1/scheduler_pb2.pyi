@@ -568,16 +568,20 @@ class WorkerMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ..., credits: _Optional[_Union[Credits, _Mapping]] = ..., logs: _Optional[_Union[LogBatch, _Mapping]] = ..., batch: _Optional[_Union[WorkerBatch, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("worker_id", "heartbeat_seconds", "queues", "pool_type")
+    __slots__ = ("worker_id", "heartbeat_seconds", "queues", "pool_type", "replicas", "ping_seconds")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     POOL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    PING_SECONDS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     heartbeat_seconds: float
     queues: _containers.RepeatedScalarFieldContainer[str]
     pool_type: str
-    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_seconds: _Optional[float] = ..., queues: _Optional[_Iterable[str]] = ..., pool_type: _Optional[str] = ...) -> None: ...
+    replicas: _containers.RepeatedScalarFieldContainer[str]
+    ping_seconds: float
+    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_seconds: _Optional[float] = ..., queues: _Optional[_Iterable[str]] = ..., pool_type: _Optional[str] = ..., replicas: _Optional[_Iterable[str]] = ..., ping_seconds: _Optional[float] = ...) -> None: ...
 
 class Dispatch(_message.Message):
     __slots__ = ("run", "lease", "scheduled_start", "job_configuration", "entrypoint", "parameters", "deployment", "queue", "name", "traceparent", "run_token", "masked", "allowed_entrypoints")
@@ -641,6 +645,16 @@ class Refused(_message.Message):
     lease: int
     def __init__(self, run: _Optional[str] = ..., reason: _Optional[str] = ..., lease: _Optional[int] = ...) -> None: ...
 
+class Redirect(_message.Message):
+    __slots__ = ("address", "reason", "replicas")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    reason: str
+    replicas: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, address: _Optional[str] = ..., reason: _Optional[str] = ..., replicas: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class SchedulerBatch(_message.Message):
     __slots__ = ("messages",)
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -648,7 +662,7 @@ class SchedulerBatch(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[SchedulerMessage, _Mapping]]] = ...) -> None: ...
 
 class SchedulerMessage(_message.Message):
-    __slots__ = ("welcome", "dispatch", "cancel", "drain", "refused", "settled", "batch")
+    __slots__ = ("welcome", "dispatch", "cancel", "drain", "refused", "settled", "batch", "redirect")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     DISPATCH_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
@@ -656,6 +670,7 @@ class SchedulerMessage(_message.Message):
     REFUSED_FIELD_NUMBER: _ClassVar[int]
     SETTLED_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    REDIRECT_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     dispatch: Dispatch
     cancel: Cancel
@@ -663,7 +678,8 @@ class SchedulerMessage(_message.Message):
     refused: Refused
     settled: Settled
     batch: SchedulerBatch
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., dispatch: _Optional[_Union[Dispatch, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., refused: _Optional[_Union[Refused, _Mapping]] = ..., settled: _Optional[_Union[Settled, _Mapping]] = ..., batch: _Optional[_Union[SchedulerBatch, _Mapping]] = ...) -> None: ...
+    redirect: Redirect
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., dispatch: _Optional[_Union[Dispatch, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., refused: _Optional[_Union[Refused, _Mapping]] = ..., settled: _Optional[_Union[Settled, _Mapping]] = ..., batch: _Optional[_Union[SchedulerBatch, _Mapping]] = ..., redirect: _Optional[_Union[Redirect, _Mapping]] = ...) -> None: ...
 
 class LogsRequest(_message.Message):
     __slots__ = ("id", "follow")
