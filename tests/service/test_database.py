@@ -4,14 +4,23 @@ reason it cannot be is one line."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import asyncpg
 import pytest
 from sqlalchemy import text
 
 from shiftboss.services import db as db_module
 from shiftboss.services.db import Database, NotAtHead
-from tests.conftest import POSTGRES_DSN
+from tests.conftest import POSTGRES_DSN, fresh_database
 
+
+
+@pytest.fixture
+async def db_url(backend: str, tmp_path) -> AsyncIterator[str]:  # type: ignore[no-untyped-def,override]
+    """Migrations are what these tests are about: an empty database, not the migrated copy."""
+    async with fresh_database(backend, tmp_path) as url:
+        yield url
 
 async def test_an_idle_connection_the_server_dropped_is_replaced(backend: str, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if backend != "postgres":
