@@ -324,12 +324,15 @@ class Mesh:
             self._sqlite_lock.close()
             self._sqlite_lock = None
 
-    async def serve_until_signalled(self) -> None:
-        """Serve until SIGTERM or SIGINT, then stop gracefully."""
+    async def serve_until_signalled(self, ready: Callable[[], None] | None = None) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully. `ready` is called once the
+        signals are handled: whoever reads that the server is up may stop it cleanly."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if ready is not None:
+            ready()
         await stop.wait()
         log.info("stopping")
         await self.stop()

@@ -83,8 +83,9 @@ def start(host: str | None, port: int | None, services: tuple[str, ...], auth: b
         except Exception:
             await mesh.stop(0)
             raise
-        click.echo(f"shiftboss serving {', '.join(mesh.names)} on {settings.host}:{bound}", err=True)
-        await mesh.serve_until_signalled()
+        await mesh.serve_until_signalled(
+            lambda: click.echo(f"shiftboss serving {', '.join(mesh.names)} on {settings.host}:{bound}", err=True)
+        )
 
     try:
         _serve(run())

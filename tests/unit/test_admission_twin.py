@@ -39,7 +39,7 @@ DIVERGENCE = "compiled core diverges from the reference"
 # (towards more REQUIRED labels at once); plain generation covers them more evenly, so
 # only the long profile uses it.
 PROFILES = {
-    "ci": settings(max_examples=500, stateful_step_count=50, phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]),
+    "ci": settings(max_examples=300, stateful_step_count=50, phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]),
     "long": settings(max_examples=5000, stateful_step_count=100),
     "mutant": settings(max_examples=500, stateful_step_count=50, phases=[Phase.explicit, Phase.generate], database=None),
 }
