@@ -53,6 +53,9 @@ def _translate(exc: grpc.RpcError, address: str) -> ShiftbossError:
     details = exc.details() or code.name
     if code == grpc.StatusCode.UNAVAILABLE:
         return Unavailable(f"cannot reach the shiftboss server at {address}: {details}")
+    if code == grpc.StatusCode.INTERNAL and details == "Internal error from Core":
+        # gRPC's own transport failed the call, not the server: worth another try.
+        return Unavailable(f"the call to the shiftboss server at {address} failed in gRPC's transport; try again")
     return error_for_code(code.name, details)
 
 
