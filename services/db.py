@@ -24,7 +24,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -240,8 +240,16 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads only."""
+        """A session for reads only, all of its statements seeing one snapshot: a run read
+        with its history must not show the history of a change the run's row does not show
+        yet (a watcher would wait for a change it was already told of)."""
         async with self.sessions() as session:
+            if self.is_sqlite:
+                # pysqlite begins a transaction only before a write; WAL gives a deferred one
+                # its snapshot at its first read. Closing the session rolls it back.
+                await session.execute(text("BEGIN"))
+            else:
+                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             yield session
 
     async def upgrade(self, service: str) -> None:
