@@ -125,7 +125,7 @@ class Dispatcher:
         for session in list(runtime.workers if runtime else []):
             session.send(scheduler_pb2.SchedulerMessage(drain=scheduler_pb2.Drain(reason=f"work pool {pool!r} was deleted")))
 
-    def load(self, rows: Iterable[FlowRunRow]) -> None:
+    def load(self, rows: Iterable[Any]) -> None:
         """Put the database's live runs into the core (at start), those of pools this
         replica owns."""
         for run in rows:
@@ -140,7 +140,7 @@ class Dispatcher:
 
     async def resync(self, pool: str) -> None:
         async with self.db.reading() as session:
-            rows = [r for r in await run_store.live(session) if r.pool == pool]
+            rows = await run_store.live(session, pool)
         self.load(rows)
 
     def owns(self, pool: str) -> bool:

@@ -394,7 +394,7 @@ class Ownership:
             if pool not in self.owned:
                 return
             async with self.db.reading() as session:
-                rows = await _live_of(session, pool, waiting_only)
+                rows = await run_store.live(session, pool, waiting_only)
             missing = [r for r in rows if r.seq not in runtime.state]
             dispatcher.load(missing)
         if missing and waiting_only:
@@ -585,7 +585,7 @@ class Ownership:
             runtime.state = _cleared(runtime.state)
             self.owned[pool] = epoch
             async with self.db.reading() as session:
-                rows = await _live_of(session, pool)
+                rows = await run_store.live(session, pool)
             dispatcher.load(rows)
         dispatcher.kick(pool)
         log.info("scheduler replica %s took work pool %s (epoch %d, %d live runs)", self.replica, pool, epoch, len(rows))
@@ -677,16 +677,6 @@ class _Noticed:
         from datetime import datetime, timezone
 
         return datetime.fromtimestamp(self.scheduled, timezone.utc)
-
-
-async def _live_of(session: Any, pool: str, waiting_only: bool = False) -> list[Any]:
-    from sqlalchemy import select
-
-    from shiftboss.services.scheduler.models import FlowRunRow
-
-    wanted = [states.SCHEDULED] if waiting_only else [states.SCHEDULED, *states.OCCUPYING]
-    query = select(FlowRunRow).where(FlowRunRow.pool == pool, FlowRunRow.state.in_(wanted)).order_by(FlowRunRow.seq)
-    return list((await session.execute(query)).scalars())
 
 
 __all__ = ["FORWARDED_HEADER", "Fence", "Fenced", "NotOwner", "Ownership"]

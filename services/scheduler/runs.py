@@ -127,10 +127,16 @@ async def held_by(session: AsyncSession, worker: str) -> list[FlowRunRow]:
     return list((await session.execute(query)).scalars())
 
 
-async def live(session: AsyncSession) -> list[FlowRunRow]:
-    """Runs not yet ended: waiting or on a worker."""
-    query = select(FlowRunRow).where(FlowRunRow.state.in_([states.SCHEDULED, *states.ON_WORKER])).order_by(FlowRunRow.seq)
-    return list((await session.execute(query)).scalars())
+async def live(session: AsyncSession, pool: str | None = None, waiting_only: bool = False) -> list[Any]:
+    """Runs not yet ended (waiting or on a worker; waiting only if so asked), of one pool or
+    all, as the core needs them: seq, pool, queue, state, scheduled_start and worker. Rows,
+    not mapped objects, so that a server with a million waiting runs reads them in seconds."""
+    wanted = [states.SCHEDULED] if waiting_only else [states.SCHEDULED, *states.ON_WORKER]
+    run = FlowRunRow
+    query = select(run.seq, run.pool, run.queue, run.state, run.scheduled_start, run.worker).where(run.state.in_(wanted))
+    if pool is not None:
+        query = query.where(run.pool == pool)
+    return list((await session.execute(query.order_by(run.seq))).all())
 
 
 async def expired_leases(session: AsyncSession, now: datetime) -> list[FlowRunRow]:
