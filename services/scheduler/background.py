@@ -115,7 +115,7 @@ async def follow_workers(service: SchedulerService) -> None:
     listed = await service.call(stub.ListWorkers, heartbeats_pb2.ListWorkersRequest())
     online = {f"{w.pool}/{w.name}" for w in listed.workers if w.status == heartbeats_pb2.ONLINE}
     async with service.db.reading() as db:
-        holders = {run.worker for run in await run_store.live(db) if run.worker and run.state in states.ON_WORKER}
+        holders = await run_store.holders(db)
     for worker in sorted(holders - online - set(service.dispatcher.sessions)):
         await reclaim(service, worker, f"worker {worker} is offline")
     async for event in stream:

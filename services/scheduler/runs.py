@@ -127,6 +127,12 @@ async def held_by(session: AsyncSession, worker: str) -> list[FlowRunRow]:
     return list((await session.execute(query)).scalars())
 
 
+async def holders(session: AsyncSession) -> set[str]:
+    """The workers (pool/name) that hold runs, by the database."""
+    query = select(FlowRunRow.worker).where(FlowRunRow.state.in_(states.ON_WORKER), FlowRunRow.worker != "").distinct()
+    return set((await session.execute(query)).scalars())
+
+
 async def live(session: AsyncSession, pool: str | None = None, waiting_only: bool = False) -> list[Any]:
     """Runs not yet ended (waiting or on a worker; waiting only if so asked), of one pool or
     all, as the core needs them: seq, pool, queue, state, scheduled_start and worker. Rows,
