@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
@@ -78,9 +79,10 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _tell(self, kind: int, pool: str, queue: str) -> None:
+    async def _tell(self, kind: int, pool: str, queue: str, renamed_from: str = "") -> None:
+        notice = {"kind": kind, "pool": pool, "queue": queue, "renamed_from": renamed_from}
         try:
-            await notify.notify(self.db, CHANNEL, {"kind": kind, "pool": pool, "queue": queue}, self.origin)
+            await notify.notify(self.db, CHANNEL, notice, self.origin)
         except Exception as exc:  # noqa: BLE001 - the others see the change at their next start
             log.warning("change of work pool %s not told to the other servers: %s", pool, exc)
 
@@ -107,7 +109,7 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
                 if found is None:
                     return
                 queue_message = queue_to_proto(found, name)
-        self._publish(kind, message, queue_message)
+        self._publish(kind, message, queue_message, str(notice.get("renamed_from") or ""))
 
     # ------------------------------------------------------------ helpers
 
@@ -139,13 +141,17 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
             return {}
         return dict(reply.online)
 
-    def _pool_event(self, kind: int, pool: pools_pb2.WorkPool, queue: pools_pb2.WorkQueue | None = None) -> None:
-        self._publish(kind, pool, queue)
+    def _pool_event(
+        self, kind: int, pool: pools_pb2.WorkPool, queue: pools_pb2.WorkQueue | None = None, renamed_from: str = ""
+    ) -> None:
+        self._publish(kind, pool, queue, renamed_from)
         if self.listener is not None:  # and to the other servers on this database, within milliseconds
-            self._spawn(self._tell(kind, pool.name, queue.name if queue is not None else ""))
+            self._spawn(self._tell(kind, pool.name, queue.name if queue is not None else "", renamed_from))
 
-    def _publish(self, kind: int, pool: pools_pb2.WorkPool, queue: pools_pb2.WorkQueue | None = None) -> None:
-        event = Event(kind=kind, pool=pool, queue=queue)
+    def _publish(
+        self, kind: int, pool: pools_pb2.WorkPool, queue: pools_pb2.WorkQueue | None = None, renamed_from: str = ""
+    ) -> None:
+        event = Event(kind=kind, pool=pool, queue=queue, renamed_from=renamed_from)
         event.at.GetCurrentTime()
         self.events.publish(event)
 
@@ -155,15 +161,68 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         self._pool_event(Event.UPDATED, reply)
         return reply
 
-    async def _queue_change(self, request: Any, **changes: Any) -> pools_pb2.WorkQueue:
+    async def _queue_change(self, request: Any, renamed_from: str = "", **changes: Any) -> pools_pb2.WorkQueue:
         async with self.db.transaction() as session:
+            if renamed_from:
+                await domain.rename_followed(session, request.pool, request.name)
             queue = await domain.update_queue(session, request.pool, request.name, **changes)
             pool = pool_to_proto(queue.pool)
             siblings = [queue_to_proto(q, request.pool) for q in queue.pool.queues if q is not queue]
             reply = queue_to_proto(queue, request.pool)
-        self._pool_event(Event.UPDATED, pool, reply)
+        self._pool_event(Event.UPDATED, pool, reply, renamed_from)
         for sibling in siblings:  # priorities may have shifted
             self._pool_event(Event.UPDATED, pool, sibling)
+        return reply
+
+    async def _rename_queue(self, request: pools_pb2.UpdateWorkQueueRequest, **changes: Any) -> pools_pb2.WorkQueue:
+        """Rename a queue, then have the scheduler move its deployments and runs (ended ones
+        too) and its admission state to the new name, then apply the other changes.
+
+        The two services keep their own databases, so this is two transactions: the first
+        remembers the old name on the queue (`renamed_from`), which the scheduler's view of
+        pools carries, so a server stopped between them still has the scheduler follow the
+        rename when it is back. When the scheduler refuses it, the rename is undone."""
+        old, new = request.name, request.new_name
+        domain.validate_priority(changes.get("priority"))
+        if "concurrency_limit" in changes:
+            domain.validate_limit("concurrency_limit", changes["concurrency_limit"])
+        async with self.db.transaction() as session:
+            await domain.update_queue(session, request.pool, old, new_name=new)
+        try:
+            await self._scheduler_rename(request.pool, old, new)
+        except ShiftbossError:
+            with contextlib.suppress(ShiftbossError):  # whatever the scheduler did, it undoes
+                await self._scheduler_rename(request.pool, new, old)
+            async with self.db.transaction() as session:
+                queue = await domain.update_queue(session, request.pool, new, new_name=old)
+                queue.renamed_from = None
+            raise
+        renamed = pools_pb2.UpdateWorkQueueRequest(name=new, pool=request.pool)
+        return await self._queue_change(renamed, renamed_from=old, **changes)
+
+    async def _scheduler_rename(self, pool: str, old: str, new: str) -> None:
+        stub = self.mesh.peers.stub("scheduler", scheduler_pb2_grpc.SchedulerServiceStub)
+        try:
+            await self.mesh.peers.call(
+                stub.RenameWorkQueue, scheduler_pb2.RenameWorkQueueRequest(pool=pool, name=old, new_name=new)
+            )
+        except Unimplemented:  # a pool service alone: no runs or deployments refer to the queue
+            pass
+
+    async def _queue_health(self, reply: pools_pb2.WorkQueue) -> pools_pb2.WorkQueue:
+        """Late runs and when a run was last sent, from the scheduler that holds runs (as
+        Prefect's work queue status shows them); left out when it cannot be reached."""
+        stub = self.mesh.peers.stub("scheduler", scheduler_pb2_grpc.SchedulerServiceStub)
+        try:
+            usage = await self.mesh.peers.call(
+                stub.GetPoolUsage, scheduler_pb2.PoolUsageRequest(pool=reply.pool, queue=reply.name), timeout=5
+            )
+        except ShiftbossError as exc:
+            log.warning("health of work queue %s/%s unavailable: %s", reply.pool, reply.name, exc)
+            return reply
+        reply.late_runs = usage.late
+        if usage.HasField("last_dispatched"):
+            reply.last_served.CopyFrom(usage.last_dispatched)
         return reply
 
     # ------------------------------------------------------------ pools
@@ -286,7 +345,8 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
 
     async def GetWorkQueue(self, request: pools_pb2.WorkQueueRef, context: Any) -> pools_pb2.WorkQueue:
         async with self.db.reading() as session:
-            return queue_to_proto(await domain.get_queue(session, request.pool, request.name), request.pool)
+            reply = queue_to_proto(await domain.get_queue(session, request.pool, request.name), request.pool)
+        return reply if request.without_health else await self._queue_health(reply)
 
     async def ListWorkQueues(
         self, request: pools_pb2.ListWorkQueuesRequest, context: Any
@@ -303,6 +363,8 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         }
         if request.HasField("concurrency_limit"):
             changes["concurrency_limit"] = request.concurrency_limit
+        if request.HasField("new_name") and request.new_name != request.name:
+            return await self._rename_queue(request, **changes)
         return await self._queue_change(request, **changes)
 
     async def PauseWorkQueue(self, request: pools_pb2.WorkQueueRef, context: Any) -> pools_pb2.WorkQueue:
@@ -320,7 +382,9 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         return await self._queue_change(request, concurrency_limit=None)
 
     async def DeleteWorkQueue(self, request: pools_pb2.WorkQueueRef, context: Any) -> pools_pb2.DeleteResponse:
-        if request.name != domain.DEFAULT_QUEUE:  # that one is refused for its own reason below
+        async with self.db.reading() as session:
+            is_default = (await domain.get_queue(session, request.pool, request.name)).is_default
+        if not is_default:  # that one is refused for its own reason below
             await self._refuse_if_used(request.pool, request.name)
         async with self.db.transaction() as session:
             queue = await domain.delete_queue(session, request.pool, request.name)
@@ -373,7 +437,10 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
             for pool in pools if request.initial else []:
                 message = pool_to_proto(pool)
                 initial.append(Event(kind=Event.CREATED, pool=message))
-                initial += [Event(kind=Event.CREATED, pool=message, queue=queue_to_proto(q, pool.name)) for q in pool.queues]
+                initial += [
+                    Event(kind=Event.CREATED, pool=message, queue=queue_to_proto(q, pool.name), renamed_from=q.renamed_from or "")
+                    for q in pool.queues
+                ]
         return initial
 
 
