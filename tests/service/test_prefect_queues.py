@@ -101,6 +101,14 @@ async def test_prefect_work_queue_rename_mistakes_change_nothing(client: AsyncCl
     assert (same.name, same.description) == ("low", "kept")
 
 
+async def test_prefect_work_queue_names_empty_once_trimmed_are_refused(client: AsyncClient) -> None:
+    await client.create_work_pool("pool", "process")
+    for blank in ("", " ", "\t"):
+        with pytest.raises(errors.InvalidArgument, match="name: must not be empty"):
+            await client.create_work_queue(blank, "pool")
+    assert [q.name for q in (await client.list_work_queues("pool")).work_queues] == ["default"]
+
+
 async def test_prefect_work_queue_rename_is_followed_after_a_stop_in_between(settings: Settings) -> None:
     """The queue was renamed in PoolService's tables and the server stopped before the
     scheduler's deployments and runs followed: they follow when it starts again."""
