@@ -4,6 +4,8 @@ their health (late runs, last polled, last served, status) in work-queue inspect
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,9 +14,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shiftboss import errors
 from shiftboss.client import AsyncClient
-from shiftboss.services.mesh import Mesh
 from shiftboss.settings import Settings
-from shiftboss.v1 import common_pb2
+from shiftboss.v1 import common_pb2, pools_pb2
+from tests.conftest import running_mesh
 from tests.service.test_scheduler import next_dispatch, nothing_dispatched, wait_state, worker
 
 FLOW = "flows/hello.py:hello"
@@ -109,38 +111,43 @@ async def test_prefect_work_queue_names_empty_once_trimmed_are_refused(client: A
     assert [q.name for q in (await client.list_work_queues("pool")).work_queues] == ["default"]
 
 
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[AsyncClient]:
+    """A server on the test's database, and a client of it; stopped at the end (a restart
+    is two of these in turn)."""
+    async with running_mesh(settings) as mesh, AsyncClient(f"127.0.0.1:{mesh.port}", timeout=10) as client:
+        yield client
+
+
+async def until_ready(client: AsyncClient, queue: str, pool: str) -> pools_pb2.WorkQueue:
+    """The queue once READY: marked with the next beat of a worker serving it."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while (shown := await client.get_work_queue(queue, pool)).status != common_pb2.READY:
+        assert asyncio.get_running_loop().time() < deadline, f"work queue {queue!r} never became READY"
+        await asyncio.sleep(0.05)
+    return shown
+
+
 async def test_prefect_work_queue_rename_is_followed_after_a_stop_in_between(settings: Settings) -> None:
     """The queue was renamed in PoolService's tables and the server stopped before the
     scheduler's deployments and runs followed: they follow when it starts again."""
-    for attempt in range(2):
-        mesh = Mesh(settings.replace(port=0))
-        port = await mesh.start()
-        try:
-            async with AsyncClient(f"127.0.0.1:{port}", timeout=10) as client:
-                if attempt == 0:
-                    await client.create_work_pool("pool", "process")
-                    await client.create_work_queue("old", "pool")
-                    await client.create_deployment("d", "pool", FLOW, queue="old")
-                    run = await client.create_flow_run("d")
-                else:
-                    await served_after_restart(client, run.id)
-        finally:
-            await mesh.stop(0)
-        if attempt == 0:  # what the first of the rename's two transactions leaves
-            engine = create_async_engine(settings.database_url)
-            try:
-                async with engine.begin() as connection:
-                    await connection.execute(text("UPDATE work_queues SET name = 'new', renamed_from = 'old' WHERE name = 'old'"))
-            finally:
-                await engine.dispose()
-
-
-async def served_after_restart(client: AsyncClient, run_id: str) -> None:
-    async with worker(client, "w", "pool", queues=["new"]) as stream:  # served once the scheduler follows
-        assert (await next_dispatch(stream)).run == run_id
-    assert (await client.get_flow_run(run_id)).queue == "new"
-    assert (await client.get_deployment("d")).queue == "new"
-    assert (await client.create_flow_run("d", start_in=60)).queue == "new"
+    async with serving(settings) as client:
+        await client.create_work_pool("pool", "process")
+        await client.create_work_queue("old", "pool")
+        await client.create_deployment("d", "pool", FLOW, queue="old")
+        run = await client.create_flow_run("d")
+    engine = create_async_engine(settings.database_url)  # what the first of the rename's two transactions leaves
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE work_queues SET name = 'new', renamed_from = 'old' WHERE name = 'old'"))
+    finally:
+        await engine.dispose()
+    async with serving(settings) as client:
+        async with worker(client, "w", "pool", queues=["new"]) as stream:  # served once the scheduler follows
+            assert (await next_dispatch(stream)).run == run.id
+        assert (await client.get_flow_run(run.id)).queue == "new"
+        assert (await client.get_deployment("d")).queue == "new"
+        assert (await client.create_flow_run("d", start_in=60)).queue == "new"
 
 
 async def test_prefect_work_queue_status_late_runs_last_polled_and_last_served(client: AsyncClient) -> None:
@@ -164,10 +171,7 @@ async def test_prefect_work_queue_status_late_runs_last_polled_and_last_served(c
             stream.ack(dispatch)
         for run in late:
             await wait_state(client, run.id, "PENDING")
-        deadline = asyncio.get_running_loop().time() + 10
-        while (served := await client.get_work_queue("q", "pool")).status != common_pb2.READY:  # marked at the next beat
-            assert asyncio.get_running_loop().time() < deadline, "the queue never became READY"
-            await asyncio.sleep(0.05)
+        served = await until_ready(client, "q", "pool")
     assert served.late_runs == 0
     assert served.last_served.ToDatetime(tzinfo=timezone.utc) >= before - timedelta(seconds=1)
     assert served.last_polled.ToDatetime(tzinfo=timezone.utc) >= before - timedelta(seconds=1)
@@ -180,28 +184,17 @@ async def test_prefect_work_queue_status_late_runs_last_polled_and_last_served(c
 
 async def test_prefect_work_queue_last_polled_survives_a_restart(settings: Settings) -> None:
     """The database is the truth: a queue a worker served just before a restart is still
-    READY after it, with the same last_polled and last_served."""
-    shown: list[tuple[int, int, int]] = []
-    for attempt in range(2):
-        mesh = Mesh(settings.replace(port=0))
-        port = await mesh.start()
-        try:
-            async with AsyncClient(f"127.0.0.1:{port}", timeout=10) as client:
-                if attempt == 0:
-                    await client.create_work_pool("pool", "process")
-                    await client.create_deployment("d", "pool", FLOW)
-                    run = await client.create_flow_run("d")
-                    async with worker(client, "w", "pool") as stream:
-                        stream.ack(await next_dispatch(stream))
-                        await wait_state(client, run.id, "PENDING")
-                        deadline = asyncio.get_running_loop().time() + 10
-                        while (await client.get_work_queue("default", "pool")).status != common_pb2.READY:
-                            assert asyncio.get_running_loop().time() < deadline, "the queue never became READY"
-                            await asyncio.sleep(0.05)
-                queue = await client.get_work_queue("default", "pool")
-                shown.append((queue.status, queue.last_polled.ToNanoseconds(), queue.last_served.ToNanoseconds()))
-        finally:
-            await mesh.stop(0)
-    (status, polled, served), (status_after, polled_after, served_after) = shown  # type: ignore[misc]
-    assert (status, status_after) == (common_pb2.READY, common_pb2.READY)
-    assert polled_after >= polled > 0 and served_after == served > 0  # a beat in flight may still have marked it
+    READY after it, with its last_polled and last_served."""
+    async with serving(settings) as client:
+        await client.create_work_pool("pool", "process")
+        await client.create_deployment("d", "pool", FLOW)
+        run = await client.create_flow_run("d")
+        async with worker(client, "w", "pool") as stream:
+            stream.ack(await next_dispatch(stream))
+            await wait_state(client, run.id, "PENDING")
+            before = await until_ready(client, "default", "pool")
+    async with serving(settings) as client:
+        after = await client.get_work_queue("default", "pool")
+    assert after.status == common_pb2.READY
+    assert after.last_polled.ToNanoseconds() >= before.last_polled.ToNanoseconds() > 0  # a beat in flight may mark it again
+    assert after.last_served == before.last_served and before.last_served.ToNanoseconds() > 0
