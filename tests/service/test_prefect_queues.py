@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shiftboss import errors
 from shiftboss.client import AsyncClient
+from shiftboss.services.mesh import Mesh
 from shiftboss.settings import Settings
 from shiftboss.v1 import common_pb2, pools_pb2
 from tests.conftest import running_mesh
@@ -148,6 +150,33 @@ async def test_prefect_work_queue_rename_is_followed_after_a_stop_in_between(set
         assert (await client.get_flow_run(run.id)).queue == "new"
         assert (await client.get_deployment("d")).queue == "new"
         assert (await client.create_flow_run("d", start_in=60)).queue == "new"
+
+
+async def test_prefect_work_queue_rename_the_scheduler_cannot_follow_is_undone(settings: Settings) -> None:
+    """PoolService whose scheduler does not answer: the rename is refused (UNAVAILABLE) and
+    undone, so queues and runs never disagree on a name."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    alone = Mesh(
+        settings.replace(port=0, host="127.0.0.1", scheduler_address=dead, heartbeats_address=dead, request_timeout=2.0),
+        ["pools", "templates"],
+    )
+    port = await alone.start()
+    try:
+        async with AsyncClient(f"127.0.0.1:{port}", timeout=30) as client:
+            await client.create_work_pool("pool", "process")
+            with pytest.raises((errors.Unavailable, errors.DeadlineExceeded)):  # as the call to it ended
+                await client.update_work_queue("default", "pool", new_name="main", priority=3)
+    finally:
+        await alone.stop(0)
+    engine = create_async_engine(settings.database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = (await connection.execute(text("SELECT name, renamed_from, priority, is_default FROM work_queues"))).all()
+    finally:
+        await engine.dispose()
+    assert [tuple(row) for row in rows] == [("default", None, 1, True)]
 
 
 async def test_prefect_work_queue_status_late_runs_last_polled_and_last_served(client: AsyncClient) -> None:
