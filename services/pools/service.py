@@ -11,13 +11,14 @@ from typing import Any
 
 from grpc import aio
 
-from shiftboss.errors import FailedPrecondition, InvalidArgument, ShiftbossError, Unimplemented
+from shiftboss.errors import InvalidArgument, ShiftbossError
 from shiftboss._wire import from_struct
 from shiftboss.services.broadcast import Broadcaster
 from shiftboss.services import paging
 from shiftboss.services import notify
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.pools import domain
+from shiftboss.services.pools._scheduler import SchedulerPeer
 from shiftboss.services.names import validate_name
 from shiftboss.services.pools.wire import optional, pool_to_proto, queue_to_proto
 from shiftboss.v1 import (
@@ -25,8 +26,6 @@ from shiftboss.v1 import (
     heartbeats_pb2_grpc,
     pools_pb2,
     pools_pb2_grpc,
-    scheduler_pb2,
-    scheduler_pb2_grpc,
     templates_pb2,
     templates_pb2_grpc,
 )
@@ -49,6 +48,8 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         #: Changes made by the other servers on this PostgreSQL database (notify.py).
         self.listener: notify.Listener | None = None
         self.origin = notify.new_origin()
+        #: The scheduler, which holds the runs and deployments that name pools and queues.
+        self.scheduler = SchedulerPeer(mesh.peers)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ lifecycle
@@ -189,41 +190,16 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         async with self.db.transaction() as session:
             await domain.update_queue(session, request.pool, old, new_name=new)
         try:
-            await self._scheduler_rename(request.pool, old, new)
+            await self.scheduler.rename_queue(request.pool, old, new)
         except ShiftbossError:
             with contextlib.suppress(ShiftbossError):  # whatever the scheduler did, it undoes
-                await self._scheduler_rename(request.pool, new, old)
+                await self.scheduler.rename_queue(request.pool, new, old)
             async with self.db.transaction() as session:
                 queue = await domain.update_queue(session, request.pool, new, new_name=old)
                 queue.renamed_from = None
             raise
         renamed = pools_pb2.UpdateWorkQueueRequest(name=new, pool=request.pool)
         return await self._queue_change(renamed, renamed_from=old, **changes)
-
-    async def _scheduler_rename(self, pool: str, old: str, new: str) -> None:
-        stub = self.mesh.peers.stub("scheduler", scheduler_pb2_grpc.SchedulerServiceStub)
-        try:
-            await self.mesh.peers.call(
-                stub.RenameWorkQueue, scheduler_pb2.RenameWorkQueueRequest(pool=pool, name=old, new_name=new)
-            )
-        except Unimplemented:  # a pool service alone: no runs or deployments refer to the queue
-            pass
-
-    async def _queue_health(self, reply: pools_pb2.WorkQueue) -> pools_pb2.WorkQueue:
-        """Late runs and when a run was last sent, from the scheduler that holds runs (as
-        Prefect's work queue status shows them); left out when it cannot be reached."""
-        stub = self.mesh.peers.stub("scheduler", scheduler_pb2_grpc.SchedulerServiceStub)
-        try:
-            usage = await self.mesh.peers.call(
-                stub.GetPoolUsage, scheduler_pb2.PoolUsageRequest(pool=reply.pool, queue=reply.name), timeout=5
-            )
-        except ShiftbossError as exc:
-            log.warning("health of work queue %s/%s unavailable: %s", reply.pool, reply.name, exc)
-            return reply
-        reply.late_runs = usage.late
-        if usage.HasField("last_dispatched"):
-            reply.last_served.CopyFrom(usage.last_dispatched)
-        return reply
 
     # ------------------------------------------------------------ pools
 
@@ -294,30 +270,8 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
     async def ClearWorkPoolConcurrencyLimit(self, request: pools_pb2.WorkPoolRef, context: Any) -> pools_pb2.WorkPool:
         return await self._pool_change(request.name, concurrency_limit=None)
 
-    async def _refuse_if_used(self, pool: str, queue: str = "") -> None:
-        """FAILED_PRECONDITION while runs or deployments still refer to the pool or queue.
-
-        A pool served alone with no scheduler behind its address has nothing referring to it."""
-        stub = self.mesh.peers.stub("scheduler", scheduler_pb2_grpc.SchedulerServiceStub)
-        try:
-            usage = await self.mesh.peers.call(stub.GetPoolUsage, scheduler_pb2.PoolUsageRequest(pool=pool, queue=queue))
-        except Unimplemented:
-            return
-        what = f"work queue {queue!r} of work pool {pool!r}" if queue else f"work pool {pool!r}"
-        if usage.in_flight:
-            raise FailedPrecondition(
-                f"name: {what} has {usage.in_flight} runs in flight; cancel them or let them finish first", field="name"
-            )
-        if usage.deployments:
-            names = ", ".join(repr(d) for d in usage.deployments[:5]) + (" …" if len(usage.deployments) > 5 else "")
-            raise FailedPrecondition(
-                f"name: {what} is used by deployments {names}; move or delete them first", field="name"
-            )
-        if usage.waiting:
-            raise FailedPrecondition(f"name: {what} has {usage.waiting} scheduled runs; cancel them first", field="name")
-
     async def DeleteWorkPool(self, request: pools_pb2.WorkPoolRef, context: Any) -> pools_pb2.DeleteResponse:
-        await self._refuse_if_used(request.name)
+        await self.scheduler.refuse_if_used(request.name)
         async with self.db.transaction() as session:
             reply = pool_to_proto(await domain.delete_pool(session, request.name))
         self._pool_event(Event.DELETED, reply)
@@ -346,7 +300,7 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
     async def GetWorkQueue(self, request: pools_pb2.WorkQueueRef, context: Any) -> pools_pb2.WorkQueue:
         async with self.db.reading() as session:
             reply = queue_to_proto(await domain.get_queue(session, request.pool, request.name), request.pool)
-        return reply if request.without_health else await self._queue_health(reply)
+        return reply if request.without_health else await self.scheduler.with_health(reply)
 
     async def ListWorkQueues(
         self, request: pools_pb2.ListWorkQueuesRequest, context: Any
@@ -385,7 +339,7 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         async with self.db.reading() as session:
             is_default = (await domain.get_queue(session, request.pool, request.name)).is_default
         if not is_default:  # that one is refused for its own reason below
-            await self._refuse_if_used(request.pool, request.name)
+            await self.scheduler.refuse_if_used(request.pool, request.name)
         async with self.db.transaction() as session:
             queue = await domain.delete_queue(session, request.pool, request.name)
             reply = queue_to_proto(queue, request.pool)
