@@ -97,6 +97,9 @@ cdef class PoolState:
     def update_queue(self, str name, *, priority=None, limit=UNCHANGED, paused=None):
         _update_queue(self, name, priority, limit, paused)
 
+    def rename_queue(self, str name, str new_name):
+        _rename_queue(self, name, new_name)
+
     def remove_queue(self, str name):
         _remove_queue(self, name)
 

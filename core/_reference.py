@@ -113,6 +113,23 @@ class PoolState:
             queue.paused = bool(paused)
         self._reorder()
 
+    def rename_queue(self, name: str, new_name: str) -> None:
+        """The queue is known as `new_name` from now on: its runs, slots, priority, limit and
+        pause stay as they are."""
+        queue = self._queue(name)
+        if new_name in self._queues:
+            raise ValueError(f"queue {new_name!r} already exists")
+        for key, (owner, scheduled) in list(self._candidates.items()):
+            if owner == name:
+                self._candidates[key] = (new_name, scheduled)
+        for key, owner in list(self._occupying.items()):
+            if owner == name:
+                self._occupying[key] = new_name
+        del self._queues[name]
+        queue.name = new_name
+        self._queues[new_name] = queue
+        self._reorder()
+
     def remove_queue(self, name: str) -> None:
         queue = self._queue(name)
         for key, (owner, _) in list(self._candidates.items()):

@@ -121,6 +121,18 @@ cdef int _update_queue(PoolState self, str name, object priority, object limit, 
     return _reorder(self)
 
 
+cdef int _rename_queue(PoolState self, str name, str new_name) except -1:
+    """Runs refer to their queue by ident, so only the names change (and the order of
+    queues of equal priority, which ties on the name)."""
+    cdef int ident = _ident(self, name)
+    if new_name in self._idents:
+        raise ValueError(f"queue {new_name!r} already exists")
+    del self._idents[name]
+    self._idents[new_name] = ident
+    self._names[ident] = new_name
+    return _reorder(self)
+
+
 cdef int _remove_queue(PoolState self, str name) except -1:
     cdef int ident = _ident(self, name)
     cdef vector[int64_t] gone

@@ -195,12 +195,15 @@ class _Api:
         priority: int | None = None,
         concurrency_limit: int | None = None,
         description: str | None = None,
+        new_name: str | None = None,
     ) -> pools_pb2.WorkQueue:
+        """Change a queue; `new_name` renames it (its deployments and runs follow)."""
         request = _set_optional(
             pools_pb2.UpdateWorkQueueRequest(name=name, pool=pool),
             priority=priority,
             concurrency_limit=concurrency_limit,
             description=description,
+            new_name=new_name,
         )
         return self._invoke("PoolService", "UpdateWorkQueue", request)
 

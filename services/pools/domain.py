@@ -94,6 +94,10 @@ def queue_status(queue: WorkQueueRow, now: datetime) -> str:
     return "NOT_READY"
 
 
+def default_queue(pool: WorkPoolRow) -> str:
+    return next((q.name for q in pool.queues if q.is_default), "")
+
+
 def pool_status(pool: WorkPoolRow, online_workers: int) -> str:
     if pool.paused:
         return "PAUSED"
@@ -150,7 +154,9 @@ async def create_pool(
         allowed_entrypoints=validate_entrypoint_patterns(allowed_entrypoints or []),
         queue_count=1,
     )
-    pool.queues = [WorkQueueRow(name=DEFAULT_QUEUE, priority=1, description="The pool's default queue", paused=False)]
+    pool.queues = [
+        WorkQueueRow(name=DEFAULT_QUEUE, priority=1, description="The pool's default queue", paused=False, is_default=True)
+    ]
     session.add(pool)
     await session.flush()
     return pool
@@ -249,6 +255,7 @@ async def create_queue(
     pool = await get_pool(session, pool_name, lock=True, field="pool")
     if any(q.name == name for q in pool.queues):
         raise AlreadyExists(f"work queue {name!r} already exists in work pool {pool_name!r}", field="name")
+    forget_renamed_from(pool, name)
     queue = WorkQueueRow(
         name=name,
         priority=0,
@@ -307,6 +314,13 @@ async def ensure_queues(
                 field="queues",
             )
     if missing:
+        stale = await session.execute(
+            select(WorkQueueRow).options(lazyload(WorkQueueRow.pool)).where(
+                WorkQueueRow.pool_id == pool.id, WorkQueueRow.renamed_from.in_(missing)
+            )
+        )
+        for queue in stale.scalars():
+            queue.renamed_from = None
         for name, priority in zip(missing, await free_priorities(session, pool, len(missing))):
             queue = queues[name] = WorkQueueRow(pool_id=pool.id, name=name, priority=priority, description="", paused=False)
             session.add(queue)
@@ -333,6 +347,14 @@ async def free_priorities(session: AsyncSession, pool: WorkPoolRow, count: int) 
     return free
 
 
+def forget_renamed_from(pool: WorkPoolRow, name: str) -> None:
+    """A queue made under a name that another queue of the pool had before a rename: that
+    rename must never be applied again to runs, which would now be the new queue's."""
+    for queue in pool.queues:
+        if queue.renamed_from == name:
+            queue.renamed_from = None
+
+
 async def update_queue(
     session: AsyncSession,
     pool_name: str,
@@ -342,9 +364,22 @@ async def update_queue(
     concurrency_limit: int | None = _UNSET,
     description: str | None = None,
     paused: bool | None = None,
+    new_name: str | None = None,
 ) -> WorkQueueRow:
+    """Change a queue. A new name is remembered in `renamed_from` until `rename_followed`:
+    runs and deployments, which the scheduler keeps, refer to queues by name."""
     validate_priority(priority)
+    if concurrency_limit is not _UNSET:
+        validate_limit("concurrency_limit", concurrency_limit)
+    if new_name is not None:
+        validate_name("new_name", new_name)
     queue = await get_queue(session, pool_name, name, lock=True)
+    if new_name is not None and new_name != queue.name:
+        if any(q.name == new_name for q in queue.pool.queues):
+            raise AlreadyExists(f"new_name: work queue {new_name!r} already exists in work pool {pool_name!r}", field="new_name")
+        forget_renamed_from(queue.pool, new_name)
+        queue.renamed_from = queue.name
+        queue.name = new_name
     if priority is not None and priority != queue.priority:
         place(list(queue.pool.queues), queue, priority)
     if concurrency_limit is not _UNSET:
@@ -358,11 +393,18 @@ async def update_queue(
     return queue
 
 
+async def rename_followed(session: AsyncSession, pool_name: str, name: str) -> None:
+    """The scheduler's deployments and runs follow the queue's new name: forget the old one."""
+    queue = await get_queue(session, pool_name, name, lock=True)
+    queue.renamed_from = None
+    await session.flush()
+
+
 async def delete_queue(session: AsyncSession, pool_name: str, name: str) -> WorkQueueRow:
     queue = await get_queue(session, pool_name, name, lock=True)
-    if queue.name == DEFAULT_QUEUE:
+    if queue.is_default:
         raise FailedPrecondition(
-            f"work queue {DEFAULT_QUEUE!r} of work pool {pool_name!r} cannot be deleted", field="name"
+            f"work queue {name!r} of work pool {pool_name!r} cannot be deleted: it is the pool's default queue", field="name"
         )
     pool = queue.pool
     pool.queues.remove(queue)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shiftboss.services.db import naming
@@ -60,6 +60,12 @@ class WorkQueueRow(PoolsBase):
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     description: Mapped[str] = mapped_column(Text, default="")
     last_polled: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: The pool's default queue (made with it as `default`; it stays the default when renamed).
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: Its name before a rename that the scheduler's deployments and runs have not yet
+    #: followed (cleared once they have): sent with the queue, so the rename is applied there
+    #: even if this server stopped in between.
+    renamed_from: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
 

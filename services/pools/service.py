@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
@@ -10,13 +11,14 @@ from typing import Any
 
 from grpc import aio
 
-from shiftboss.errors import FailedPrecondition, InvalidArgument, ShiftbossError, Unimplemented
+from shiftboss.errors import InvalidArgument, ShiftbossError
 from shiftboss._wire import from_struct
 from shiftboss.services.broadcast import Broadcaster
 from shiftboss.services import paging
 from shiftboss.services import notify
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.pools import domain
+from shiftboss.services.pools._scheduler import SchedulerPeer
 from shiftboss.services.names import validate_name
 from shiftboss.services.pools.wire import optional, pool_to_proto, queue_to_proto
 from shiftboss.v1 import (
@@ -24,8 +26,6 @@ from shiftboss.v1 import (
     heartbeats_pb2_grpc,
     pools_pb2,
     pools_pb2_grpc,
-    scheduler_pb2,
-    scheduler_pb2_grpc,
     templates_pb2,
     templates_pb2_grpc,
 )
@@ -48,6 +48,8 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         #: Changes made by the other servers on this PostgreSQL database (notify.py).
         self.listener: notify.Listener | None = None
         self.origin = notify.new_origin()
+        #: The scheduler, which holds the runs and deployments that name pools and queues.
+        self.scheduler = SchedulerPeer(mesh.peers)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ lifecycle
@@ -78,9 +80,10 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _tell(self, kind: int, pool: str, queue: str) -> None:
+    async def _tell(self, kind: int, pool: str, queue: str, renamed_from: str = "") -> None:
+        notice = {"kind": kind, "pool": pool, "queue": queue, "renamed_from": renamed_from}
         try:
-            await notify.notify(self.db, CHANNEL, {"kind": kind, "pool": pool, "queue": queue}, self.origin)
+            await notify.notify(self.db, CHANNEL, notice, self.origin)
         except Exception as exc:  # noqa: BLE001 - the others see the change at their next start
             log.warning("change of work pool %s not told to the other servers: %s", pool, exc)
 
@@ -107,7 +110,7 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
                 if found is None:
                     return
                 queue_message = queue_to_proto(found, name)
-        self._publish(kind, message, queue_message)
+        self._publish(kind, message, queue_message, str(notice.get("renamed_from") or ""))
 
     # ------------------------------------------------------------ helpers
 
@@ -139,13 +142,17 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
             return {}
         return dict(reply.online)
 
-    def _pool_event(self, kind: int, pool: pools_pb2.WorkPool, queue: pools_pb2.WorkQueue | None = None) -> None:
-        self._publish(kind, pool, queue)
+    def _pool_event(
+        self, kind: int, pool: pools_pb2.WorkPool, queue: pools_pb2.WorkQueue | None = None, renamed_from: str = ""
+    ) -> None:
+        self._publish(kind, pool, queue, renamed_from)
         if self.listener is not None:  # and to the other servers on this database, within milliseconds
-            self._spawn(self._tell(kind, pool.name, queue.name if queue is not None else ""))
+            self._spawn(self._tell(kind, pool.name, queue.name if queue is not None else "", renamed_from))
 
-    def _publish(self, kind: int, pool: pools_pb2.WorkPool, queue: pools_pb2.WorkQueue | None = None) -> None:
-        event = Event(kind=kind, pool=pool, queue=queue)
+    def _publish(
+        self, kind: int, pool: pools_pb2.WorkPool, queue: pools_pb2.WorkQueue | None = None, renamed_from: str = ""
+    ) -> None:
+        event = Event(kind=kind, pool=pool, queue=queue, renamed_from=renamed_from)
         event.at.GetCurrentTime()
         self.events.publish(event)
 
@@ -155,16 +162,44 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         self._pool_event(Event.UPDATED, reply)
         return reply
 
-    async def _queue_change(self, request: Any, **changes: Any) -> pools_pb2.WorkQueue:
+    async def _queue_change(self, request: Any, renamed_from: str = "", **changes: Any) -> pools_pb2.WorkQueue:
         async with self.db.transaction() as session:
+            if renamed_from:
+                await domain.rename_followed(session, request.pool, request.name)
             queue = await domain.update_queue(session, request.pool, request.name, **changes)
             pool = pool_to_proto(queue.pool)
             siblings = [queue_to_proto(q, request.pool) for q in queue.pool.queues if q is not queue]
             reply = queue_to_proto(queue, request.pool)
-        self._pool_event(Event.UPDATED, pool, reply)
+        self._pool_event(Event.UPDATED, pool, reply, renamed_from)
         for sibling in siblings:  # priorities may have shifted
             self._pool_event(Event.UPDATED, pool, sibling)
         return reply
+
+    async def _rename_queue(self, request: pools_pb2.UpdateWorkQueueRequest, **changes: Any) -> pools_pb2.WorkQueue:
+        """Rename a queue, then have the scheduler move its deployments and runs (ended ones
+        too) and its admission state to the new name, then apply the other changes.
+
+        The two services keep their own databases, so this is two transactions: the first
+        remembers the old name on the queue (`renamed_from`), which the scheduler's view of
+        pools carries, so a server stopped between them still has the scheduler follow the
+        rename when it is back. When the scheduler refuses it, the rename is undone."""
+        old, new = request.name, request.new_name
+        domain.validate_priority(changes.get("priority"))
+        if "concurrency_limit" in changes:
+            domain.validate_limit("concurrency_limit", changes["concurrency_limit"])
+        async with self.db.transaction() as session:
+            await domain.update_queue(session, request.pool, old, new_name=new)
+        try:
+            await self.scheduler.rename_queue(request.pool, old, new)
+        except ShiftbossError:
+            with contextlib.suppress(ShiftbossError):  # whatever the scheduler did, it undoes
+                await self.scheduler.rename_queue(request.pool, new, old)
+            async with self.db.transaction() as session:
+                queue = await domain.update_queue(session, request.pool, new, new_name=old)
+                queue.renamed_from = None
+            raise
+        renamed = pools_pb2.UpdateWorkQueueRequest(name=new, pool=request.pool)
+        return await self._queue_change(renamed, renamed_from=old, **changes)
 
     # ------------------------------------------------------------ pools
 
@@ -235,30 +270,8 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
     async def ClearWorkPoolConcurrencyLimit(self, request: pools_pb2.WorkPoolRef, context: Any) -> pools_pb2.WorkPool:
         return await self._pool_change(request.name, concurrency_limit=None)
 
-    async def _refuse_if_used(self, pool: str, queue: str = "") -> None:
-        """FAILED_PRECONDITION while runs or deployments still refer to the pool or queue.
-
-        A pool served alone with no scheduler behind its address has nothing referring to it."""
-        stub = self.mesh.peers.stub("scheduler", scheduler_pb2_grpc.SchedulerServiceStub)
-        try:
-            usage = await self.mesh.peers.call(stub.GetPoolUsage, scheduler_pb2.PoolUsageRequest(pool=pool, queue=queue))
-        except Unimplemented:
-            return
-        what = f"work queue {queue!r} of work pool {pool!r}" if queue else f"work pool {pool!r}"
-        if usage.in_flight:
-            raise FailedPrecondition(
-                f"name: {what} has {usage.in_flight} runs in flight; cancel them or let them finish first", field="name"
-            )
-        if usage.deployments:
-            names = ", ".join(repr(d) for d in usage.deployments[:5]) + (" …" if len(usage.deployments) > 5 else "")
-            raise FailedPrecondition(
-                f"name: {what} is used by deployments {names}; move or delete them first", field="name"
-            )
-        if usage.waiting:
-            raise FailedPrecondition(f"name: {what} has {usage.waiting} scheduled runs; cancel them first", field="name")
-
     async def DeleteWorkPool(self, request: pools_pb2.WorkPoolRef, context: Any) -> pools_pb2.DeleteResponse:
-        await self._refuse_if_used(request.name)
+        await self.scheduler.refuse_if_used(request.name)
         async with self.db.transaction() as session:
             reply = pool_to_proto(await domain.delete_pool(session, request.name))
         self._pool_event(Event.DELETED, reply)
@@ -286,7 +299,8 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
 
     async def GetWorkQueue(self, request: pools_pb2.WorkQueueRef, context: Any) -> pools_pb2.WorkQueue:
         async with self.db.reading() as session:
-            return queue_to_proto(await domain.get_queue(session, request.pool, request.name), request.pool)
+            reply = queue_to_proto(await domain.get_queue(session, request.pool, request.name), request.pool)
+        return reply if request.without_health else await self.scheduler.with_health(reply)
 
     async def ListWorkQueues(
         self, request: pools_pb2.ListWorkQueuesRequest, context: Any
@@ -303,6 +317,8 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         }
         if request.HasField("concurrency_limit"):
             changes["concurrency_limit"] = request.concurrency_limit
+        if request.HasField("new_name") and request.new_name != request.name:
+            return await self._rename_queue(request, **changes)
         return await self._queue_change(request, **changes)
 
     async def PauseWorkQueue(self, request: pools_pb2.WorkQueueRef, context: Any) -> pools_pb2.WorkQueue:
@@ -320,8 +336,10 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
         return await self._queue_change(request, concurrency_limit=None)
 
     async def DeleteWorkQueue(self, request: pools_pb2.WorkQueueRef, context: Any) -> pools_pb2.DeleteResponse:
-        if request.name != domain.DEFAULT_QUEUE:  # that one is refused for its own reason below
-            await self._refuse_if_used(request.pool, request.name)
+        async with self.db.reading() as session:
+            is_default = (await domain.get_queue(session, request.pool, request.name)).is_default
+        if not is_default:  # that one is refused for its own reason below
+            await self.scheduler.refuse_if_used(request.pool, request.name)
         async with self.db.transaction() as session:
             queue = await domain.delete_queue(session, request.pool, request.name)
             reply = queue_to_proto(queue, request.pool)
@@ -373,7 +391,10 @@ class PoolService(pools_pb2_grpc.PoolServiceServicer):
             for pool in pools if request.initial else []:
                 message = pool_to_proto(pool)
                 initial.append(Event(kind=Event.CREATED, pool=message))
-                initial += [Event(kind=Event.CREATED, pool=message, queue=queue_to_proto(q, pool.name)) for q in pool.queues]
+                initial += [
+                    Event(kind=Event.CREATED, pool=message, queue=queue_to_proto(q, pool.name), renamed_from=q.renamed_from or "")
+                    for q in pool.queues
+                ]
         return initial
 
 

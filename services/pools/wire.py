@@ -24,6 +24,7 @@ def pool_to_proto(pool: WorkPoolRow, online_workers: int = 0) -> pools_pb2.WorkP
         queues=[q.name for q in sorted(pool.queues, key=lambda q: q.priority)],
         worker_queue_limit=pool.worker_queue_limit or 0,
         allowed_entrypoints=pool.allowed_entrypoints or [],
+        default_queue=domain.default_queue(pool),
     )
     if pool.concurrency_limit is not None:
         message.concurrency_limit = pool.concurrency_limit
@@ -40,6 +41,7 @@ def queue_to_proto(queue: WorkQueueRow, pool_name: str, now: datetime | None = N
         paused=queue.paused,
         status=common_pb2.Status.Value(domain.queue_status(queue, now)),
         description=queue.description,
+        is_default=queue.is_default,
         created=to_timestamp(queue.created),
         updated=to_timestamp(queue.updated),
     )

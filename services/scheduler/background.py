@@ -78,6 +78,8 @@ async def follow_pools(service: SchedulerService) -> None:
                 dispatcher.drop_pool(event.pool.name)
             continue
         if event.HasField("queue"):
+            if event.renamed_from:  # a no-op when this server made the rename itself
+                await service.rename_queue(event.pool.name, event.renamed_from, event.queue.name)
             dispatcher.apply_queue(event.pool, event.queue)
             if not synced:
                 seen_queues.add((event.pool.name, event.queue.name))

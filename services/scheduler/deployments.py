@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import raiseload
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -185,3 +185,22 @@ def due_slots(deployment: DeploymentRow, now: datetime, ahead: schedules.Ahead) 
 
 def slot_key(schedule: ScheduleRow, moment: datetime) -> str:
     return f"{schedule.id}@{moment.strftime('%Y%m%dT%H%M%S.%f')}"
+
+
+async def move_queue(session: AsyncSession, pool: str, name: str, new_name: str) -> tuple[int, int]:
+    """A queue renamed: its deployments and its runs, ended ones too, take the new name (the
+    deployments' `updated` moves, so runs being made from them are made again). Rows that
+    already have it are left alone, so applying a rename twice changes nothing."""
+    moved = await session.execute(
+        update(DeploymentRow)
+        .where(DeploymentRow.pool == pool, DeploymentRow.queue == name)
+        .values(queue=new_name, updated=now_utc())
+        .execution_options(synchronize_session=False)
+    )
+    runs = await session.execute(
+        update(FlowRunRow)
+        .where(FlowRunRow.pool == pool, FlowRunRow.queue == name)
+        .values(queue=new_name)
+        .execution_options(synchronize_session=False)
+    )
+    return moved.rowcount or 0, runs.rowcount or 0

@@ -110,6 +110,20 @@ class Dispatcher:
             runtime.state.add_queue(queue.name, queue.priority, limit, queue.paused)
         self.kick(runtime.name)
 
+    def rename_queue(self, pool: str, name: str, new_name: str) -> None:
+        """The queue is `new_name` from now on, with its runs, slots and place in the
+        waterfall; the workers serving it by name serve it still."""
+        runtime = self.pools.get(pool)
+        if runtime is None or name not in runtime.state.queues() or new_name in runtime.state.queues():
+            return  # applied already (or the queue is not known here yet: it comes as new)
+        runtime.state.rename_queue(name, new_name)
+        if name in runtime.seen:
+            runtime.seen[new_name] = runtime.seen.pop(name)
+        for session in runtime.workers:
+            if session.queues is not None:
+                session.queues = [new_name if queue == name else queue for queue in session.queues]
+        self.kick(pool)
+
     def drop_queue(self, pool: str, queue: str) -> None:
         runtime = self.pools.get(pool)
         if runtime is not None and queue in runtime.state.queues():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -210,6 +210,20 @@ async def logs(session: AsyncSession, run: FlowRunRow, after_id: int = 0) -> lis
 
 def payload(run: FlowRunRow) -> dict[str, Any]:
     return {"id": run.id, "seq": run.seq}
+
+
+async def health(session: AsyncSession, pool: str, queue: str, now: datetime, late_seconds: float) -> tuple[int, datetime | None]:
+    """A pool's (or queue's) runs LATE now, and when one was last sent to a worker (as
+    Prefect's work queue status shows them)."""
+    late = select(func.count()).where(
+        FlowRunRow.pool == pool,
+        FlowRunRow.state == states.SCHEDULED,
+        FlowRunRow.scheduled_start < now - timedelta(seconds=late_seconds),
+    )
+    served = select(func.max(FlowRunRow.dispatched)).where(FlowRunRow.pool == pool)
+    if queue:
+        late, served = late.where(FlowRunRow.queue == queue), served.where(FlowRunRow.queue == queue)
+    return (await session.execute(late)).scalar() or 0, as_utc((await session.execute(served)).scalar())
 
 
 async def usage(

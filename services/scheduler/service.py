@@ -19,6 +19,7 @@ from shiftboss.entrypoints import admitted
 from shiftboss.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
 from shiftboss.services import paging
 from shiftboss.services.db import open_database, release_database
+from shiftboss.services.names import validate_name
 from shiftboss.services.scheduler import background, deployments, readiness, retries, slots, states
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler.creation import DeploymentReader, RunInserter, StaleDeployment
@@ -161,7 +162,31 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             )
 
     async def check_queue(self, pool: str, queue: str) -> None:
-        await self.call(self.pools.GetWorkQueue, pools_pb2.WorkQueueRef(name=queue, pool=pool))
+        await self.call(self.pools.GetWorkQueue, pools_pb2.WorkQueueRef(name=queue, pool=pool, without_health=True))
+
+    async def queue_or_default(self, pool: str, queue: str) -> str:
+        """The queue named, once it exists; none named: the pool's default queue, which keeps
+        that role when renamed."""
+        if queue:
+            await self.check_queue(pool, queue)
+            return queue
+        reply = await self.call(self.pools.GetWorkPool, pools_pb2.WorkPoolRef(name=pool))
+        return reply.default_queue or "default"
+
+    async def rename_queue(self, pool: str, name: str, new_name: str) -> tuple[int, int]:
+        """Deployments, runs and the admission state follow a queue's new name, under the
+        pool's lock so that no state change sees one name in the database and the other in
+        the core. Applied again, it changes nothing."""
+        async with self.lock_for(pool):
+            async with self.db.transaction() as session:
+                moved = await deployments.move_queue(session, pool, name, new_name)
+            for row in list(self.deployment_reader.kept.values()):
+                if row.pool == pool and row.queue == name:
+                    self.deployment_reader.forget(row)
+            self.dispatcher.rename_queue(pool, name, new_name)
+        if any(moved):
+            log.info("work queue %r of pool %r renamed %r: %d deployments and %d runs follow", name, pool, new_name, *moved)
+        return moved
 
     # ------------------------------------------------------------ runs: the one way a state changes
 
@@ -281,7 +306,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         run_variables = deployments.validate_object("job_variables", job_variables or {})
         for _ in range(MAX_CREATE_ATTEMPTS):
             deployment = await self.deployment_reader.get(deployment_name)
-            run = await self._new_run(deployment, queue, parameters or {}, run_variables, start, slot)
+            try:
+                run = await self._new_run(deployment, queue, parameters or {}, run_variables, start, slot)
+            except StaleDeployment:
+                continue  # kept from before its queue was renamed: read again
             run.idempotency_key = idempotency_key or None
             run.retries = deployment.retries if retry_policy[0] is None else retry_policy[0]
             run.retry_delay_seconds = deployment.retry_delay_seconds if retry_policy[1] is None else retry_policy[1]
@@ -324,6 +352,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         rendering = await self.render(deployment.pool, open_variables(self.seal, deployment.job_variables), run_variables)
         await self.ready.wait()
         if not self.dispatcher.knows_queue(deployment.pool, queue):
+            if queue == deployment.queue and self.deployment_reader.kept.get(deployment.name) is deployment:
+                self.deployment_reader.forget(deployment)
+                raise StaleDeployment(deployment.name)
             raise NotFound(f"work queue {queue!r} not found in work pool {deployment.pool!r}", field="queue")
         await self.check_entrypoint(deployment.pool, deployment.entrypoint)
         created = now_utc()
@@ -380,8 +411,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         deployments.validate_entrypoint(request.entrypoint)
         if not request.pool:
             raise InvalidArgument("pool: a work pool name is required", field="pool")
-        queue = request.queue or "default"
-        await self.check_queue(request.pool, queue)
+        queue = await self.queue_or_default(request.pool, request.queue)
         await self.check_entrypoint(request.pool, request.entrypoint)
         job_variables = from_struct(request.job_variables)
         job_variables = self.stored_variables(await self.check_variables(request.pool, job_variables), job_variables)
@@ -472,12 +502,12 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.schedules_due.set()
         return reply
 
-    async def _check_spec(self, spec: scheduler_pb2.DeploymentSpec) -> tuple[list[ScheduleRow], frozenset[str]]:
+    async def _check_spec(self, spec: scheduler_pb2.DeploymentSpec) -> tuple[list[ScheduleRow], frozenset[str], str]:
         deployments.validate_name("name", spec.name)
         deployments.validate_entrypoint(spec.entrypoint)
         if not spec.pool:
             raise InvalidArgument("pool: a work pool name is required", field="pool")
-        await self.check_queue(spec.pool, spec.queue or "default")
+        queue = await self.queue_or_default(spec.pool, spec.queue)
         await self.check_entrypoint(spec.pool, spec.entrypoint)
         secrets = await self.check_variables(spec.pool, from_struct(spec.job_variables))
         retries.check(spec.retries, spec.retry_delay_seconds)
@@ -494,7 +524,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             assert row is not None
             row.paused = schedule.paused
             rows.append(row)
-        return rows, secrets
+        return rows, secrets, queue
 
     async def ApplyDeployments(
         self, request: scheduler_pb2.ApplyDeploymentsRequest, context: Any
@@ -504,7 +534,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if not request.deployments:
             raise InvalidArgument("deployments: nothing to apply", field="deployments")
         problems: list[ShiftbossError] = []
-        checked: list[tuple[list[ScheduleRow], frozenset[str]]] = []
+        checked: list[tuple[list[ScheduleRow], frozenset[str], str]] = []
         seen: set[str] = set()
         for i, spec in enumerate(request.deployments):
             where = f"deployments[{i}]"
@@ -521,14 +551,14 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         applied: list[scheduler_pb2.AppliedDeployment] = []
         dropped: list[FlowRunRow] = []
         async with self.db.transaction() as session:
-            for spec, (rows, secrets) in zip(request.deployments, checked):
+            for spec, (rows, secrets, queue) in zip(request.deployments, checked):
                 try:
                     row: DeploymentRow | None = await deployments.get(session, spec.name)
                 except NotFound:
                     row = None
                 job_variables = from_struct(spec.job_variables)
                 fields = dict(
-                    entrypoint=spec.entrypoint, pool=spec.pool, queue=spec.queue or "default",
+                    entrypoint=spec.entrypoint, pool=spec.pool, queue=queue,
                     parameters=from_struct(spec.parameters),
                     job_variables=self.stored_variables(secrets, job_variables, row.job_variables if row else None),
                     description=spec.description, tags=list(spec.tags), paused=spec.paused,
@@ -873,8 +903,24 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         async with self.db.reading() as session:
             in_flight, waiting = await run_store.usage(session, request.pool, request.queue)
             users = await deployments.list_all(session, request.pool)
+            late, served = await run_store.health(session, request.pool, request.queue, now_utc(), self.settings.late_seconds)
         names = [d.name for d in users if not request.queue or d.queue == request.queue]
-        return scheduler_pb2.PoolUsage(in_flight=in_flight, waiting=waiting, deployments=names)
+        reply = scheduler_pb2.PoolUsage(in_flight=in_flight, waiting=waiting, deployments=names, late=late)
+        if served is not None:
+            reply.last_dispatched.CopyFrom(to_timestamp(served))
+        return reply
+
+    async def RenameWorkQueue(
+        self, request: scheduler_pb2.RenameWorkQueueRequest, context: Any
+    ) -> scheduler_pb2.RenameWorkQueueResponse:
+        for field in ("pool", "name", "new_name"):
+            validate_name(field, getattr(request, field))
+        if self.ownership.enabled:  # the owner renames in its admission state as it writes
+            answer = await self.ownership.forward(context, "RenameWorkQueue", request, request.pool)
+            if answer is not None:
+                return answer
+        moved = await self.rename_queue(request.pool, request.name, request.new_name)
+        return scheduler_pb2.RenameWorkQueueResponse(deployments=moved[0], runs=moved[1])
 
     # ------------------------------------------------------------ the worker stream
 

@@ -229,7 +229,7 @@ class StreamHandler:
         everywhere = await service.call(service.pools.ListWorkPools, pools_pb2.ListWorkPoolsRequest())
         for other in everywhere.work_pools:
             if other.name != hello.pool:
-                foreign = sorted(missing & set(other.queues) - {"default"})
+                foreign = sorted(missing & set(other.queues) - {"default", other.default_queue})
                 if foreign:
                     raise FailedPrecondition(
                         f"queues: {foreign[0]!r} is a queue of work pool {other.name!r}, not of {hello.pool!r}",

@@ -14,7 +14,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WorkPool(_message.Message):
-    __slots__ = ("id", "name", "type", "description", "paused", "concurrency_limit", "status", "base_job_template", "created", "updated", "queues", "worker_queue_limit", "allowed_entrypoints")
+    __slots__ = ("id", "name", "type", "description", "paused", "concurrency_limit", "status", "base_job_template", "created", "updated", "queues", "worker_queue_limit", "allowed_entrypoints", "default_queue")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,7 @@ class WorkPool(_message.Message):
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     WORKER_QUEUE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_ENTRYPOINTS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_QUEUE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     type: str
@@ -41,10 +42,11 @@ class WorkPool(_message.Message):
     queues: _containers.RepeatedScalarFieldContainer[str]
     worker_queue_limit: int
     allowed_entrypoints: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., paused: _Optional[bool] = ..., concurrency_limit: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queues: _Optional[_Iterable[str]] = ..., worker_queue_limit: _Optional[int] = ..., allowed_entrypoints: _Optional[_Iterable[str]] = ...) -> None: ...
+    default_queue: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., paused: _Optional[bool] = ..., concurrency_limit: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., base_job_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queues: _Optional[_Iterable[str]] = ..., worker_queue_limit: _Optional[int] = ..., allowed_entrypoints: _Optional[_Iterable[str]] = ..., default_queue: _Optional[str] = ...) -> None: ...
 
 class WorkQueue(_message.Message):
-    __slots__ = ("id", "name", "pool", "priority", "concurrency_limit", "paused", "status", "description", "last_polled", "created", "updated")
+    __slots__ = ("id", "name", "pool", "priority", "concurrency_limit", "paused", "status", "description", "last_polled", "created", "updated", "is_default", "late_runs", "last_served")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +58,9 @@ class WorkQueue(_message.Message):
     LAST_POLLED_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     UPDATED_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    LATE_RUNS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SERVED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     pool: str
@@ -67,7 +72,10 @@ class WorkQueue(_message.Message):
     last_polled: _timestamp_pb2.Timestamp
     created: _timestamp_pb2.Timestamp
     updated: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., concurrency_limit: _Optional[int] = ..., paused: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., description: _Optional[str] = ..., last_polled: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    is_default: bool
+    late_runs: int
+    last_served: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., concurrency_limit: _Optional[int] = ..., paused: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., description: _Optional[str] = ..., last_polled: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., is_default: _Optional[bool] = ..., late_runs: _Optional[int] = ..., last_served: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateWorkPoolRequest(_message.Message):
     __slots__ = ("name", "type", "description", "paused", "concurrency_limit", "base_job_template", "worker_queue_limit", "allowed_entrypoints")
@@ -156,12 +164,14 @@ class CreateWorkQueueRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., concurrency_limit: _Optional[int] = ..., description: _Optional[str] = ..., paused: _Optional[bool] = ...) -> None: ...
 
 class WorkQueueRef(_message.Message):
-    __slots__ = ("name", "pool")
+    __slots__ = ("name", "pool", "without_health")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
+    WITHOUT_HEALTH_FIELD_NUMBER: _ClassVar[int]
     name: str
     pool: str
-    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ...) -> None: ...
+    without_health: bool
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., without_health: _Optional[bool] = ...) -> None: ...
 
 class ListWorkQueuesRequest(_message.Message):
     __slots__ = ("pool", "limit", "offset")
@@ -180,18 +190,20 @@ class ListWorkQueuesResponse(_message.Message):
     def __init__(self, work_queues: _Optional[_Iterable[_Union[WorkQueue, _Mapping]]] = ...) -> None: ...
 
 class UpdateWorkQueueRequest(_message.Message):
-    __slots__ = ("name", "pool", "priority", "concurrency_limit", "description")
+    __slots__ = ("name", "pool", "priority", "concurrency_limit", "description", "new_name")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     pool: str
     priority: int
     concurrency_limit: int
     description: str
-    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., concurrency_limit: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+    new_name: str
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., concurrency_limit: _Optional[int] = ..., description: _Optional[str] = ..., new_name: _Optional[str] = ...) -> None: ...
 
 class SetWorkQueueConcurrencyLimitRequest(_message.Message):
     __slots__ = ("name", "concurrency_limit", "pool")
@@ -234,7 +246,7 @@ class WatchRequest(_message.Message):
     def __init__(self, pool: _Optional[str] = ..., initial: _Optional[bool] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("kind", "pool", "queue", "at")
+    __slots__ = ("kind", "pool", "queue", "at", "renamed_from")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[WatchEvent.Kind]
@@ -251,8 +263,10 @@ class WatchEvent(_message.Message):
     POOL_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    RENAMED_FROM_FIELD_NUMBER: _ClassVar[int]
     kind: WatchEvent.Kind
     pool: WorkPool
     queue: WorkQueue
     at: _timestamp_pb2.Timestamp
-    def __init__(self, kind: _Optional[_Union[WatchEvent.Kind, str]] = ..., pool: _Optional[_Union[WorkPool, _Mapping]] = ..., queue: _Optional[_Union[WorkQueue, _Mapping]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    renamed_from: str
+    def __init__(self, kind: _Optional[_Union[WatchEvent.Kind, str]] = ..., pool: _Optional[_Union[WorkPool, _Mapping]] = ..., queue: _Optional[_Union[WorkQueue, _Mapping]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., renamed_from: _Optional[str] = ...) -> None: ...

@@ -229,7 +229,7 @@ class PoolServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateWorkQueue(self, request, context):
-        """Change a work queue's priority, concurrency limit or description.
+        """Change a work queue's name, priority, concurrency limit or description.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -766,11 +766,33 @@ class PoolUsageRequest(_message.Message):
     def __init__(self, pool: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
 
 class PoolUsage(_message.Message):
-    __slots__ = ("in_flight", "waiting", "deployments")
+    __slots__ = ("in_flight", "waiting", "deployments", "late", "last_dispatched")
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     WAITING_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_DISPATCHED_FIELD_NUMBER: _ClassVar[int]
     in_flight: int
     waiting: int
     deployments: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, in_flight: _Optional[int] = ..., waiting: _Optional[int] = ..., deployments: _Optional[_Iterable[str]] = ...) -> None: ...
+    late: int
+    last_dispatched: _timestamp_pb2.Timestamp
+    def __init__(self, in_flight: _Optional[int] = ..., waiting: _Optional[int] = ..., deployments: _Optional[_Iterable[str]] = ..., late: _Optional[int] = ..., last_dispatched: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RenameWorkQueueRequest(_message.Message):
+    __slots__ = ("pool", "name", "new_name")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    pool: str
+    name: str
+    new_name: str
+    def __init__(self, pool: _Optional[str] = ..., name: _Optional[str] = ..., new_name: _Optional[str] = ...) -> None: ...
+
+class RenameWorkQueueResponse(_message.Message):
+    __slots__ = ("deployments", "runs")
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    deployments: int
+    runs: int
+    def __init__(self, deployments: _Optional[int] = ..., runs: _Optional[int] = ...) -> None: ...

@@ -159,6 +159,11 @@ class SchedulerServiceStub:
                 request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.PoolUsageRequest.SerializeToString,
                 response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.PoolUsage.FromString,
                 _registered_method=True)
+        self.RenameWorkQueue = channel.unary_unary(
+                '/shiftboss.v1.SchedulerService/RenameWorkQueue',
+                request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.RenameWorkQueueRequest.SerializeToString,
+                response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.RenameWorkQueueResponse.FromString,
+                _registered_method=True)
         self.Connect = channel.stream_stream(
                 '/shiftboss.v1.SchedulerService/Connect',
                 request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.WorkerMessage.SerializeToString,
@@ -338,7 +343,16 @@ class SchedulerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPoolUsage(self, request, context):
-        """What still refers to a pool or one of its queues (PoolService asks before a delete).
+        """What still refers to a pool or one of its queues (PoolService asks before a delete),
+        and a queue's health (late runs, last served) for work-queue inspect.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenameWorkQueue(self, request, context):
+        """A queue renamed by PoolService: its deployments and runs (ended ones too) move to the
+        new name in one transaction, and the scheduler's admission state with them. Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -478,6 +492,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.GetPoolUsage,
                     request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.PoolUsageRequest.FromString,
                     response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.PoolUsage.SerializeToString,
+            ),
+            'RenameWorkQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameWorkQueue,
+                    request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.RenameWorkQueueRequest.FromString,
+                    response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.RenameWorkQueueResponse.SerializeToString,
             ),
             'Connect': grpc.stream_stream_rpc_method_handler(
                     servicer.Connect,
@@ -1160,6 +1179,33 @@ class SchedulerService:
             '/shiftboss.v1.SchedulerService/GetPoolUsage',
             shiftboss_dot_v1_dot_scheduler__pb2.PoolUsageRequest.SerializeToString,
             shiftboss_dot_v1_dot_scheduler__pb2.PoolUsage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameWorkQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shiftboss.v1.SchedulerService/RenameWorkQueue',
+            shiftboss_dot_v1_dot_scheduler__pb2.RenameWorkQueueRequest.SerializeToString,
+            shiftboss_dot_v1_dot_scheduler__pb2.RenameWorkQueueResponse.FromString,
             options,
             channel_credentials,
             insecure,

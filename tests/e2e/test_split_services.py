@@ -27,6 +27,7 @@ def test_pools_service_alone_on_postgres(tmp_path: Path, postgres_database: str)
             tmp_path,
             SHIFTBOSS_DATABASE_URL=postgres_database,
             SHIFTBOSS_TEMPLATES_ADDRESS=templates.address,
+            SHIFTBOSS_SCHEDULER_ADDRESS=templates.address,  # a process without a scheduler: no runs anywhere
         )
         pools = ServerProcess(tmp_path, env, ["--service", "pools"]).start()
         try:
@@ -36,6 +37,9 @@ def test_pools_service_alone_on_postgres(tmp_path: Path, postgres_database: str)
                 assert "image" in created.base_job_template.fields["variables"].struct_value.fields["properties"].struct_value.fields
                 client.create_work_queue("fast", "split", priority=1)
                 assert [(q.name, q.priority) for q in client.list_work_queues("split").work_queues] == [("fast", 1), ("default", 2)]
+                # No scheduler behind its address: no runs or deployments to follow a rename.
+                assert client.update_work_queue("fast", "split", new_name="faster").name == "faster"
+                assert client.get_work_pool("split").queues == ["faster", "default"]
                 with pytest.raises(errors.AlreadyExists):
                     client.create_work_pool("split", "docker")
             assert pools.stop() == 0

@@ -64,6 +64,9 @@ async def test_duplicate_pool_is_already_exists(client: AsyncClient) -> None:
         ("x&y", "'&'"),
         ("<pool>", "'<' '>'"),
         ("", "must not be empty"),
+        (" ", "must not be empty"),
+        ("  ", "must not be empty"),
+        (" p", "leading or trailing whitespace"),
         ("p" * 256, "longer than the limit of 255"),
     ],
 )

@@ -153,6 +153,29 @@ async def test_a_worker_is_sent_to_the_owner_and_calls_are_forwarded(replicas: t
             await stream.close()
 
 
+async def test_prefect_work_queue_renamed_through_the_other_replica_is_renamed_at_the_owner(replicas: tuple[Mesh, Mesh]) -> None:
+    """The rename is forwarded to the pool's owner, which moves the runs and its admission
+    state together; the other replica's view follows from the notice."""
+    a, _ = replicas
+    await made_through(a, "etl")
+    owner, other = await owner_and_other(replicas, "etl")
+    async with AsyncClient(other.settings.api_address, timeout=10) as through_other:
+        waiting = await through_other.create_flow_run("d")
+        await until(lambda: run_seq_in_core(owner, "etl"))
+        renamed = await through_other.update_work_queue("default", "etl", new_name="main")
+        assert (renamed.name, renamed.is_default) == ("main", True)
+        assert scheduler(owner).dispatcher.pools["etl"].state.queues() == ["main"]  # before the call returned
+        await until(lambda: scheduler(other).dispatcher.knows_queue("etl", "main"), 1.0)
+        assert not scheduler(other).dispatcher.knows_queue("etl", "default")
+        assert (await through_other.get_flow_run(waiting.id)).queue == "main"
+        async with AsyncClient(owner.settings.api_address, timeout=10) as at_owner:
+            stream = WorkerStream(at_owner, scheduler_pb2.Hello(name="w", pool="etl", queues=["main"]))
+            await stream.open(10)
+            message = await stream.receive(10)
+            assert message is not None and message.dispatch.run == waiting.id
+            await stream.close()
+
+
 def run_seq_in_core(mesh: Mesh, pool: str) -> bool:
     runtime = scheduler(mesh).dispatcher.pools.get(pool)
     return runtime is not None and len(runtime.state) > 0

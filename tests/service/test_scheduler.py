@@ -280,6 +280,20 @@ async def test_prefect_work_pool_cancelling_run_gives_its_slot_back(client: Asyn
             await wait_state(client, first.id, "CANCELLED")
 
 
+async def test_cancelling_run_of_a_worker_gone_offline_ends_cancelled(client: AsyncClient, pool: str) -> None:
+    """Prefect would leave it CANCELLING for good (nothing is left to report it stopped); its
+    process went with the worker, so the cancel is done (see the README's differences)."""
+    async with worker(client, "w", pool) as stream:
+        run = await client.create_flow_run("hello")
+        dispatch = await next_dispatch(stream)
+        stream.ack(dispatch)
+        stream.started(dispatch.run, dispatch.lease)
+        await wait_state(client, run.id, "RUNNING")
+        await client.cancel_flow_run(run.id)
+    ended = await wait_state(client, run.id, "CANCELLED")  # the worker said goodbye: OFFLINE at once
+    assert "went offline" in ended.history[-1].message
+
+
 async def test_illegal_transition_names_both_states(client: AsyncClient, pool: str) -> None:
     run = await client.create_flow_run("hello", start_in=3600)
     with pytest.raises(errors.FailedPrecondition, match="cannot go from SCHEDULED to RUNNING"):

@@ -38,6 +38,22 @@ async def test_bad_template_is_refused_and_nothing_is_written(client: AsyncClien
     assert "image" in from_struct((await client.get_work_pool("good")).base_job_template)["variables"]["properties"]
 
 
+async def test_prefect_template_whose_default_breaks_its_schema_is_refused_at_the_pool(client: AsyncClient, db_url: str) -> None:
+    """Prefect accepts such a template and then fails every deployment; here the pool is
+    refused, naming the variable, and nothing is written."""
+    bad = {
+        "job_configuration": {"retries": "{{ retries }}"},
+        "variables": {"type": "object", "properties": {"retries": {"type": "integer", "default": "hi"}}},
+    }
+    with pytest.raises(errors.InvalidArgument, match=r"base_job_template.variables.properties.retries.default: 'hi' is not of type 'integer'"):
+        await client.create_work_pool("bad", "process", base_job_template=bad)
+    assert await count_rows(db_url, WorkPoolRow) == 0
+    await client.create_work_pool("good", "process")
+    with pytest.raises(errors.InvalidArgument, match="retries.default: 'hi' is not of type 'integer'"):
+        await client.update_work_pool("good", base_job_template=bad)
+    assert "retries" not in from_struct((await client.get_work_pool("good")).base_job_template)["variables"]["properties"]
+
+
 async def test_render_with_deployment_and_run_variables(client: AsyncClient) -> None:
     await client.create_work_pool("r", "process")
     reply = await client.render(

@@ -304,3 +304,31 @@ def test_nan_times_are_refused(Pool: type) -> None:
         pool.explain(1, nan, 0.0)
     assert pool.snapshot() == before
     assert pool.admit(float("inf"), 0.0) == [1]  # infinite times are times
+
+
+def test_prefect_work_queue_rename_keeps_its_runs_slots_and_place(Pool: type) -> None:
+    """A queue renamed (Prefect's work queue update of `name`) keeps its waiting runs, the
+    slots its runs hold, its priority and limit; the old name is unknown from then on."""
+    pool = Pool(limit=3)
+    pool.add_queue("default", 1, limit=2)
+    pool.add_queue("low", 2)
+    pool.occupy(100, "default")
+    pool.add_run(1, "default", 0.0)
+    pool.add_run(2, "default", 0.0)
+    pool.add_run(3, "low", 0.0)
+    pool.rename_queue("default", "primary")
+    assert pool.queues() == ["primary", "low"]
+    assert (pool.queue_occupied("primary"), pool.queue_length("primary"), pool.queue_limit("primary")) == (1, 2, 2)
+    with pytest.raises(KeyError, match="unknown queue 'default'"):
+        pool.queue_length("default")
+    with pytest.raises(ValueError, match="queue 'low' already exists"):
+        pool.rename_queue("primary", "low")
+    with pytest.raises(KeyError, match="unknown queue 'nope'"):
+        pool.rename_queue("nope", "other")
+    assert pool.admit(1.0, 0, ["primary"]) == [1]  # its limit of 2 with one held: one more
+    assert pool.admit(1.0, 0) == [3]  # primary is full; the pool's third slot goes down the waterfall
+    pool.finish(100)
+    assert pool.admit(1.0, 0) == [2]
+    assert pool.explain(2, 1.0, 0).queue == "primary"
+    assert [(q[0], q[1]) for q in pool.snapshot().queues] == [("primary", 1), ("low", 2)]
+    assert sorted((run[0], run[1]) for run in pool.snapshot().runs) == [(1, "primary"), (2, "primary"), (3, "low")]

@@ -108,6 +108,7 @@ REQUIRED = [
     "occupy: succeeded",
     "remove_run: succeeded",
     "remove_queue: succeeded",
+    "rename_queue: succeeded",
     "update_queue: priority changed",
     "rebuilt from snapshot",
     "refused value",
@@ -251,6 +252,15 @@ class Twin(RuleBasedStateMachine):
         """Two queues on one priority: name order decides between them."""
         priority = {n: p for n, p, _, _ in self.ref.snapshot().queues}.get(other, 1)
         self.update_queue(name, priority, UNCHANGED, None)
+
+    @rule(target=queues, name=consumes(queues), data=st.data())
+    def rename_queue(self, name: str, data: st.DataObject) -> Any:
+        """A queue under a new name (a free one, or sometimes a taken one: refused alike);
+        between equal priorities its place may change, as names break the tie."""
+        new_name = data.draw(st.sampled_from(NAMES), label="new name")
+        if self.succeeded("rename_queue", name, new_name):
+            return new_name
+        return name if name in self.ref.queues() else multiple()
 
     @precondition(lambda self: len(self.ref.queues()) > 1)
     @rule(name=consumes(queues))
