@@ -114,6 +114,10 @@ class CoreStatements:
         .with_for_update(read=True)
     )
 
+    _MADE_WITH = select(_RUNS.c.idempotency_key, _RUNS.c.id, _RUNS.c.deployment).where(
+        _RUNS.c.idempotency_key.in_(bindparam("_keys", expanding=True))
+    )
+
     def __init__(self, connection: Any) -> None:
         self.db = connection
 
@@ -161,6 +165,12 @@ class CoreStatements:
         """When each of these deployments last changed, by id (share-locked where the
         database can, so none changes before the transaction commits)."""
         return {id_: updated for id_, updated in await self.db.execute(self._STAMPS, {"_ids": sorted(ids)})}
+
+    async def made_with(self, keys: list[str]) -> dict[str, tuple[str, str]]:
+        """The runs these idempotency keys made: key -> (run id, deployment name)."""
+        if not keys:
+            return {}
+        return {key: (id_, deployment) for key, id_, deployment in await self.db.execute(self._MADE_WITH, {"_keys": keys})}
 
 
 def _columns(names: Any) -> str:
@@ -222,6 +232,7 @@ class PgStatements:
         f"SELECT {_columns(DISPATCHED)} FROM leased"
     )
     _STAMPS = f"SELECT id, updated FROM {_DEPLOYMENTS.name} WHERE id = ANY($1::VARCHAR[]) FOR SHARE"
+    _MADE_WITH = f"SELECT idempotency_key, id, deployment FROM {_RUNS.name} WHERE idempotency_key = ANY($1::VARCHAR[])"
 
     def __init__(self, connection: Any) -> None:
         self.db = connection
@@ -268,6 +279,11 @@ class PgStatements:
 
     async def stamps(self, ids: set[str]) -> dict[str, datetime]:
         return dict(await self.db.fetch(self._STAMPS, sorted(ids)))
+
+    async def made_with(self, keys: list[str]) -> dict[str, tuple[str, str]]:
+        if not keys:
+            return {}
+        return {key: (id_, deployment) for key, id_, deployment in await self.db.fetch(self._MADE_WITH, keys)}
 
 
 def _history_columns(history: list[dict[str, Any]]) -> list[list[Any]]:

@@ -19,7 +19,7 @@ from shiftboss.entrypoints import admitted
 from shiftboss.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ShiftbossError
 from shiftboss.services import paging
 from shiftboss.services.db import open_database, release_database
-from shiftboss.services.scheduler import background, deployments, readiness, retries, slots, states
+from shiftboss.services.scheduler import background, bulk, deployments, readiness, retries, slots, states
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler.creation import DeploymentReader, RunInserter, StaleDeployment
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
@@ -272,19 +272,12 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     ) -> FlowRunDraft | FlowRunRow:
         """A new run, committed and in the core; with an idempotency key a run made already,
         the one that key made."""
-        if not deployment_name:
-            raise InvalidArgument("deployment: a deployment name is required", field="deployment")
-        if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
-            raise InvalidArgument(
-                f"idempotency_key: at most {MAX_IDEMPOTENCY_KEY} characters, got {len(idempotency_key)}", field="idempotency_key"
-            )
-        run_variables = deployments.validate_object("job_variables", job_variables or {})
+        run_variables = self.check_new_run(deployment_name, idempotency_key, job_variables)
         for _ in range(MAX_CREATE_ATTEMPTS):
             deployment = await self.deployment_reader.get(deployment_name)
-            run = await self._new_run(deployment, queue, parameters or {}, run_variables, start, slot)
-            run.idempotency_key = idempotency_key or None
-            run.retries = deployment.retries if retry_policy[0] is None else retry_policy[0]
-            run.retry_delay_seconds = deployment.retry_delay_seconds if retry_policy[1] is None else retry_policy[1]
+            run = await self.draft_run(
+                deployment, queue, parameters or {}, run_variables, start, slot, idempotency_key, retry_policy
+            )
             try:
                 await self.inserts.add(run, deployment)
             except StaleDeployment:
@@ -295,6 +288,35 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 return await self._made_with(idempotency_key, deployment_name)
             return run
         raise Aborted(f"deployment: {deployment_name!r} kept changing while the run was made; try again", field="deployment")
+
+    @staticmethod
+    def check_new_run(deployment_name: str, idempotency_key: str, job_variables: dict[str, Any] | None) -> dict[str, Any]:
+        """What a new run's request must hold before anything is looked up; its job variables."""
+        if not deployment_name:
+            raise InvalidArgument("deployment: a deployment name is required", field="deployment")
+        if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+            raise InvalidArgument(
+                f"idempotency_key: at most {MAX_IDEMPOTENCY_KEY} characters, got {len(idempotency_key)}", field="idempotency_key"
+            )
+        return deployments.validate_object("job_variables", job_variables or {})
+
+    async def draft_run(
+        self,
+        deployment: DeploymentRow,
+        queue: str,
+        parameters: dict[str, Any],
+        run_variables: dict[str, Any],
+        start: datetime | None,
+        slot: str | None,
+        idempotency_key: str,
+        retry_policy: tuple[int | None, float | None],
+    ) -> FlowRunDraft:
+        """A new run of the deployment, checked and rendered, not written yet."""
+        run = await self._new_run(deployment, queue, parameters, run_variables, start, slot)
+        run.idempotency_key = idempotency_key or None
+        run.retries = deployment.retries if retry_policy[0] is None else retry_policy[0]
+        run.retry_delay_seconds = deployment.retry_delay_seconds if retry_policy[1] is None else retry_policy[1]
+        return run
 
     async def _made_with(self, idempotency_key: str, deployment_name: str) -> FlowRunRow:
         """The run an earlier call with this key made (a retry of that call)."""
@@ -612,6 +634,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             retry_policy=retries.requested(request),
         )
         return self.to_proto(run)
+
+    async def CreateFlowRuns(self, request: scheduler_pb2.CreateFlowRunsRequest, context: Any) -> scheduler_pb2.CreateFlowRunsResponse:
+        ids, created = await bulk.create_runs(self, request.runs)
+        return scheduler_pb2.CreateFlowRunsResponse(ids=ids, created=created)
 
     async def GetFlowRun(self, request: scheduler_pb2.FlowRunRef, context: Any) -> scheduler_pb2.FlowRun:
         await check_own_run(self.db, request.id)
