@@ -1,7 +1,8 @@
 """Many flow runs in one call (CreateFlowRuns), all or none.
 
-Each item is checked and made as CreateFlowRun makes its run (`check_new_run`,
-`draft_run`), and a refusal names the item by its index (`runs[3].deployment: ...`). Then
+Each item is checked and made as CreateFlowRun makes its run (`check_new_run`, `run_shape`,
+`new_draft`; the runs of one deployment, queue and set of job variables share one check
+and one rendering), and a refusal names the item by its index (`runs[3].deployment: ...`). Then
 one transaction writes them all with one statement (creation.insert_new_runs), checking
 the `updated` stamps of their deployments as a batch of single creates does: a run made
 from a deployment that changed meanwhile makes the whole call start again from the
@@ -16,6 +17,7 @@ with that run's id and the others are made. Two items with one key are refused.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,8 +28,8 @@ from sqlalchemy.exc import IntegrityError
 from shiftboss._wire import from_struct
 from shiftboss.errors import Aborted, FailedPrecondition, InvalidArgument, ShiftbossError
 from shiftboss.services.scheduler import hot, retries
-from shiftboss.services.scheduler.creation import insert_new_runs, into_core
-from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft
+from shiftboss.services.scheduler.creation import into_core
+from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, RunShape, RunShape
 from shiftboss.v1 import scheduler_pb2
 
 if TYPE_CHECKING:
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 MAX_RUNS = 10_000
 #: Times the runs are made again when a deployment changed before they were written.
 MAX_ATTEMPTS = 5
+#: Runs a statement inserts: the next chunk is made while the database writes one.
+CHUNK = 2_000
 
 
 @dataclass(slots=True)
@@ -104,14 +108,15 @@ async def create_runs(
         todo = [i for i, run_id in enumerate(ids) if run_id is None]
         if not todo:
             return ids, 0  # type: ignore[return-value]
-        made_from, drafts = await _drafts(service, items, todo)
+        made_from, shaped = await _shapes(service, items, todo)
         try:
             async with hot.transaction(service.db) as db:
                 current = await db.stamps({row.id for row in made_from})
                 stale = [row for row in made_from if current.get(row.id) != row.updated]
                 if stale:
                     raise _Stale(stale)  # nothing written: the transaction rolls back
-                told = await insert_new_runs(service, db, drafts)
+                drafts = await _insert(service, db, items, todo, shaped)
+                told = await service.ownership.tell_new_runs(db, drafts)
         except _Stale as exc:
             for row in exc.rows:
                 service.deployment_reader.forget(row)
@@ -145,8 +150,11 @@ async def _made_before(service: SchedulerService, items: list[_Item], keyed: dic
     return ids
 
 
-async def _drafts(service: SchedulerService, items: list[_Item], todo: list[int]) -> tuple[list[DeploymentRow], list[FlowRunDraft]]:
-    """The deployments the runs are made from, and the runs, checked and rendered."""
+async def _shapes(
+    service: SchedulerService, items: list[_Item], todo: list[int]
+) -> tuple[list[DeploymentRow], list[tuple[DeploymentRow, RunShape]]]:
+    """The deployments the runs are made from, and each run's deployment and shape: the
+    runs of one deployment, queue and set of job variables are checked and rendered once."""
     first: dict[str, int] = {}
     for i in todo:
         first.setdefault(items[i].deployment, i)
@@ -158,16 +166,49 @@ async def _drafts(service: SchedulerService, items: list[_Item], todo: list[int]
         if isinstance(row, BaseException):
             raise row
         deployments[name] = row
-    drafts = []
+    shapes: dict[tuple[str, str, str], RunShape] = {}
+    shaped = []
     for i in todo:
         item = items[i]
-        try:
-            drafts.append(
-                await service.draft_run(
-                    deployments[item.deployment], item.queue, item.parameters, item.run_variables, item.start, None,
-                    item.key, item.retry_policy,
-                )
-            )
-        except ShiftbossError as exc:
-            raise at(i, exc) from None
-    return list(deployments.values()), drafts
+        deployment = deployments[item.deployment]
+        key = (item.deployment, item.queue, json.dumps(item.run_variables, sort_keys=True) if item.run_variables else "")
+        shape = shapes.get(key)
+        if shape is None:
+            try:
+                shape = shapes[key] = await service.run_shape(deployment, item.queue, item.run_variables)
+            except ShiftbossError as exc:
+                raise at(i, exc) from None
+        shaped.append((deployment, shape))
+    return list(deployments.values()), shaped
+
+
+async def _insert(
+    service: SchedulerService,
+    db: hot.Statements,
+    items: list[_Item],
+    todo: list[int],
+    shaped: list[tuple[DeploymentRow, RunShape]],
+) -> list[FlowRunDraft]:
+    """The runs, made and inserted a chunk at a time in the caller's transaction: while the
+    database inserts one chunk, the next is made here."""
+    drafts: list[FlowRunDraft] = []
+    writing: asyncio.Task[None] | None = None
+    try:
+        for first in range(0, len(todo), CHUNK):
+            chunk = []
+            for i, (deployment, shape) in zip(todo[first : first + CHUNK], shaped[first : first + CHUNK]):
+                item = items[i]
+                chunk.append(service.new_draft(deployment, shape, item.parameters, item.start, None, item.key, item.retry_policy))
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(db.insert_runs(chunk))
+            drafts += chunk
+        if writing is not None:
+            await writing
+    except BaseException:
+        if writing is not None and not writing.done():
+            writing.cancel()
+            with contextlib.suppress(BaseException):
+                await writing
+        raise
+    return drafts

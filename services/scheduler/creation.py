@@ -123,7 +123,9 @@ class RunInserter(BatchWriter[NewRun]):
         async with hot.transaction(service.db) as db:
             current = await db.stamps({item.made_from.id for item in batch})
             fresh = [item for item in batch if current.get(item.made_from.id) == item.made_from.updated]
-            told = await insert_new_runs(service, db, [item.run for item in fresh])
+            await db.insert_runs([item.run for item in fresh])
+            # Runs of pools another replica dispatches: its core learns of them at commit.
+            told = await service.ownership.tell_new_runs(db, [item.run for item in fresh])
         into_core(service, [item.run for item in fresh], told)
         if len(fresh) < len(batch):
             written = {id(item) for item in fresh}
@@ -140,13 +142,6 @@ class RunInserter(BatchWriter[NewRun]):
         for item in batch:
             if not item.done.done():
                 item.done.set_result(None)
-
-
-async def insert_new_runs(service: SchedulerService, db: hot.Statements, runs: list[FlowRunDraft]) -> set[str]:
-    """Write new runs in the caller's transaction, in one statement, and tell the replicas
-    that dispatch their pools (their cores learn of them at commit). The pools told."""
-    await db.insert_runs(runs)
-    return await service.ownership.tell_new_runs(db, runs)
 
 
 def into_core(service: SchedulerService, runs: list[FlowRunDraft], told: set[str]) -> None:

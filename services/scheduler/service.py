@@ -23,7 +23,7 @@ from shiftboss.services.scheduler import background, bulk, deployments, readines
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler.creation import DeploymentReader, RunInserter, StaleDeployment
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
-from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, ScheduleRow, new_id, now_utc
+from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, RunShape, ScheduleRow, new_id, now_utc
 from shiftboss.services.scheduler.ownership import Ownership
 from shiftboss.services.scheduler.rendering import RenderCache, Rendering
 from shiftboss.services.scheduler.inbound import check_log_line
@@ -312,11 +312,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         retry_policy: tuple[int | None, float | None],
     ) -> FlowRunDraft:
         """A new run of the deployment, checked and rendered, not written yet."""
-        run = await self._new_run(deployment, queue, parameters, run_variables, start, slot)
-        run.idempotency_key = idempotency_key or None
-        run.retries = deployment.retries if retry_policy[0] is None else retry_policy[0]
-        run.retry_delay_seconds = deployment.retry_delay_seconds if retry_policy[1] is None else retry_policy[1]
-        return run
+        shape = await self.run_shape(deployment, queue, run_variables)
+        return self.new_draft(deployment, shape, parameters, start, slot, idempotency_key, retry_policy)
 
     async def _made_with(self, idempotency_key: str, deployment_name: str) -> FlowRunRow:
         """The run an earlier call with this key made (a retry of that call)."""
@@ -330,15 +327,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             )
         return run
 
-    async def _new_run(
-        self,
-        deployment: DeploymentRow,
-        queue: str,
-        parameters: dict[str, Any],
-        run_variables: dict[str, Any],
-        start: datetime | None,
-        slot: str | None,
-    ) -> FlowRunDraft:
+    async def run_shape(self, deployment: DeploymentRow, queue: str, run_variables: dict[str, Any]) -> RunShape:
+        """What every run of this deployment in this queue with these job variables shares,
+        checked and rendered: its queue exists, the pool admits its entrypoint, its job
+        configuration."""
         queue = queue or deployment.queue
         if queue != deployment.queue:
             await self.check_queue(deployment.pool, queue)
@@ -348,6 +340,23 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if not self.dispatcher.knows_queue(deployment.pool, queue):
             raise NotFound(f"work queue {queue!r} not found in work pool {deployment.pool!r}", field="queue")
         await self.check_entrypoint(deployment.pool, deployment.entrypoint)
+        return RunShape(
+            queue,
+            self.stored_variables(rendering.secret_names, run_variables),
+            seal_configuration(self.seal, rendering.configuration, rendering.secrets),
+        )
+
+    def new_draft(
+        self,
+        deployment: DeploymentRow,
+        shape: RunShape,
+        parameters: dict[str, Any],
+        start: datetime | None,
+        slot: str | None,
+        idempotency_key: str,
+        retry_policy: tuple[int | None, float | None],
+    ) -> FlowRunDraft:
+        """One run of that shape. Its documents may be shared with other runs: none is changed once made."""
         created = now_utc()
         run_id = new_id()
         return FlowRunDraft(
@@ -356,15 +365,18 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             deployment_id=deployment.id,
             deployment=deployment.name,
             pool=deployment.pool,
-            queue=queue,
+            queue=shape.queue,
             entrypoint=deployment.entrypoint,
-            parameters={**deployment.parameters, **parameters},
-            job_variables=self.stored_variables(rendering.secret_names, run_variables),
-            job_configuration=seal_configuration(self.seal, rendering.configuration, rendering.secrets),
+            parameters={**deployment.parameters, **parameters} if parameters else deployment.parameters,
+            job_variables=shape.job_variables,
+            job_configuration=shape.job_configuration,
             scheduled_start=start or created,
             state=states.SCHEDULED,
             created=created,
             slot=slot,
+            idempotency_key=idempotency_key or None,
+            retries=deployment.retries if retry_policy[0] is None else retry_policy[0],
+            retry_delay_seconds=deployment.retry_delay_seconds if retry_policy[1] is None else retry_policy[1],
             traceparent=self.observer.caller_traceparent(slot, run_id) if self.observer else "",
         )
 
