@@ -66,7 +66,7 @@ def at(index: int, exc: ShiftbossError) -> ShiftbossError:
     """The same refusal, naming the item: `runs[3].queue: ...`."""
     where = f"runs[{index}]"
     field = exc.field
-    if field and exc.message.startswith(f"{field}:"):
+    if field and exc.message.startswith((f"{field}:", f"{field}.")):
         message = f"{where}.{exc.message}"
     elif field:
         message = f"{where}.{field}: {exc.message}"

@@ -333,9 +333,15 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         configuration."""
         queue = queue or deployment.queue
         if queue != deployment.queue:
-            await self.check_queue(deployment.pool, queue)
+            try:
+                await self.check_queue(deployment.pool, queue)
+            except NotFound as exc:  # PoolService's answer, which names no field of ours
+                raise NotFound(exc.message, field="queue") from None
         check_unsealed(run_variables)
-        rendering = await self.render(deployment.pool, open_variables(self.seal, deployment.job_variables), run_variables)
+        try:
+            rendering = await self.render(deployment.pool, open_variables(self.seal, deployment.job_variables), run_variables)
+        except InvalidArgument as exc:  # TemplateService's answer
+            raise InvalidArgument(exc.message, field=exc.field or "job_variables") from None
         await self.ready.wait()
         if not self.dispatcher.knows_queue(deployment.pool, queue):
             raise NotFound(f"work queue {queue!r} not found in work pool {deployment.pool!r}", field="queue")
