@@ -685,8 +685,12 @@ async def _live_of(session: Any, pool: str, waiting_only: bool = False) -> list[
     from shiftboss.services.scheduler.models import FlowRunRow
 
     wanted = [states.SCHEDULED] if waiting_only else [states.SCHEDULED, *states.OCCUPYING]
-    query = select(FlowRunRow).where(FlowRunRow.pool == pool, FlowRunRow.state.in_(wanted)).order_by(FlowRunRow.seq)
-    return list((await session.execute(query)).scalars())
+    # What the core and the reclaim read, not whole runs: the reconcile reads every waiting
+    # run of a pool every few seconds, and objects with their documents decoded cost
+    # seconds of CPU at tens of thousands queued.
+    columns = (FlowRunRow.seq, FlowRunRow.pool, FlowRunRow.queue, FlowRunRow.state, FlowRunRow.scheduled_start, FlowRunRow.worker)
+    query = select(*columns).where(FlowRunRow.pool == pool, FlowRunRow.state.in_(wanted)).order_by(FlowRunRow.seq)
+    return list(await session.execute(query))
 
 
 __all__ = ["FORWARDED_HEADER", "Fence", "Fenced", "NotOwner", "Ownership"]
