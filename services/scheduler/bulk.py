@@ -29,7 +29,7 @@ from shiftboss._wire import from_struct
 from shiftboss.errors import Aborted, FailedPrecondition, InvalidArgument, ShiftbossError
 from shiftboss.services.scheduler import hot, retries
 from shiftboss.services.scheduler.creation import into_core
-from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, RunShape, RunShape
+from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, RunShape, now_utc, RunShape
 from shiftboss.v1 import scheduler_pb2
 
 if TYPE_CHECKING:
@@ -193,12 +193,15 @@ async def _insert(
     database inserts one chunk, the next is made here."""
     drafts: list[FlowRunDraft] = []
     writing: asyncio.Task[None] | None = None
+    created = now_utc()  # one moment for the runs of one call, as they commit together
     try:
         for first in range(0, len(todo), CHUNK):
             chunk = []
             for i, (deployment, shape) in zip(todo[first : first + CHUNK], shaped[first : first + CHUNK]):
                 item = items[i]
-                chunk.append(service.new_draft(deployment, shape, item.parameters, item.start, None, item.key, item.retry_policy))
+                chunk.append(
+                    service.new_draft(deployment, shape, item.parameters, item.start, None, item.key, item.retry_policy, created)
+                )
             if writing is not None:
                 await writing
             writing = asyncio.ensure_future(db.insert_runs(chunk))

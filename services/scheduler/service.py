@@ -361,9 +361,11 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         slot: str | None,
         idempotency_key: str,
         retry_policy: tuple[int | None, float | None],
+        created: datetime | None = None,
     ) -> FlowRunDraft:
-        """One run of that shape. Its documents may be shared with other runs: none is changed once made."""
-        created = now_utc()
+        """One run of that shape (`created` now, unless the caller made many at one moment).
+        Its documents may be shared with other runs: none is changed once made."""
+        created = created or now_utc()
         run_id = new_id()
         return FlowRunDraft(
             id=run_id,
