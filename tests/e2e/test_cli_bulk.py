@@ -1,14 +1,18 @@
-"""`shiftboss deployment run --count N` against a real server, its runs run by a real worker."""
+"""Bulk creates against a real server process: `shiftboss deployment run --count N`, its
+runs run by a real worker, and the SDK's call retried through a server restart."""
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from pathlib import Path
 
 from shiftboss.client import Client
 from shiftboss.v1 import scheduler_pb2
+from shiftboss.settings import load_settings
 from tests.e2e.conftest import ServerProcess, WorkerProcess, base_env
+from tests.e2e.test_worker import free_port
 from tests.waiting import wait_state
 
 TOUCH = '''
@@ -87,3 +91,25 @@ def test_count_mistakes_are_refused_and_write_nothing(cli) -> None:  # type: ign
     again = cli("deployment", "run", name, "--count", "3", "--idempotency-key", "nightly-42")
     assert first.code == again.code == 0 and first.out == again.out and len(first.out.split()) == 3
     assert sorted(made(cli, name)) == sorted(first.out.split())
+
+
+def test_the_sdk_retries_a_bulk_call_through_a_restart_and_makes_each_run_once(tmp_path: Path) -> None:
+    home, port = tmp_path / "home", free_port()
+    server = ServerProcess(home, base_env(home), ["--port", str(port)]).start()
+    settings = load_settings(environ={"SHIFTBOSS_HOME": str(tmp_path / "client-home"), "SHIFTBOSS_CREATE_RETRY_SECONDS": "30"})
+    try:
+        with Client(server.address, timeout=10, settings=settings) as client:
+            client.create_work_pool("steady", "process")
+            client.create_deployment("d", "steady", "flows/f.py:f")
+            assert server.stop() == 0
+            answered: list[object] = []
+            call = threading.Thread(target=lambda: answered.append(client.create_flow_runs([{"deployment": "d"}] * 50)))
+            call.start()  # tries while nothing listens, with the same keys every time
+            server = ServerProcess(home, base_env(home), ["--port", str(port)]).start()
+            call.join(60)
+            assert answered, "the call did not end"
+            reply = answered[0]
+            assert isinstance(reply, scheduler_pb2.CreateFlowRunsResponse) and len(set(reply.ids)) == 50
+            assert sorted(r.id for r in client.list_flow_runs(deployment="d").flow_runs) == sorted(reply.ids)
+    finally:
+        server.stop()
