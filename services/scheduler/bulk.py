@@ -2,13 +2,14 @@
 
 Each item is checked and made as CreateFlowRun makes its run (`check_new_run`, `run_shape`,
 `new_draft`; the runs of one deployment, queue and set of job variables share one check
-and one rendering), and a refusal names the item by its index (`runs[3].deployment: ...`). Then
-one transaction writes them all with one statement (creation.insert_new_runs), checking
-the `updated` stamps of their deployments as a batch of single creates does: a run made
-from a deployment that changed meanwhile makes the whole call start again from the
-deployments as they now are. Committed, the runs enter the core together, before the next
-admission pass; runs of a pool another replica dispatches are told to it in the same
-transaction, as for one run.
+and one rendering), and a refusal names the item by its index (`runs[3].deployment: ...`).
+Then one transaction writes them all, a statement per 2,000 runs (hot.py: on PostgreSQL,
+arrays; the next chunk is made while the database writes one), checking the `updated`
+stamps of their deployments as a batch of single creates does: a run made from a
+deployment that changed meanwhile makes the whole call start again from the deployments
+as they now are. Committed, the runs enter the core together, before the next admission
+pass; runs of a pool another replica dispatches are told to it in the same transaction,
+as for one run.
 
 Idempotency is per run: an item whose key made a run already (this call, retried) answers
 with that run's id and the others are made. Two items with one key are refused.
@@ -17,11 +18,12 @@ with that run's id and the others are made. Two items with one key are refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy.exc import IntegrityError
 
@@ -29,7 +31,7 @@ from shiftboss._wire import from_struct
 from shiftboss.errors import Aborted, FailedPrecondition, InvalidArgument, ShiftbossError
 from shiftboss.services.scheduler import hot, retries
 from shiftboss.services.scheduler.creation import into_core
-from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, RunShape, now_utc, RunShape
+from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, RunShape, now_utc
 from shiftboss.v1 import scheduler_pb2
 
 if TYPE_CHECKING:
@@ -107,7 +109,7 @@ async def create_runs(
         ids = await _made_before(service, items, keyed)
         todo = [i for i, run_id in enumerate(ids) if run_id is None]
         if not todo:
-            return ids, 0  # type: ignore[return-value]
+            return cast(list[str], ids), 0
         made_from, shaped = await _shapes(service, items, todo)
         try:
             async with hot.transaction(service.db) as db:
@@ -128,8 +130,10 @@ async def create_runs(
         into_core(service, drafts, told)
         for i, draft in zip(todo, drafts):
             ids[i] = draft.id
-        return ids, len(drafts)  # type: ignore[return-value]
-    raise Aborted("runs: their deployments kept changing while the runs were made; try again", field="runs")
+        return cast(list[str], ids), len(drafts)
+    raise Aborted(
+        "runs: not written: their deployments kept changing, or another call kept taking their keys; try again", field="runs"
+    )
 
 
 async def _made_before(service: SchedulerService, items: list[_Item], keyed: dict[str, int]) -> list[str | None]:

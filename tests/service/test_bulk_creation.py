@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import update
 
 from shiftboss import errors
 from shiftboss._wire import from_struct
 from shiftboss.client import AsyncClient, NewFlowRun
+from shiftboss.services.db import open_database, release_database
+from shiftboss.services.mesh import Mesh
 from shiftboss.services.scheduler.bulk import MAX_RUNS
+from shiftboss.services.scheduler.models import DeploymentRow, now_utc
 from shiftboss.v1 import scheduler_pb2
 from tests.service.test_scheduler import next_dispatch, nothing_dispatched, worker
 
@@ -150,3 +154,29 @@ async def test_bulk_and_single_creates_at_once(client: AsyncClient, pool: str) -
     )
     assert len(bulk.ids) == 200
     assert {r.id for r in await stored(client, pool)} == {*bulk.ids, *(s.id for s in singles)}
+
+
+async def test_two_calls_with_the_same_keys_at_once_make_each_run_once(client: AsyncClient, pool: str) -> None:
+    runs: list[NewFlowRun] = [{"deployment": "hello", "idempotency_key": f"race-{i}"} for i in range(300)]
+    first, second = await asyncio.gather(client.create_flow_runs(runs), client.create_flow_runs(runs))
+    assert list(first.ids) == list(second.ids)
+    assert first.created + second.created == 300
+    assert len(await stored(client, pool)) == 300
+
+
+async def test_runs_are_made_from_the_deployment_as_it_is_when_they_are_written(
+    client: AsyncClient, pool: str, mesh: Mesh
+) -> None:
+    """Another replica (here: a direct write) changes the deployment after this scheduler read
+    it: the call notices at its insert and makes every run again from the deployment as it is."""
+    await client.create_flow_runs([{"deployment": "hello"}])  # the deployment is kept from now on
+    db = open_database(mesh.settings.database_url_for("scheduler"))
+    try:
+        async with db.transaction() as session:
+            await session.execute(
+                update(DeploymentRow).where(DeploymentRow.name == "hello").values(parameters={"name": "changed"}, updated=now_utc())
+            )
+    finally:
+        await release_database(db)
+    reply = await client.create_flow_runs([{"deployment": "hello"}] * 3)
+    assert [from_struct((await client.get_flow_run(i)).parameters) for i in reply.ids] == [{"name": "changed"}] * 3
