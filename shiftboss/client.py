@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any, Required, TypedDict
 
 import grpc
 from grpc import aio
@@ -37,7 +37,7 @@ from shiftboss.v1 import (
     templates_pb2_grpc,
 )
 
-__all__ = ["Client", "AsyncClient", "STUBS"]
+__all__ = ["Client", "AsyncClient", "NewFlowRun", "STUBS"]
 
 #: Service short names and their stub classes; the CLI finds services here too.
 STUBS: dict[str, Any] = {
@@ -59,8 +59,8 @@ def _translate(exc: grpc.RpcError, address: str) -> ShiftbossError:
     return error_for_code(code.name, details)
 
 
-#: Calls safe to send again with the same request (they carry an idempotency key).
-_KEYED = frozenset({"CreateFlowRun", "RunDeployment"})
+#: Calls safe to send again with the same request (they carry an idempotency key, one per run).
+_KEYED = frozenset({"CreateFlowRun", "RunDeployment", "CreateFlowRuns"})
 #: Backoff between those tries, from the first to the most.
 _RETRY_FIRST_SECONDS, _RETRY_MOST_SECONDS = 0.2, 2.0
 
@@ -68,8 +68,26 @@ _RETRY_FIRST_SECONDS, _RETRY_MOST_SECONDS = 0.2, 2.0
 def _keyed(method: str, request: Any) -> None:
     """A create without an idempotency key gets one for this call (and all its tries), from
     the SDK's methods and the CLI alike."""
-    if method in _KEYED and not request.idempotency_key:
+    if method == "CreateFlowRuns":
+        for run in request.runs:
+            if not run.idempotency_key:
+                run.idempotency_key = uuid.uuid4().hex
+    elif method in _KEYED and not request.idempotency_key:
         request.idempotency_key = uuid.uuid4().hex
+
+
+class NewFlowRun(TypedDict, total=False):
+    """One run for `create_flow_runs`: what `create_flow_run` takes, by the same names."""
+
+    deployment: Required[str]
+    queue: str
+    parameters: dict[str, Any]
+    job_variables: dict[str, Any]
+    start_in: float
+    start_at: str
+    idempotency_key: str
+    retries: int
+    retry_delay_seconds: float
 
 
 def _again(exc: grpc.RpcError, method: str, waited: float, budget: float, delay: float) -> bool:
@@ -351,6 +369,28 @@ class _Api:
     ) -> Any:
         _set_optional(request, parameters=parameters, job_variables=job_variables, start_in=start_in)
         return self._invoke("SchedulerService", method, request)
+
+    def create_flow_runs(
+        self, runs: Iterable[NewFlowRun | scheduler_pb2.CreateFlowRunRequest]
+    ) -> scheduler_pb2.CreateFlowRunsResponse:
+        """Many runs in one call, all or none (at most 10,000): the reply's `ids` are theirs, in
+        order (`get_flow_run` reads one). Each run gets an idempotency key when it has none,
+        kept through the retries, so a call retried while the server is unavailable makes
+        each run once. A refusal names the run by its index: `runs[3].deployment: ...`."""
+        request = scheduler_pb2.CreateFlowRunsRequest()
+        for run in runs:
+            if isinstance(run, scheduler_pb2.CreateFlowRunRequest):
+                request.runs.append(run)
+                continue
+            item = request.runs.add(
+                deployment=run["deployment"], queue=run.get("queue", ""), start_at=run.get("start_at", ""),
+                idempotency_key=run.get("idempotency_key", ""),
+            )
+            _set_optional(
+                item, parameters=run.get("parameters"), job_variables=run.get("job_variables"), start_in=run.get("start_in"),
+                retries=run.get("retries"), retry_delay_seconds=run.get("retry_delay_seconds"),
+            )
+        return self._invoke("SchedulerService", "CreateFlowRuns", request)
 
     def run_deployment(
         self,

@@ -126,13 +126,7 @@ class RunInserter(BatchWriter[NewRun]):
             await db.insert_runs([item.run for item in fresh])
             # Runs of pools another replica dispatches: its core learns of them at commit.
             told = await service.ownership.tell_new_runs(db, [item.run for item in fresh])
-        elsewhere: dict[str, list[FlowRunDraft]] = {}
-        for item in fresh:
-            service.dispatcher.apply(run_store.Transition(item.run, "", states.SCHEDULED))
-            if not service.dispatcher.owns(item.run.pool) and item.run.pool not in told:
-                elsewhere.setdefault(item.run.pool, []).append(item.run)
-        for pool, runs in elsewhere.items():  # this replica lost the pool meanwhile: its new owner learns of them
-            service.ownership.tell_runs(pool, added=runs)
+        into_core(service, [item.run for item in fresh], told)
         if len(fresh) < len(batch):
             written = {id(item) for item in fresh}
             for item in batch:
@@ -148,3 +142,16 @@ class RunInserter(BatchWriter[NewRun]):
         for item in batch:
             if not item.done.done():
                 item.done.set_result(None)
+
+
+def into_core(service: SchedulerService, runs: list[FlowRunDraft], told: set[str]) -> None:
+    """Committed new runs into the core, all before the next admission pass (this is one
+    step of the event loop); those of pools owned elsewhere that the insert's transaction
+    did not tell (this replica lost the pool meanwhile), told to the new owner now."""
+    elsewhere: dict[str, list[FlowRunDraft]] = {}
+    for run in runs:
+        service.dispatcher.apply(run_store.Transition(run, "", states.SCHEDULED))
+        if not service.dispatcher.owns(run.pool) and run.pool not in told:
+            elsewhere.setdefault(run.pool, []).append(run)
+    for pool, added in elsewhere.items():
+        service.ownership.tell_runs(pool, added=added)

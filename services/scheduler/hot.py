@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import json
 import re
 from collections.abc import AsyncIterator
@@ -114,6 +115,10 @@ class CoreStatements:
         .with_for_update(read=True)
     )
 
+    _MADE_WITH = select(_RUNS.c.idempotency_key, _RUNS.c.id, _RUNS.c.deployment).where(
+        _RUNS.c.idempotency_key.in_(bindparam("_keys", expanding=True))
+    )
+
     def __init__(self, connection: Any) -> None:
         self.db = connection
 
@@ -162,6 +167,12 @@ class CoreStatements:
         database can, so none changes before the transaction commits)."""
         return {id_: updated for id_, updated in await self.db.execute(self._STAMPS, {"_ids": sorted(ids)})}
 
+    async def made_with(self, keys: list[str]) -> dict[str, tuple[str, str]]:
+        """The runs these idempotency keys made: key -> (run id, deployment name)."""
+        if not keys:
+            return {}
+        return {key: (id_, deployment) for key, id_, deployment in await self.db.execute(self._MADE_WITH, {"_keys": keys})}
+
 
 def _columns(names: Any) -> str:
     return ", ".join(names)
@@ -206,14 +217,6 @@ class PgStatements:
         + _history_from_arrays(len(CHANGED) + 2)
     )
     _ADD_HISTORY = _history_from_arrays(1)
-    _INSERT_RUNS = (
-        f"WITH new AS (INSERT INTO {_RUNS.name} ({_columns(INSERTED)}) "
-        f"SELECT {_columns(f'{n}::JSON' if n in _JSON else n for n in INSERTED)} "
-        f"FROM unnest({_unnest(INSERTED)}) WITH ORDINALITY AS v({_columns(INSERTED)}, n) ORDER BY n "
-        "RETURNING seq, id, state, created, message), "
-        f"h AS ({_history_insert('SELECT seq, state, created, message FROM new ORDER BY seq')}) "
-        "SELECT id, seq FROM new"
-    )
     _LEASE = (
         f"WITH leased AS (UPDATE {_RUNS.name} SET state = '{states.PENDING}', message = $2, worker = $3, "
         "lease = lease + 1, lease_expires = $4, dispatched = $5 "
@@ -222,6 +225,7 @@ class PgStatements:
         f"SELECT {_columns(DISPATCHED)} FROM leased"
     )
     _STAMPS = f"SELECT id, updated FROM {_DEPLOYMENTS.name} WHERE id = ANY($1::VARCHAR[]) FOR SHARE"
+    _MADE_WITH = f"SELECT idempotency_key, id, deployment FROM {_RUNS.name} WHERE idempotency_key = ANY($1::VARCHAR[])"
 
     def __init__(self, connection: Any) -> None:
         self.db = connection
@@ -245,16 +249,24 @@ class PgStatements:
     async def insert_runs(self, runs: list[FlowRunDraft]) -> None:
         if not runs:
             return
-        columns = [[getattr(run, key) for run in runs] for key in INSERTED]
-        for index, key in enumerate(INSERTED):
-            if key in _JSON:
-                columns[index] = [json.dumps(value) for value in columns[index]]
+        # A column whose value is the same for every run is sent once, not as an array: most
+        # are, for new runs (their state, their empty lease...), and an array costs asyncpg
+        # Python work per element. A document shared by runs is encoded once.
+        varying, same = [], []
+        for key in INSERTED:
+            values = [getattr(run, key) for run in runs]
+            first = values[0]
+            if key not in _PER_RUN and all(value is first or value == first for value in values):
+                same.append((key, json.dumps(first) if key in _JSON else first))
+            else:
+                varying.append((key, _encoded(values) if key in _JSON else values))
+        statement = _insert_statement(tuple(k for k, _ in varying), tuple(k for k, _ in same))
         try:
-            keys = dict(await self.db.fetch(self._INSERT_RUNS, *columns))
+            keys = dict(await self.db.fetch(statement, *(v for _, v in varying), *(v for _, v in same)))
         except asyncpg.IntegrityConstraintViolationError as exc:
             # As SQLAlchemy raises it on the other path, so callers catch one kind (a
             # schedule's slot taken by another replica).
-            raise IntegrityError(self._INSERT_RUNS, None, exc) from exc
+            raise IntegrityError(statement, None, exc) from exc
         for run in runs:
             run.seq = keys[run.id]
 
@@ -268,6 +280,43 @@ class PgStatements:
 
     async def stamps(self, ids: set[str]) -> dict[str, datetime]:
         return dict(await self.db.fetch(self._STAMPS, sorted(ids)))
+
+    async def made_with(self, keys: list[str]) -> dict[str, tuple[str, str]]:
+        if not keys:
+            return {}
+        return {key: (id_, deployment) for key, id_, deployment in await self.db.fetch(self._MADE_WITH, keys)}
+
+
+#: Columns sent as arrays whatever their values: the id, which tells the runs apart.
+_PER_RUN = frozenset({"id"})
+
+
+def _encoded(documents: list[Any]) -> list[str]:
+    """JSON texts of these documents, each object encoded once however many runs share it."""
+    texts: dict[int, str] = {}
+    out = []
+    for document in documents:
+        text = texts.get(id(document))
+        if text is None:
+            text = texts[id(document)] = json.dumps(document)
+        out.append(text)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_statement(varying: tuple[str, ...], same: tuple[str, ...]) -> str:
+    """New runs, and the first line of their histories: `varying` columns sent as arrays
+    (kept in their order), then `same` columns as one value each."""
+    first = len(varying) + 1
+    values = {n: f"v.{n}" for n in varying} | {n: f"${i}::{_PG_TYPES[n]}" for i, n in enumerate(same, first)}
+    return (
+        f"WITH new AS (INSERT INTO {_RUNS.name} ({_columns(INSERTED)}) "
+        f"SELECT {_columns(f'{values[n]}::JSON' if n in _JSON else values[n] for n in INSERTED)} "
+        f"FROM unnest({_unnest(varying)}) WITH ORDINALITY AS v({_columns(varying)}, n) ORDER BY n "
+        "RETURNING seq, id, state, created, message), "
+        f"h AS ({_history_insert('SELECT seq, state, created, message FROM new ORDER BY seq')}) "
+        "SELECT id, seq FROM new"
+    )
 
 
 def _history_columns(history: list[dict[str, Any]]) -> list[list[Any]]:

@@ -151,6 +151,17 @@ class FlowRunDraft:
     seq: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class RunShape:
+    """What the runs of one deployment, queue and set of job variables share: made once."""
+
+    queue: str
+    #: The run's job variables as stored (secrets sealed).
+    job_variables: dict[str, Any]
+    #: The rendered job configuration as stored (sealed whole when it holds secrets).
+    job_configuration: dict[str, Any]
+
+
 class StateChangeRow(SchedulerBase):
     __tablename__ = "flow_run_states"
 

@@ -601,7 +601,7 @@ class Ownership:
             listed = await service.call(stub.ListWorkers, heartbeats_pb2.ListWorkersRequest(pool=pool))
             online = {f"{w.pool}/{w.name}" for w in listed.workers if w.status == heartbeats_pb2.ONLINE}
             async with self.db.reading() as session:
-                holders = {r.worker for r in await _live_of(session, pool) if r.worker and r.state in states.OCCUPYING}
+                holders = {r.worker for r in await run_store.live(session, pool) if r.worker and r.state in states.OCCUPYING}
         except Exception as exc:  # noqa: BLE001 - they are reclaimed when they go OFFLINE again
             log.warning("workers of work pool %s not checked: %s", pool, exc)
             return

@@ -20,11 +20,11 @@ from shiftboss.errors import Aborted, FailedPrecondition, InvalidArgument, NotFo
 from shiftboss.services import paging
 from shiftboss.services.db import open_database, release_database
 from shiftboss.services.names import validate_name
-from shiftboss.services.scheduler import background, deployments, readiness, retries, slots, states
+from shiftboss.services.scheduler import background, bulk, deployments, readiness, retries, slots, states
 from shiftboss.services.scheduler import runs as run_store
 from shiftboss.services.scheduler.creation import DeploymentReader, RunInserter, StaleDeployment
 from shiftboss.services.scheduler.dispatch import Dispatcher, epoch
-from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, ScheduleRow, new_id, now_utc
+from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, FlowRunRow, RunShape, ScheduleRow, new_id, now_utc
 from shiftboss.services.scheduler.ownership import Ownership
 from shiftboss.services.scheduler.rendering import RenderCache, Rendering
 from shiftboss.services.scheduler.inbound import check_log_line
@@ -297,22 +297,15 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     ) -> FlowRunDraft | FlowRunRow:
         """A new run, committed and in the core; with an idempotency key a run made already,
         the one that key made."""
-        if not deployment_name:
-            raise InvalidArgument("deployment: a deployment name is required", field="deployment")
-        if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
-            raise InvalidArgument(
-                f"idempotency_key: at most {MAX_IDEMPOTENCY_KEY} characters, got {len(idempotency_key)}", field="idempotency_key"
-            )
-        run_variables = deployments.validate_object("job_variables", job_variables or {})
+        run_variables = self.check_new_run(deployment_name, idempotency_key, job_variables)
         for _ in range(MAX_CREATE_ATTEMPTS):
             deployment = await self.deployment_reader.get(deployment_name)
             try:
-                run = await self._new_run(deployment, queue, parameters or {}, run_variables, start, slot)
+                run = await self.draft_run(
+                    deployment, queue, parameters or {}, run_variables, start, slot, idempotency_key, retry_policy
+                )
             except StaleDeployment:
                 continue  # kept from before its queue was renamed: read again
-            run.idempotency_key = idempotency_key or None
-            run.retries = deployment.retries if retry_policy[0] is None else retry_policy[0]
-            run.retry_delay_seconds = deployment.retry_delay_seconds if retry_policy[1] is None else retry_policy[1]
             try:
                 await self.inserts.add(run, deployment)
             except StaleDeployment:
@@ -323,6 +316,32 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 return await self._made_with(idempotency_key, deployment_name)
             return run
         raise Aborted(f"deployment: {deployment_name!r} kept changing while the run was made; try again", field="deployment")
+
+    @staticmethod
+    def check_new_run(deployment_name: str, idempotency_key: str, job_variables: dict[str, Any] | None) -> dict[str, Any]:
+        """What a new run's request must hold before anything is looked up; its job variables."""
+        if not deployment_name:
+            raise InvalidArgument("deployment: a deployment name is required", field="deployment")
+        if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+            raise InvalidArgument(
+                f"idempotency_key: at most {MAX_IDEMPOTENCY_KEY} characters, got {len(idempotency_key)}", field="idempotency_key"
+            )
+        return deployments.validate_object("job_variables", job_variables or {})
+
+    async def draft_run(
+        self,
+        deployment: DeploymentRow,
+        queue: str,
+        parameters: dict[str, Any],
+        run_variables: dict[str, Any],
+        start: datetime | None,
+        slot: str | None,
+        idempotency_key: str,
+        retry_policy: tuple[int | None, float | None],
+    ) -> FlowRunDraft:
+        """A new run of the deployment, checked and rendered, not written yet."""
+        shape = await self.run_shape(deployment, queue, run_variables)
+        return self.new_draft(deployment, shape, parameters, start, slot, idempotency_key, retry_policy)
 
     async def _made_with(self, idempotency_key: str, deployment_name: str) -> FlowRunRow:
         """The run an earlier call with this key made (a retry of that call)."""
@@ -336,20 +355,21 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             )
         return run
 
-    async def _new_run(
-        self,
-        deployment: DeploymentRow,
-        queue: str,
-        parameters: dict[str, Any],
-        run_variables: dict[str, Any],
-        start: datetime | None,
-        slot: str | None,
-    ) -> FlowRunDraft:
+    async def run_shape(self, deployment: DeploymentRow, queue: str, run_variables: dict[str, Any]) -> RunShape:
+        """What every run of this deployment in this queue with these job variables shares,
+        checked and rendered: its queue exists, the pool admits its entrypoint, its job
+        configuration."""
         queue = queue or deployment.queue
         if queue != deployment.queue:
-            await self.check_queue(deployment.pool, queue)
+            try:
+                await self.check_queue(deployment.pool, queue)
+            except NotFound as exc:  # PoolService's answer, which names no field of ours
+                raise NotFound(exc.message, field="queue") from None
         check_unsealed(run_variables)
-        rendering = await self.render(deployment.pool, open_variables(self.seal, deployment.job_variables), run_variables)
+        try:
+            rendering = await self.render(deployment.pool, open_variables(self.seal, deployment.job_variables), run_variables)
+        except InvalidArgument as exc:  # TemplateService's answer
+            raise InvalidArgument(exc.message, field=exc.field or "job_variables") from None
         await self.ready.wait()
         if not self.dispatcher.knows_queue(deployment.pool, queue):
             if queue == deployment.queue and self.deployment_reader.kept.get(deployment.name) is deployment:
@@ -357,7 +377,26 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 raise StaleDeployment(deployment.name)
             raise NotFound(f"work queue {queue!r} not found in work pool {deployment.pool!r}", field="queue")
         await self.check_entrypoint(deployment.pool, deployment.entrypoint)
-        created = now_utc()
+        return RunShape(
+            queue,
+            self.stored_variables(rendering.secret_names, run_variables),
+            seal_configuration(self.seal, rendering.configuration, rendering.secrets),
+        )
+
+    def new_draft(
+        self,
+        deployment: DeploymentRow,
+        shape: RunShape,
+        parameters: dict[str, Any],
+        start: datetime | None,
+        slot: str | None,
+        idempotency_key: str,
+        retry_policy: tuple[int | None, float | None],
+        created: datetime | None = None,
+    ) -> FlowRunDraft:
+        """One run of that shape (`created` now, unless the caller made many at one moment).
+        Its documents may be shared with other runs: none is changed once made."""
+        created = created or now_utc()
         run_id = new_id()
         return FlowRunDraft(
             id=run_id,
@@ -365,15 +404,18 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             deployment_id=deployment.id,
             deployment=deployment.name,
             pool=deployment.pool,
-            queue=queue,
+            queue=shape.queue,
             entrypoint=deployment.entrypoint,
-            parameters={**deployment.parameters, **parameters},
-            job_variables=self.stored_variables(rendering.secret_names, run_variables),
-            job_configuration=seal_configuration(self.seal, rendering.configuration, rendering.secrets),
+            parameters={**deployment.parameters, **parameters} if parameters else deployment.parameters,
+            job_variables=shape.job_variables,
+            job_configuration=shape.job_configuration,
             scheduled_start=start or created,
             state=states.SCHEDULED,
             created=created,
             slot=slot,
+            idempotency_key=idempotency_key or None,
+            retries=deployment.retries if retry_policy[0] is None else retry_policy[0],
+            retry_delay_seconds=deployment.retry_delay_seconds if retry_policy[1] is None else retry_policy[1],
             traceparent=self.observer.caller_traceparent(slot, run_id) if self.observer else "",
         )
 
@@ -642,6 +684,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             retry_policy=retries.requested(request),
         )
         return self.to_proto(run)
+
+    async def CreateFlowRuns(self, request: scheduler_pb2.CreateFlowRunsRequest, context: Any) -> scheduler_pb2.CreateFlowRunsResponse:
+        ids, created = await bulk.create_runs(self, request.runs)
+        return scheduler_pb2.CreateFlowRunsResponse(ids=ids, created=created)
 
     async def GetFlowRun(self, request: scheduler_pb2.FlowRunRef, context: Any) -> scheduler_pb2.FlowRun:
         await check_own_run(self.db, request.id)

@@ -162,6 +162,39 @@ def show(command: Command, request: Any, reply: Any, fmt: str, file: str | None)
     print(getattr(reply, opts.secret))
 
 
+def build_bulk(command: Command, request: Any, count: int) -> Any:
+    """`count` items of the command's bulk RPC, each filled from the command's request."""
+    method = command.service.methods_by_name[command.options.bulk]
+    bulk = method.input_type._concrete_class()
+    items = getattr(bulk, next(f.name for f in method.input_type.fields if f.is_repeated and f.message_type is not None))
+    given = request.ListFields()
+    for index in range(count):
+        item = items.add()
+        for field, value in given:
+            target = arg_options(field).bulk_as or field.name
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                getattr(item, target).CopyFrom(value)
+            elif field.is_repeated:
+                getattr(item, target).extend(value)
+            elif target == "idempotency_key":  # one key per item, so each makes one
+                setattr(item, target, f"{value}-{index}")
+            else:
+                setattr(item, target, value)
+    return bulk
+
+
+def show_bulk(command: Command, reply: Any, fmt: str) -> None:
+    """A bulk reply: its first repeated field, one item a line, under a count (on stderr, so
+    the lines alone can be piped); `-o json`, the whole reply."""
+    if fmt == "json":
+        output.print_json(message_to_dict(reply))
+        return
+    items = getattr(reply, next(f.name for f in reply.DESCRIPTOR.fields if f.is_repeated))
+    output.stderr.print(f"{command.options.title or 'Made'}s: {len(items)}", markup=False, highlight=False)
+    for item in items:
+        print(item)
+
+
 def fail(exc: ShiftbossError) -> None:
     output.stderr.print(f"Error: {exc.message}", markup=False, highlight=False)
     raise SystemExit(1) from None
@@ -204,17 +237,33 @@ def make_command(command: Command, name: str, client_factory: Any) -> click.Comm
         params.append(click.Option(["--file", "file"], default=None, metavar="PATH", help="Write the document to this file."))
     if opts.watch:
         params.append(click.Option(["--watch", "watch_until_done"], is_flag=True, help="Follow it until it ends; exit 1 unless it COMPLETED."))
+    if opts.bulk:
+        params.append(
+            click.Option(
+                ["--count", "count"], type=click.IntRange(min=1), default=None, metavar="N",
+                help=f"Make N in one call ({opts.bulk}), all or none, and print their ids.",
+            )
+        )
 
-    def callback(fmt: str = "table", file: str | None = None, watch_until_done: bool = False, **values: Any) -> None:
+    def callback(
+        fmt: str = "table", file: str | None = None, watch_until_done: bool = False, count: int | None = None, **values: Any
+    ) -> None:
         request = build_request(command, values)
         if command.method.server_streaming:
             stream_lines(command, request, fmt, client_factory)
             return
+        if count is not None and watch_until_done:
+            raise click.BadParameter("--watch follows one run; it does not go with --count", param_hint="--count")
+        method = command.method.name if count is None else opts.bulk
+        sent = request if count is None else build_bulk(command, request, count)
         try:
             with client_factory() as client:
-                reply = client._invoke(command.service.name, command.method.name, request)
+                reply = client._invoke(command.service.name, method, sent)
         except ShiftbossError as exc:  # also a TLS file that cannot be read
             fail(exc)
+        if count is not None:
+            show_bulk(command, reply, fmt)
+            return
         show(command, request, reply, fmt, file)
         if watch_until_done:
             watch(command, reply, fmt, client_factory)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16shiftboss/v1/cli.proto\x12\x0cshiftboss.v1\x1a google/protobuf/descriptor.proto\"\xab\x01\n\nCliCommand\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05items\x18\x02 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\x12\x0c\n\x04\x64one\x18\x04 \x01(\t\x12\x13\n\x0bjson_output\x18\x05 \x01(\x08\x12\r\n\x05title\x18\x06 \x01(\t\x12\x10\n\x08\x64ocument\x18\x07 \x01(\t\x12\x0c\n\x04line\x18\x08 \x01(\t\x12\r\n\x05watch\x18\t \x01(\t\x12\x0e\n\x06secret\x18\n \x01(\t\"x\n\x06\x43liArg\x12\x12\n\npositional\x18\x01 \x01(\x08\x12\x0c\n\x04\x66lag\x18\x02 \x01(\t\x12\r\n\x05short\x18\x03 \x01(\t\x12\x0c\n\x04\x66ile\x18\x04 \x01(\x08\x12\x0c\n\x04json\x18\x05 \x01(\x08\x12\x0e\n\x06hidden\x18\x06 \x01(\x08\x12\x11\n\tkey_value\x18\x07 \x01(\x08:G\n\x03\x63li\x12\x1e.google.protobuf.MethodOptions\x18\xc5\x8a\x03 \x01(\x0b\x32\x18.shiftboss.v1.CliCommand:B\n\x03\x61rg\x12\x1d.google.protobuf.FieldOptions\x18\xc6\x8a\x03 \x01(\x0b\x32\x14.shiftboss.v1.CliArgb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16shiftboss/v1/cli.proto\x12\x0cshiftboss.v1\x1a google/protobuf/descriptor.proto\"\xb9\x01\n\nCliCommand\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05items\x18\x02 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\x12\x0c\n\x04\x64one\x18\x04 \x01(\t\x12\x13\n\x0bjson_output\x18\x05 \x01(\x08\x12\r\n\x05title\x18\x06 \x01(\t\x12\x10\n\x08\x64ocument\x18\x07 \x01(\t\x12\x0c\n\x04line\x18\x08 \x01(\t\x12\r\n\x05watch\x18\t \x01(\t\x12\x0e\n\x06secret\x18\n \x01(\t\x12\x0c\n\x04\x62ulk\x18\x0b \x01(\t\"\x89\x01\n\x06\x43liArg\x12\x12\n\npositional\x18\x01 \x01(\x08\x12\x0c\n\x04\x66lag\x18\x02 \x01(\t\x12\r\n\x05short\x18\x03 \x01(\t\x12\x0c\n\x04\x66ile\x18\x04 \x01(\x08\x12\x0c\n\x04json\x18\x05 \x01(\x08\x12\x0e\n\x06hidden\x18\x06 \x01(\x08\x12\x11\n\tkey_value\x18\x07 \x01(\x08\x12\x0f\n\x07\x62ulk_as\x18\x08 \x01(\t:G\n\x03\x63li\x12\x1e.google.protobuf.MethodOptions\x18\xc5\x8a\x03 \x01(\x0b\x32\x18.shiftboss.v1.CliCommand:B\n\x03\x61rg\x12\x1d.google.protobuf.FieldOptions\x18\xc6\x8a\x03 \x01(\x0b\x32\x14.shiftboss.v1.CliArgb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shiftboss.v1.cli_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CLICOMMAND']._serialized_start=75
-  _globals['_CLICOMMAND']._serialized_end=246
-  _globals['_CLIARG']._serialized_start=248
-  _globals['_CLIARG']._serialized_end=368
+  _globals['_CLICOMMAND']._serialized_end=260
+  _globals['_CLIARG']._serialized_start=263
+  _globals['_CLIARG']._serialized_end=400
 # @@protoc_insertion_point(module_scope)

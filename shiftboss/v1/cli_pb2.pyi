@@ -12,7 +12,7 @@ ARG_FIELD_NUMBER: _ClassVar[int]
 arg: _descriptor.FieldDescriptor
 
 class CliCommand(_message.Message):
-    __slots__ = ("path", "items", "columns", "done", "json_output", "title", "document", "line", "watch", "secret")
+    __slots__ = ("path", "items", "columns", "done", "json_output", "title", "document", "line", "watch", "secret", "bulk")
     PATH_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class CliCommand(_message.Message):
     LINE_FIELD_NUMBER: _ClassVar[int]
     WATCH_FIELD_NUMBER: _ClassVar[int]
     SECRET_FIELD_NUMBER: _ClassVar[int]
+    BULK_FIELD_NUMBER: _ClassVar[int]
     path: str
     items: str
     columns: _containers.RepeatedScalarFieldContainer[str]
@@ -33,10 +34,11 @@ class CliCommand(_message.Message):
     line: str
     watch: str
     secret: str
-    def __init__(self, path: _Optional[str] = ..., items: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., done: _Optional[str] = ..., json_output: _Optional[bool] = ..., title: _Optional[str] = ..., document: _Optional[str] = ..., line: _Optional[str] = ..., watch: _Optional[str] = ..., secret: _Optional[str] = ...) -> None: ...
+    bulk: str
+    def __init__(self, path: _Optional[str] = ..., items: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., done: _Optional[str] = ..., json_output: _Optional[bool] = ..., title: _Optional[str] = ..., document: _Optional[str] = ..., line: _Optional[str] = ..., watch: _Optional[str] = ..., secret: _Optional[str] = ..., bulk: _Optional[str] = ...) -> None: ...
 
 class CliArg(_message.Message):
-    __slots__ = ("positional", "flag", "short", "file", "json", "hidden", "key_value")
+    __slots__ = ("positional", "flag", "short", "file", "json", "hidden", "key_value", "bulk_as")
     POSITIONAL_FIELD_NUMBER: _ClassVar[int]
     FLAG_FIELD_NUMBER: _ClassVar[int]
     SHORT_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +46,7 @@ class CliArg(_message.Message):
     JSON_FIELD_NUMBER: _ClassVar[int]
     HIDDEN_FIELD_NUMBER: _ClassVar[int]
     KEY_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BULK_AS_FIELD_NUMBER: _ClassVar[int]
     positional: bool
     flag: str
     short: str
@@ -51,4 +54,5 @@ class CliArg(_message.Message):
     json: bool
     hidden: bool
     key_value: bool
-    def __init__(self, positional: _Optional[bool] = ..., flag: _Optional[str] = ..., short: _Optional[str] = ..., file: _Optional[bool] = ..., json: _Optional[bool] = ..., hidden: _Optional[bool] = ..., key_value: _Optional[bool] = ...) -> None: ...
+    bulk_as: str
+    def __init__(self, positional: _Optional[bool] = ..., flag: _Optional[str] = ..., short: _Optional[str] = ..., file: _Optional[bool] = ..., json: _Optional[bool] = ..., hidden: _Optional[bool] = ..., key_value: _Optional[bool] = ..., bulk_as: _Optional[str] = ...) -> None: ...

@@ -278,6 +278,20 @@ class CreateFlowRunRequest(_message.Message):
     retry_delay_seconds: float
     def __init__(self, deployment: _Optional[str] = ..., queue: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., start_in: _Optional[float] = ..., start_at: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., retries: _Optional[int] = ..., retry_delay_seconds: _Optional[float] = ...) -> None: ...
 
+class CreateFlowRunsRequest(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[CreateFlowRunRequest]
+    def __init__(self, runs: _Optional[_Iterable[_Union[CreateFlowRunRequest, _Mapping]]] = ...) -> None: ...
+
+class CreateFlowRunsResponse(_message.Message):
+    __slots__ = ("ids", "created")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    created: int
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., created: _Optional[int] = ...) -> None: ...
+
 class FlowRunRef(_message.Message):
     __slots__ = ("id",)
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -79,6 +79,11 @@ class SchedulerServiceStub:
                 request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.CreateFlowRunRequest.SerializeToString,
                 response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.FlowRun.FromString,
                 _registered_method=True)
+        self.CreateFlowRuns = channel.unary_unary(
+                '/shiftboss.v1.SchedulerService/CreateFlowRuns',
+                request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.CreateFlowRunsRequest.SerializeToString,
+                response_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.CreateFlowRunsResponse.FromString,
+                _registered_method=True)
         self.GetFlowRun = channel.unary_unary(
                 '/shiftboss.v1.SchedulerService/GetFlowRun',
                 request_serializer=shiftboss_dot_v1_dot_scheduler__pb2.FlowRunRef.SerializeToString,
@@ -224,7 +229,8 @@ class SchedulerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RunDeployment(self, request, context):
-        """Create a run of a deployment now (or later) and print it.
+        """Create a run of a deployment now (or later) and print it; with --count N, N runs in one
+        call of CreateFlowRuns, all or none, printing their ids.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -232,6 +238,14 @@ class SchedulerServiceServicer:
 
     def CreateFlowRun(self, request, context):
         """Create a flow run of a deployment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateFlowRuns(self, request, context):
+        """Create many flow runs in one call, all or none: a bad item (named by its index) writes
+        nothing. Each run's idempotency key means what it means for CreateFlowRun.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -412,6 +426,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.CreateFlowRun,
                     request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.CreateFlowRunRequest.FromString,
                     response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.FlowRun.SerializeToString,
+            ),
+            'CreateFlowRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateFlowRuns,
+                    request_deserializer=shiftboss_dot_v1_dot_scheduler__pb2.CreateFlowRunsRequest.FromString,
+                    response_serializer=shiftboss_dot_v1_dot_scheduler__pb2.CreateFlowRunsResponse.SerializeToString,
             ),
             'GetFlowRun': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFlowRun,
@@ -747,6 +766,33 @@ class SchedulerService:
             '/shiftboss.v1.SchedulerService/CreateFlowRun',
             shiftboss_dot_v1_dot_scheduler__pb2.CreateFlowRunRequest.SerializeToString,
             shiftboss_dot_v1_dot_scheduler__pb2.FlowRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateFlowRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shiftboss.v1.SchedulerService/CreateFlowRuns',
+            shiftboss_dot_v1_dot_scheduler__pb2.CreateFlowRunsRequest.SerializeToString,
+            shiftboss_dot_v1_dot_scheduler__pb2.CreateFlowRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -176,6 +176,28 @@ async def test_prefect_work_queue_renamed_through_the_other_replica_is_renamed_a
             await stream.close()
 
 
+async def test_runs_made_in_bulk_through_the_other_replica_reach_the_owners_worker(replicas: tuple[Mesh, Mesh]) -> None:
+    a, _ = replicas
+    await made_through(a, "etl")
+    owner, other = await owner_and_other(replicas, "etl")
+    async with AsyncClient(other.settings.api_address, timeout=10) as through_other:
+        # Enough runs that the owner is told of them in several notices.
+        made = await through_other.create_flow_runs([{"deployment": "d"}] * 500)
+    # Told at commit, not found by the owner's periodic reconcile (every 10 s).
+    await until(lambda: len(scheduler(owner).dispatcher.pools["etl"].state) == 500, 2.0)
+    async with AsyncClient(owner.settings.api_address, timeout=10) as at_owner:
+        stream = WorkerStream(at_owner, scheduler_pb2.Hello(name="w", pool="etl"))
+        await stream.open(10)
+        received: list[str] = []
+        while len(received) < len(made.ids):
+            message = await stream.receive(10)
+            assert message is not None, f"the stream ended after {len(received)} runs"
+            if message.WhichOneof("kind") == "dispatch":
+                received.append(message.dispatch.run)
+        assert sorted(received) == sorted(made.ids)
+        await stream.close()
+
+
 def run_seq_in_core(mesh: Mesh, pool: str) -> bool:
     runtime = scheduler(mesh).dispatcher.pools.get(pool)
     return runtime is not None and len(runtime.state) > 0
