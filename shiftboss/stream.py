@@ -26,6 +26,18 @@ __all__ = ["Redirected", "SchedulerSilent", "WorkerStream"]
 Worker = scheduler_pb2.WorkerMessage
 
 
+def fold_credits(messages: list[scheduler_pb2.WorkerMessage]) -> list[scheduler_pb2.WorkerMessage]:
+    """A batch carries one Credits, the latest count, where the last one stood: an earlier
+    count is out of date by the time the batch is read."""
+    last = None
+    for index, message in enumerate(messages):
+        if message.WhichOneof("kind") == "credits":
+            last = index
+    if last is None:
+        return messages
+    return [m for i, m in enumerate(messages) if i == last or m.WhichOneof("kind") != "credits"]
+
+
 class SchedulerSilent(Unavailable):
     """The scheduler at the other end stopped answering (stopped, paused, cut off)."""
 
@@ -61,10 +73,13 @@ class WorkerStream:
             message = await outgoing.get()
             if message is None:
                 return
+            # One turn of the loop first, so what the same wake-up queues (a run's Started and
+            # Finished, several runs' outcomes) leaves in this write rather than in the next.
+            await asyncio.sleep(0)
             if outgoing.empty():
                 yield message
             else:
-                yield Worker(batch=scheduler_pb2.WorkerBatch(messages=gather(message, outgoing)))
+                yield Worker(batch=scheduler_pb2.WorkerBatch(messages=fold_credits(gather(message, outgoing))))
 
     async def open(self, timeout: float | None = None) -> scheduler_pb2.Welcome:
         """Connect and wait for Welcome; a refused Hello raises its shiftboss error, a

@@ -99,6 +99,10 @@ class StreamHandler:
             outbox = session.outbox
             while True:
                 message = await outbox.get()
+                if message is not None and session.batches:
+                    # One turn of the loop first, so what the same wake-up queues for this worker
+                    # (an admission pass's dispatches, a commit's Settled) leaves in one write.
+                    await asyncio.sleep(0)
                 if message is not None and session.batches and not outbox.empty():
                     messages = [m for m in gather(message, outbox) if m is not PING]  # more than a ping to send
                     message = Message(batch=scheduler_pb2.SchedulerBatch(messages=messages))
