@@ -6,7 +6,9 @@ holding its Dispatch. Throughput is runs created 32 at a time by the SDK until e
 COMPLETED, served by four real `shiftboss worker start --type noop` processes (the median
 of three bursts, with the slowest and fastest shown), counted in the database itself so
 that counting costs the server nothing; the server's CPU time per run (user and system,
-from /proc) is read around each burst.
+from /proc) is read around each burst. Then the stream alone: a burst created while the
+pool is paused (what creating costs the server, apart) and served once it is resumed,
+dispatched -> COMPLETED.
 
 SHIFTBOSS_BENCH_BASELINE names another `shiftboss` command (another checkout's venv, say
 main's): its server and workers are then measured too, in the same run right before
@@ -177,7 +179,22 @@ async def throughput(client: AsyncClient, server: ServerProcess, url: str, home:
             rates.append(runs / (time.perf_counter() - started))
             server_cpu.append((cpu_seconds(server.proc.pid) - cpu) * 1000 / runs)
             worker_cpu.append((sum(map(cpu_seconds, pids)) - cpu_workers) * 1000 / runs)
-        assert ended == {"COMPLETED": BURSTS * runs}, f"runs that did not complete: {ended}"
+        # The stream alone: runs created while the pool is paused (the server's CPU for
+        # creating them measured apart), then resumed and served to COMPLETED.
+        await client.pause_work_pool("bench")
+        cpu = cpu_seconds(server.proc.pid)
+        await asyncio.gather(*(create() for _ in range(runs)))
+        create_cpu = (cpu_seconds(server.proc.pid) - cpu) * 1000 / runs
+        cpu, cpu_workers = cpu_seconds(server.proc.pid), sum(map(cpu_seconds, pids))
+        started = time.perf_counter()
+        await client.resume_work_pool("bench")
+        while sum((ended := await ended_runs(db, "burst")).values()) < (BURSTS + 1) * runs:
+            assert time.monotonic() < deadline + 300, f"runs ended by now: {ended}"
+            await asyncio.sleep(0.02)
+        drained = runs / (time.perf_counter() - started)
+        stream_cpu = (cpu_seconds(server.proc.pid) - cpu) * 1000 / runs
+        stream_worker_cpu = (sum(map(cpu_seconds, pids)) - cpu_workers) * 1000 / runs
+        assert ended == {"COMPLETED": (BURSTS + 1) * runs}, f"runs that did not complete: {ended}"
     finally:
         await release_database(db)
         for worker in workers:
@@ -188,6 +205,10 @@ async def throughput(client: AsyncClient, server: ServerProcess, url: str, home:
         "runs_per_second_max": max(rates),
         "server_cpu_ms_per_run": statistics.median(server_cpu),
         "worker_cpu_ms_per_run": statistics.median(worker_cpu),
+        "create_cpu_ms_per_run": create_cpu,
+        "drain_runs_per_second": drained,
+        "drain_server_cpu_ms_per_run": stream_cpu,
+        "drain_worker_cpu_ms_per_run": stream_worker_cpu,
     }
 
 
@@ -276,8 +297,9 @@ def test_dispatch_latency_and_throughput(benchmark, report, backend: str, tmp_pa
         f"{backend}, {RUNS:,} runs: created->dispatched p50 {empty['p50_ms']:.2f} ms p99 {empty['p99_ms']:.2f} ms; "
         f"created->COMPLETED {empty['runs_per_second']:.0f} runs/s with {WORKERS} noop worker processes "
         f"({empty['runs_per_second_min']:.0f}-{empty['runs_per_second_max']:.0f}), server CPU "
-        f"{empty['server_cpu_ms_per_run']:.2f} ms/run, workers {empty['worker_cpu_ms_per_run']:.2f} ms/run, "
-        f"load {empty['load_before']:.1f} | with {QUEUED:,} queued: "
+        f"{empty['server_cpu_ms_per_run']:.2f} ms/run ({empty['create_cpu_ms_per_run']:.2f} of them creating it), "
+        f"workers {empty['worker_cpu_ms_per_run']:.2f} ms/run, load {empty['load_before']:.1f}; queued -> COMPLETED "
+        f"{empty['drain_runs_per_second']:.0f} runs/s, server CPU {empty['drain_server_cpu_ms_per_run']:.2f} ms/run | with {QUEUED:,} queued: "
         f"p50 {loaded['p50_ms']:.2f} ms p99 {loaded['p99_ms']:.2f} ms, {loaded['runs_per_second']:.0f} runs/s "
         f"(x{empty['runs_per_second'] / loaded['runs_per_second']:.2f} slower)"
     )
@@ -288,7 +310,10 @@ def test_dispatch_latency_and_throughput(benchmark, report, backend: str, tmp_pa
             f"{before['server_cpu_ms_per_run']:.2f} ms/run, workers {before['worker_cpu_ms_per_run']:.2f} ms/run: "
             f"x{empty['runs_per_second'] / before['runs_per_second']:.2f} runs/s, "
             f"x{before['server_cpu_ms_per_run'] / empty['server_cpu_ms_per_run']:.2f} less server CPU, "
-            f"x{before['worker_cpu_ms_per_run'] / empty['worker_cpu_ms_per_run']:.2f} less worker CPU per run"
+            f"x{before['worker_cpu_ms_per_run'] / empty['worker_cpu_ms_per_run']:.2f} less worker CPU per run; "
+            f"queued -> COMPLETED {before['drain_runs_per_second']:.0f} runs/s, server CPU "
+            f"{before['drain_server_cpu_ms_per_run']:.2f} ms/run: x{empty['drain_runs_per_second'] / before['drain_runs_per_second']:.2f} "
+            f"runs/s, x{before['drain_server_cpu_ms_per_run'] / empty['drain_server_cpu_ms_per_run']:.2f} less server CPU"
         )
         figures.update({f"before_{k}": v for k, v in before.items()})
     report(line, **figures)
