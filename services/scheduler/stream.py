@@ -5,6 +5,8 @@ Finished with the current lease is a no-op, and one with a stale lease is refuse
 a Refused message instead of breaking the stream. A recorded Finished is answered with
 Settled; outcomes not settled when a stream drops travel in the next Hello and are
 recorded before anything is dispatched, so a finished run is never sent out again.
+Started acknowledges its dispatch as an Ack would: a worker sends Ack only for a run it
+takes now and starts later, and one that sends both is served the same.
 
 What a worker sends is trusted no further than its stream's identity: Hello must come
 within `hello_timeout_seconds` and pass the checks of a unary request (inbound.py); every
