@@ -107,7 +107,8 @@ class StreamHandler:
                     await asyncio.sleep(0)
                 if message is not None and session.batches and not outbox.empty():
                     messages = [m for m in gather(message, outbox) if m is not PING]  # more than a ping to send
-                    message = Message(batch=scheduler_pb2.SchedulerBatch(messages=messages))
+                    message = Message()
+                    message.batch.messages.extend(messages)  # one copy each, into the message sent
                 if message is None:
                     if session.failure is not None:
                         # Set, not raised: an abort after messages went out loses its status.
@@ -274,7 +275,9 @@ class StreamHandler:
 
                 runtime = self.dispatcher.pools.get(run.pool)
                 allowed = runtime.allowed_entrypoints if runtime is not None else ()
-                session.send(Message(dispatch=dispatch_message(run, self.service.seal, allowed)))
+                out = Message()
+                dispatch_message(run, self.service.seal, allowed, into=out.dispatch)
+                session.send(out)
                 continue
             target = states.CANCELLED if run.state == states.CANCELLING else states.CRASHED
             reason = f"worker {session.name} reconnected without it: the process that ran it is gone"
