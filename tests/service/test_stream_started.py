@@ -56,20 +56,28 @@ async def dispatched(stream: RawStream, count: int) -> dict[str, scheduler_pb2.D
     return found
 
 
-async def test_started_without_ack_holds_the_lease_and_settles(client: AsyncClient, pool: str) -> None:
+@pytest.mark.parametrize("acknowledged_by", ["started", "ack"])
+async def test_started_or_ack_alone_holds_the_lease_and_settles(client: AsyncClient, pool: str, acknowledged_by: str) -> None:
+    """Started alone: a run that starts at once. Ack alone: a run taken now, started later."""
     taken, ignored = await client.create_flow_run("hello"), await client.create_flow_run("hello")
     stream = RawStream(client, Hello(name="raw", pool="pool", limit=2, batches=True))
     try:
         await stream.next_of("welcome")
         leases = await dispatched(stream, 2)
-        stream.send(started(leases[taken.id]))  # no Ack
-        assert (await async_wait_state(client, taken.id, "RUNNING")).worker == "raw"
+        if acknowledged_by == "started":
+            stream.send(started(leases[taken.id]))  # no Ack
+            assert (await async_wait_state(client, taken.id, "RUNNING")).worker == "raw"
+        else:
+            stream.send(Worker(ack=scheduler_pb2.Ack(run=taken.id, lease=leases[taken.id].lease)))
         # The run nobody acknowledged lapses and is dispatched again, under a new lease; the
-        # one acknowledged by its Started alone stays this worker's all the while.
+        # acknowledged one stays this worker's all the while.
         again = (await stream.next_of("dispatch")).dispatch
         assert again.run == ignored.id and again.lease > leases[ignored.id].lease
         run = await client.get_flow_run(taken.id)
-        assert (scheduler_pb2.RunState.Name(run.state), run.worker) == ("RUNNING", "raw")
+        expected = "RUNNING" if acknowledged_by == "started" else "PENDING"
+        assert (scheduler_pb2.RunState.Name(run.state), run.worker) == (expected, "raw")
+        if acknowledged_by == "ack":
+            stream.send(started(leases[taken.id]))
         stream.send(finished(leases[taken.id]))
         [answer] = await stream.answers(1)
         assert answer.WhichOneof("kind") == "settled"
@@ -95,24 +103,6 @@ async def test_a_worker_sending_ack_then_started_is_served_as_before(client: Asy
         assert answer.WhichOneof("kind") == "settled" and answer.settled.run == run.id
         done = await async_wait_state(client, run.id, "COMPLETED")
         assert history(done) == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"] and done.worker == "old"
-    finally:
-        await stream.close()
-
-
-async def test_ack_alone_holds_a_run_that_starts_later(client: AsyncClient, pool: str) -> None:
-    run, control = await client.create_flow_run("hello"), await client.create_flow_run("hello")
-    stream = RawStream(client, Hello(name="later", pool="pool", limit=2, batches=True))
-    try:
-        await stream.next_of("welcome")
-        leases = await dispatched(stream, 2)
-        stream.send(Worker(ack=scheduler_pb2.Ack(run=run.id, lease=leases[run.id].lease)))
-        again = (await stream.next_of("dispatch")).dispatch  # the other lapsed meanwhile
-        assert again.run == control.id
-        assert scheduler_pb2.RunState.Name((await client.get_flow_run(run.id)).state) == "PENDING"
-        stream.send(started(leases[run.id]), finished(leases[run.id]))
-        [answer] = await stream.answers(1)
-        assert answer.WhichOneof("kind") == "settled" and answer.settled.run == run.id
-        await async_wait_state(client, run.id, "COMPLETED")
     finally:
         await stream.close()
 
