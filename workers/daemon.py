@@ -134,7 +134,7 @@ class Daemon:
             return
         stamp = datetime.now().strftime("%H:%M:%S")
         if self.plain is None:
-            self.plain = not self.console.is_terminal
+            self.plain = isinstance(self.console, Console) and not self.console.is_terminal
         if self.plain:  # a pipe or a file: no colour and no wrapping, so none of rich's rendering per line
             self.console.file.write(f"{stamp} {text}\n")
             self.console.file.flush()
