@@ -84,7 +84,9 @@ class WorkerStream:
             if outgoing.empty():
                 yield message
             else:
-                yield Worker(batch=scheduler_pb2.WorkerBatch(messages=fold_credits(gather(message, outgoing))))
+                batch = Worker()
+                batch.batch.messages.extend(fold_credits(gather(message, outgoing)))  # one copy each
+                yield batch
 
     async def open(self, timeout: float | None = None) -> scheduler_pb2.Welcome:
         """Connect and wait for Welcome; a refused Hello raises its shiftboss error, a
