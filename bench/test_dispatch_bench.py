@@ -245,6 +245,7 @@ async def queue_far_future_runs(url: str, count: int) -> None:
 
 
 async def scenario(backend: str, tmp: Path, runs: int, queued: int, executable: Path = BIN) -> dict[str, float]:
+    tmp.mkdir(parents=True, exist_ok=True)  # the workers' working directory too
     url, database = await database_for(backend, tmp)
     server = start_server(tmp, url, executable)
     try:
@@ -288,6 +289,7 @@ async def scenario(backend: str, tmp: Path, runs: int, queued: int, executable: 
             await drop_postgres_database(database)
 
 
+@pytest.mark.timeout(1800)  # up to three servers, each with 10,000 runs through it
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_dispatch_latency_and_throughput(benchmark, report, backend: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     before = asyncio.run(scenario(backend, tmp_path / "before", RUNS, 0, Path(BASELINE))) if BASELINE else None
