@@ -1,16 +1,24 @@
 """Push dispatch end to end through a real server: latency and throughput, SQLite and PostgreSQL.
 
-The server is `shiftboss server start` in its own process, as users run it; this process
-is the load: the SDK creating runs and four no-op workers, stream clients that
-acknowledge, start and finish each run at once. Latency is one run at a time, from the
-user's CreateFlowRun call to the worker holding its Dispatch; throughput is runs created
-32 at a time until each is COMPLETED, as the server answers every Finished with Settled
-once it is committed (the median of three bursts, with the slowest and fastest shown).
+The server is `shiftboss server start` in its own process, as users run it. Latency is one
+run at a time, from the user's CreateFlowRun call to a stream client in this process
+holding its Dispatch. Throughput is runs created 32 at a time by the SDK until each is
+COMPLETED, served by four real `shiftboss worker start --type noop` processes (the median
+of three bursts, with the slowest and fastest shown), counted in the database itself so
+that counting costs the server nothing; the server's CPU time per run (user and system,
+from /proc) is read around each burst. Then the stream alone: a burst created while the
+pool is paused (what creating costs the server, apart) and served once it is resumed,
+dispatched -> COMPLETED.
+
+SHIFTBOSS_BENCH_BASELINE names another `shiftboss` command (another checkout's venv, say
+main's): its server and workers are then measured too, in the same run right before
+ours, and the figures are given as ratios of it, with the machine's load beside them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from datetime import timedelta
@@ -24,7 +32,7 @@ from shiftboss.settings import load_settings
 from shiftboss.stream import WorkerStream
 from shiftboss.v1 import scheduler_pb2
 from tests.conftest import create_postgres_database, drop_postgres_database, postgres_url
-from tests.e2e.conftest import ServerProcess, base_env
+from tests.e2e.conftest import BIN, ServerProcess, WorkerProcess, base_env
 
 BACKENDS = ["sqlite", "postgres"]
 #: Runs measured, one at a time for latency and 32 in flight for throughput.
@@ -34,6 +42,17 @@ QUEUED = 10_000
 #: Throughput is the median of this many bursts of RUNS: the machine is shared, and one
 #: burst of two seconds can land on a busy moment.
 BURSTS = 3
+#: Worker processes serving the throughput bursts.
+WORKERS = 4
+#: Another `shiftboss` command to measure side by side (before vs after).
+BASELINE = os.environ.get("SHIFTBOSS_BENCH_BASELINE", "")
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 class Tally:
@@ -81,8 +100,7 @@ class NoopWorker:
             dispatch = message.dispatch
             self.received[dispatch.run] = time.perf_counter()
             self.dispatched.set()
-            self.stream.ack(dispatch)
-            self.stream.started(dispatch.run, dispatch.lease)
+            self.stream.started(dispatch.run, dispatch.lease)  # Started acknowledges the dispatch
             self.stream.finished(dispatch.run, dispatch.lease, "COMPLETED", exit_code=0)
 
     async def stop(self) -> None:
@@ -109,8 +127,89 @@ async def mesh_on(backend: str, tmp: Path) -> tuple[Mesh, str | None]:
     return mesh, name
 
 
-def start_server(home: Path, url: str) -> ServerProcess:
-    return ServerProcess(home, base_env(home, SHIFTBOSS_DATABASE_URL=url, SHIFTBOSS_HEARTBEAT_SECONDS="30")).start()
+def start_server(home: Path, url: str, executable: Path = BIN) -> ServerProcess:
+    env = base_env(home, SHIFTBOSS_DATABASE_URL=url, SHIFTBOSS_HEARTBEAT_SECONDS="30")
+    return ServerProcess(home, env, executable=executable).start()
+
+
+async def ended_runs(db: object, deployment: str) -> dict[str, int]:
+    """How many runs of a deployment are in each final state, read from the database."""
+    from sqlalchemy import text
+
+    async with db.reading() as session:  # type: ignore[attr-defined]
+        rows = await session.execute(
+            text("SELECT state, count(*) FROM flow_runs WHERE deployment = :d AND state IN "
+                 "('COMPLETED', 'FAILED', 'CRASHED', 'CANCELLED') GROUP BY state"),
+            {"d": deployment},
+        )
+        return {state: count for state, count in rows}
+
+
+async def throughput(client: AsyncClient, server: ServerProcess, url: str, home: Path, runs: int) -> dict[str, float]:
+    """Bursts of `runs` created 32 at a time, each until all are COMPLETED, served by real
+    noop worker processes: runs/s, and server and worker CPU milliseconds per run."""
+    from shiftboss.services.db import open_database, release_database
+
+    env = base_env(home, SHIFTBOSS_API_ADDRESS=server.address)
+    workers = [
+        WorkerProcess(["-p", "bench", "-n", f"w{i}", "--type", "noop"], home, env, executable=server.executable)
+        for i in range(WORKERS)
+    ]
+    db = open_database(url)
+    try:
+        for worker in workers:
+            worker.wait_for_line("connected to")
+        sem = asyncio.Semaphore(32)
+
+        async def create() -> None:
+            async with sem:
+                await client.create_flow_run("burst")
+
+        assert server.proc is not None
+        pids = [w.proc.pid for w in workers]
+        rates, server_cpu, worker_cpu = [], [], []
+        for burst in range(1, BURSTS + 1):
+            cpu, cpu_workers = cpu_seconds(server.proc.pid), sum(map(cpu_seconds, pids))
+            started = time.perf_counter()
+            await asyncio.gather(*(create() for _ in range(runs)))
+            deadline = time.monotonic() + 300
+            while sum((ended := await ended_runs(db, "burst")).values()) < burst * runs:
+                assert time.monotonic() < deadline, f"runs ended by now: {ended}"
+                await asyncio.sleep(0.02)
+            rates.append(runs / (time.perf_counter() - started))
+            server_cpu.append((cpu_seconds(server.proc.pid) - cpu) * 1000 / runs)
+            worker_cpu.append((sum(map(cpu_seconds, pids)) - cpu_workers) * 1000 / runs)
+        # The stream alone: runs created while the pool is paused (the server's CPU for
+        # creating them measured apart), then resumed and served to COMPLETED.
+        await client.pause_work_pool("bench")
+        cpu = cpu_seconds(server.proc.pid)
+        await asyncio.gather(*(create() for _ in range(runs)))
+        create_cpu = (cpu_seconds(server.proc.pid) - cpu) * 1000 / runs
+        cpu, cpu_workers = cpu_seconds(server.proc.pid), sum(map(cpu_seconds, pids))
+        started = time.perf_counter()
+        await client.resume_work_pool("bench")
+        while sum((ended := await ended_runs(db, "burst")).values()) < (BURSTS + 1) * runs:
+            assert time.monotonic() < deadline + 300, f"runs ended by now: {ended}"
+            await asyncio.sleep(0.02)
+        drained = runs / (time.perf_counter() - started)
+        stream_cpu = (cpu_seconds(server.proc.pid) - cpu) * 1000 / runs
+        stream_worker_cpu = (sum(map(cpu_seconds, pids)) - cpu_workers) * 1000 / runs
+        assert ended == {"COMPLETED": (BURSTS + 1) * runs}, f"runs that did not complete: {ended}"
+    finally:
+        await release_database(db)
+        for worker in workers:
+            worker.stop()
+    return {
+        "runs_per_second": statistics.median(rates),
+        "runs_per_second_min": min(rates),
+        "runs_per_second_max": max(rates),
+        "server_cpu_ms_per_run": statistics.median(server_cpu),
+        "worker_cpu_ms_per_run": statistics.median(worker_cpu),
+        "create_cpu_ms_per_run": create_cpu,
+        "drain_runs_per_second": drained,
+        "drain_server_cpu_ms_per_run": stream_cpu,
+        "drain_worker_cpu_ms_per_run": stream_worker_cpu,
+    }
 
 
 async def queue_far_future_runs(url: str, count: int) -> None:
@@ -145,19 +244,20 @@ async def queue_far_future_runs(url: str, count: int) -> None:
         await release_database(db)
 
 
-async def scenario(backend: str, tmp: Path, runs: int, queued: int) -> dict[str, float]:
+async def scenario(backend: str, tmp: Path, runs: int, queued: int, executable: Path = BIN) -> dict[str, float]:
+    tmp.mkdir(parents=True, exist_ok=True)  # the workers' working directory too
     url, database = await database_for(backend, tmp)
-    server = start_server(tmp, url)
+    server = start_server(tmp, url, executable)
     try:
         async with AsyncClient(server.address, timeout=60) as client:
-            await client.create_work_pool("bench", "process")
+            await client.create_work_pool("bench", "noop")
             await client.create_work_queue("later", "bench", priority=2)
             await client.create_deployment("noop", "bench", "flows/noop.py:noop")
             await client.create_deployment("burst", "bench", "flows/noop.py:noop")
         if queued:
             server.stop()
             await queue_far_future_runs(url, queued)
-            server = start_server(tmp, url)
+            server = start_server(tmp, url, executable)
         async with AsyncClient(server.address, timeout=60) as client:
             worker = NoopWorker(client, "latency", "bench")
             await worker.start()
@@ -174,31 +274,14 @@ async def scenario(backend: str, tmp: Path, runs: int, queued: int) -> dict[str,
             assert min(latencies) > 0, "a run reached the worker before it was asked for"
             await worker.stop()
 
-            tally = Tally()
-            workers = [NoopWorker(client, f"w{i}", "bench", tally) for i in range(4)]
-            for w in workers:
-                await w.start()
-            sem = asyncio.Semaphore(32)
-
-            async def create() -> None:
-                async with sem:
-                    await client.create_flow_run("burst")
-
-            rates = []
-            for burst in range(1, BURSTS + 1):
-                started = time.perf_counter()
-                await asyncio.gather(*(create() for _ in range(runs)))
-                await tally.wait_for(burst * runs)
-                rates.append(runs / (time.perf_counter() - started))
-            for w in workers:
-                await w.stop()
+            loaded = os.getloadavg()[0]
+            measured = await throughput(client, server, url, tmp, runs)
         latencies.sort()
         return {
             "p50_ms": statistics.median(latencies),
             "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
-            "runs_per_second": statistics.median(rates),
-            "runs_per_second_min": min(rates),
-            "runs_per_second_max": max(rates),
+            "load_before": loaded,
+            **measured,
         }
     finally:
         server.stop()
@@ -206,16 +289,33 @@ async def scenario(backend: str, tmp: Path, runs: int, queued: int) -> dict[str,
             await drop_postgres_database(database)
 
 
+@pytest.mark.timeout(1800)  # up to three servers, each with 10,000 runs through it
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_dispatch_latency_and_throughput(benchmark, report, backend: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    before = asyncio.run(scenario(backend, tmp_path / "before", RUNS, 0, Path(BASELINE))) if BASELINE else None
     empty = asyncio.run(scenario(backend, tmp_path / "empty", RUNS, 0))
     loaded = benchmark.pedantic(lambda: asyncio.run(scenario(backend, tmp_path / "loaded", RUNS, QUEUED)), rounds=1, iterations=1)
-    report(
+    line = (
         f"{backend}, {RUNS:,} runs: created->dispatched p50 {empty['p50_ms']:.2f} ms p99 {empty['p99_ms']:.2f} ms; "
-        f"created->COMPLETED {empty['runs_per_second']:.0f} runs/s with 4 workers "
-        f"({empty['runs_per_second_min']:.0f}-{empty['runs_per_second_max']:.0f}) | with {QUEUED:,} queued: "
+        f"created->COMPLETED {empty['runs_per_second']:.0f} runs/s with {WORKERS} noop worker processes "
+        f"({empty['runs_per_second_min']:.0f}-{empty['runs_per_second_max']:.0f}), server CPU "
+        f"{empty['server_cpu_ms_per_run']:.2f} ms/run ({empty['create_cpu_ms_per_run']:.2f} of them creating it), "
+        f"workers {empty['worker_cpu_ms_per_run']:.2f} ms/run, load {empty['load_before']:.1f}; queued -> COMPLETED "
+        f"{empty['drain_runs_per_second']:.0f} runs/s, server CPU {empty['drain_server_cpu_ms_per_run']:.2f} ms/run | with {QUEUED:,} queued: "
         f"p50 {loaded['p50_ms']:.2f} ms p99 {loaded['p99_ms']:.2f} ms, {loaded['runs_per_second']:.0f} runs/s "
-        f"(x{empty['runs_per_second'] / loaded['runs_per_second']:.2f} slower)",
-        **{f"empty_{k}": v for k, v in empty.items()},
-        **{f"loaded_{k}": v for k, v in loaded.items()},
+        f"(x{empty['runs_per_second'] / loaded['runs_per_second']:.2f} slower)"
     )
+    figures = {**{f"empty_{k}": v for k, v in empty.items()}, **{f"loaded_{k}": v for k, v in loaded.items()}}
+    if before is not None:
+        line += (
+            f" | vs {BASELINE} (load {before['load_before']:.1f}): {before['runs_per_second']:.0f} runs/s, server CPU "
+            f"{before['server_cpu_ms_per_run']:.2f} ms/run, workers {before['worker_cpu_ms_per_run']:.2f} ms/run: "
+            f"x{empty['runs_per_second'] / before['runs_per_second']:.2f} runs/s, "
+            f"x{before['server_cpu_ms_per_run'] / empty['server_cpu_ms_per_run']:.2f} less server CPU, "
+            f"x{before['worker_cpu_ms_per_run'] / empty['worker_cpu_ms_per_run']:.2f} less worker CPU per run; "
+            f"queued -> COMPLETED {before['drain_runs_per_second']:.0f} runs/s, server CPU "
+            f"{before['drain_server_cpu_ms_per_run']:.2f} ms/run: x{empty['drain_runs_per_second'] / before['drain_runs_per_second']:.2f} "
+            f"runs/s, x{before['drain_server_cpu_ms_per_run'] / empty['drain_server_cpu_ms_per_run']:.2f} less server CPU"
+        )
+        figures.update({f"before_{k}": v for k, v in before.items()})
+    report(line, **figures)

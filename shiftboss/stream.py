@@ -24,6 +24,22 @@ from shiftboss.v1 import scheduler_pb2
 __all__ = ["Redirected", "SchedulerSilent", "WorkerStream"]
 
 Worker = scheduler_pb2.WorkerMessage
+#: Turns of the event loop a write waits for more to send with it: a no-op run's Started
+#: and Finished are queued two turns apart. Microseconds when idle; under load, one write
+#: for many messages.
+COALESCE_TURNS = 3
+
+
+def fold_credits(messages: list[scheduler_pb2.WorkerMessage]) -> list[scheduler_pb2.WorkerMessage]:
+    """A batch carries one Credits, the latest count, where the last one stood: an earlier
+    count is out of date by the time the batch is read."""
+    last = None
+    for index, message in enumerate(messages):
+        if message.WhichOneof("kind") == "credits":
+            last = index
+    if last is None:
+        return messages
+    return [m for i, m in enumerate(messages) if i == last or m.WhichOneof("kind") != "credits"]
 
 
 class SchedulerSilent(Unavailable):
@@ -61,10 +77,16 @@ class WorkerStream:
             message = await outgoing.get()
             if message is None:
                 return
+            # A few turns of the loop first, so what those turns queue (a run's Started and
+            # Finished, several runs' outcomes) leaves in this write rather than in the next.
+            for _ in range(COALESCE_TURNS):
+                await asyncio.sleep(0)
             if outgoing.empty():
                 yield message
             else:
-                yield Worker(batch=scheduler_pb2.WorkerBatch(messages=gather(message, outgoing)))
+                batch = Worker()
+                batch.batch.messages.extend(fold_credits(gather(message, outgoing)))  # one copy each
+                yield batch
 
     async def open(self, timeout: float | None = None) -> scheduler_pb2.Welcome:
         """Connect and wait for Welcome; a refused Hello raises its shiftboss error, a

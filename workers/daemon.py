@@ -99,6 +99,8 @@ class Run:
 class Daemon:
     options: Options
     console: Console = field(default_factory=lambda: Console(highlight=False))
+    #: The console is no terminal: lines are written as they are (see `say`); None until known.
+    plain: bool | None = None
     runs: dict[str, Run] = field(default_factory=dict)
     unconfirmed: dict[str, scheduler_pb2.WorkerMessage] = field(default_factory=dict)
     logs: list[scheduler_pb2.LogLine] = field(default_factory=list)
@@ -131,6 +133,12 @@ class Daemon:
             self.console.print(text, style=style or None)
             return
         stamp = datetime.now().strftime("%H:%M:%S")
+        if self.plain is None:
+            self.plain = isinstance(self.console, Console) and not self.console.is_terminal
+        if self.plain:  # a pipe or a file: no colour and no wrapping, so none of rich's rendering per line
+            self.console.file.write(f"{stamp} {text}\n")
+            self.console.file.flush()
+            return
         self.console.print(f"{stamp} {text}", style=style or None, markup=False)
 
     # ------------------------------------------------------------ sending
@@ -344,7 +352,10 @@ class Daemon:
                 return
             if self.stopping.is_set():
                 return  # its lease will expire and another worker takes it
-            self.send(Worker(ack=scheduler_pb2.Ack(run=dispatch.run, lease=dispatch.lease)))
+            if from_timestamp(dispatch.scheduled_start).timestamp() > time.time():
+                # Prefetched: it starts later, so it is acknowledged now (its lease then holds
+                # until it starts). A run that starts at once is acknowledged by its Started.
+                self.send(Worker(ack=scheduler_pb2.Ack(run=dispatch.run, lease=dispatch.lease)))
             self.say(f"run {dispatch.name} ({dispatch.run[:8]}) received from queue {dispatch.queue}")
             run = self.runs[dispatch.run] = Run(dispatch)
             work = self.execute(run)

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from shiftboss._wire import to_struct, to_timestamp
 from shiftboss.core import PoolState
 from shiftboss.services.broadcast import Broadcaster
 from shiftboss.services.scheduler import hot
@@ -315,10 +314,11 @@ class Dispatcher:
                     runtime.state.remove_run(key)
             for run in rows:
                 worker.held.add(run.seq)
-                message = dispatch_message(run, self.seal, runtime.allowed_entrypoints)
+                out = scheduler_pb2.SchedulerMessage()
+                message = dispatch_message(run, self.seal, runtime.allowed_entrypoints, into=out.dispatch)
                 if self.observer is not None:
                     self.observer.dispatching(run, message, now)
-                worker.send(scheduler_pb2.SchedulerMessage(dispatch=message))
+                worker.send(out)
                 if self.events.listening:
                     self.events.publish(state_event(run.id, run.state, now, run.message))
         if self.observer is not None:
@@ -355,23 +355,33 @@ def _wake_for(state: Any, worker: WorkerSession, now: float) -> float | None:
     return min(later, default=None)
 
 
-def dispatch_message(run: Any, seal: Seal | None, allowed_entrypoints: Iterable[str] = ()) -> scheduler_pb2.Dispatch:
+def dispatch_message(
+    run: Any, seal: Seal | None, allowed_entrypoints: Iterable[str] = (), into: scheduler_pb2.Dispatch | None = None
+) -> scheduler_pb2.Dispatch:
     """The Dispatch of a run (a FlowRunRow, or a row of the flow_runs table): its job
     configuration in clear, the texts to mask in its logs, its run token, and its pool's
-    entrypoint policy."""
+    entrypoint policy. Written into `into` when given (the `dispatch` of the message that
+    carries it), so that the Structs are built where they are sent rather than copied there."""
     configuration, masked = open_configuration(seal, run.job_configuration)
-    return scheduler_pb2.Dispatch(
-        run=run.id,
-        lease=run.lease,
-        scheduled_start=to_timestamp(run.scheduled_start),
-        job_configuration=to_struct(configuration),
-        masked=masked,
-        allowed_entrypoints=allowed_entrypoints,
-        run_token=seal.run_token(run.id, run.lease) if seal is not None else "",
-        entrypoint=run.entrypoint,
-        parameters=to_struct(run.parameters),
-        deployment=run.deployment,
-        queue=run.queue,
-        name=run.name,
-        traceparent=run.traceparent,
-    )
+    message = scheduler_pb2.Dispatch() if into is None else into
+    message.run = run.id
+    message.lease = run.lease
+    if run.scheduled_start is not None:
+        message.scheduled_start.FromDatetime(run_store.as_utc(run.scheduled_start))
+    if configuration:
+        message.job_configuration.update(configuration)
+    else:
+        message.job_configuration.SetInParent()
+    message.masked.extend(masked)
+    message.allowed_entrypoints.extend(allowed_entrypoints)
+    message.run_token = seal.run_token(run.id, run.lease) if seal is not None else ""
+    message.entrypoint = run.entrypoint or ""
+    if run.parameters:
+        message.parameters.update(run.parameters)
+    else:
+        message.parameters.SetInParent()
+    message.deployment = run.deployment or ""
+    message.queue = run.queue or ""
+    message.name = run.name or ""
+    message.traceparent = run.traceparent or ""
+    return message

@@ -191,4 +191,6 @@ class OutcomeWriter(BatchWriter[Report]):
             if report.error is not None:
                 report.session.send(Message(refused=scheduler_pb2.Refused(run=body.run, reason=report.error.message, lease=body.lease)))
             elif report.kind == "finished":
-                report.session.send(Message(settled=scheduler_pb2.Settled(run=body.run, lease=body.lease)))
+                settled = Message()
+                settled.settled.run, settled.settled.lease = body.run, body.lease
+                report.session.send(settled)

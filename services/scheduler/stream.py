@@ -5,6 +5,8 @@ Finished with the current lease is a no-op, and one with a stale lease is refuse
 a Refused message instead of breaking the stream. A recorded Finished is answered with
 Settled; outcomes not settled when a stream drops travel in the next Hello and are
 recorded before anything is dispatched, so a finished run is never sent out again.
+Started acknowledges its dispatch as an Ack would: a worker sends Ack only for a run it
+takes now and starts later, and one that sends both is served the same.
 
 What a worker sends is trusted no further than its stream's identity: Hello must come
 within `hello_timeout_seconds` and pass the checks of a unary request (inbound.py); every
@@ -99,9 +101,14 @@ class StreamHandler:
             outbox = session.outbox
             while True:
                 message = await outbox.get()
+                if message is not None and session.batches:
+                    # One turn of the loop first, so what the same wake-up queues for this worker
+                    # (an admission pass's dispatches, a commit's Settled) leaves in one write.
+                    await asyncio.sleep(0)
                 if message is not None and session.batches and not outbox.empty():
                     messages = [m for m in gather(message, outbox) if m is not PING]  # more than a ping to send
-                    message = Message(batch=scheduler_pb2.SchedulerBatch(messages=messages))
+                    message = Message()
+                    message.batch.messages.extend(messages)  # one copy each, into the message sent
                 if message is None:
                     if session.failure is not None:
                         # Set, not raised: an abort after messages went out loses its status.
@@ -268,7 +275,9 @@ class StreamHandler:
 
                 runtime = self.dispatcher.pools.get(run.pool)
                 allowed = runtime.allowed_entrypoints if runtime is not None else ()
-                session.send(Message(dispatch=dispatch_message(run, self.service.seal, allowed)))
+                out = Message()
+                dispatch_message(run, self.service.seal, allowed, into=out.dispatch)
+                session.send(out)
                 continue
             target = states.CANCELLED if run.state == states.CANCELLING else states.CRASHED
             reason = f"worker {session.name} reconnected without it: the process that ran it is gone"

@@ -373,7 +373,8 @@ class SchedulerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Connect(self, request_iterator, context):
-        """The worker stream: Hello first, then heartbeats, acks and outcomes; dispatches come back.
+        """The worker stream: Hello first, then heartbeats, starts (each acknowledging its dispatch;
+        Ack for a run started later) and outcomes; dispatches, Settled and Refused come back.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -566,3 +566,30 @@ def test_a_fork_server_that_dies_takes_its_runs_and_is_started_again(server: Ser
             assert int((project / "second").read_text()) not in (forkserver, worker.proc.pid)  # a new fork server
         finally:
             worker.stop()
+
+
+def test_short_leases_hold_for_runs_started_at_once_and_for_prefetched_ones(tmp_path: Path, project: Path) -> None:
+    """A run that starts at once is acknowledged by its Started, a prefetched one by an Ack
+    when it arrives: with one-second leases, neither lapses back to SCHEDULED meanwhile."""
+    from shiftboss.v1 import scheduler_pb2
+    home = tmp_path / "short-leases"
+    server = ServerProcess(home, base_env(home, SHIFTBOSS_LEASE_SECONDS="1", SHIFTBOSS_HEARTBEAT_SECONDS="1")).start()
+    worker = None
+    try:
+        with Client(server.address, timeout=10) as client:
+            client.create_work_pool("quick", "noop")
+            client.create_deployment("now", "quick", "flows/jobs.py:record")
+            worker = start_worker(server, project, "-p", "quick", "-n", "quick", "--type", "noop", "--prefetch-seconds", "30")
+            worker.wait_for_line("connected to")
+            later = client.create_flow_run("now", start_in=3)  # taken now, started in 3 s: three leases later
+            now = client.create_flow_run("now")
+            for run in (now, later):
+                done = wait_state(client, run.id, "COMPLETED", timeout=20)
+                states = [scheduler_pb2.RunState.Name(h.state) for h in done.history]
+                assert states == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"], done.history
+                assert done.worker == "quick"
+        assert worker.output.count(f"({later.id[:8]}) received") == 1, worker.output  # dispatched once
+    finally:
+        if worker is not None:
+            worker.stop()
+        server.stop()

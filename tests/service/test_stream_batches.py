@@ -13,6 +13,7 @@ from grpc import aio
 
 from shiftboss._wire import BATCH_BYTES, gather, to_timestamp
 from shiftboss.client import AsyncClient
+from shiftboss.stream import fold_credits
 from shiftboss.v1 import scheduler_pb2
 from tests.waiting import async_wait_state
 
@@ -158,3 +159,14 @@ def test_gather_stops_at_the_byte_limit_and_at_the_end_marker() -> None:
         assert gather(big, queue) == [big]  # one message over the limit still goes, alone
 
     asyncio.run(scenario())
+
+
+def test_a_worker_batch_carries_one_credits_the_latest() -> None:
+    def credits(free: int) -> scheduler_pb2.WorkerMessage:
+        return Worker(credits=scheduler_pb2.Credits(free=free))
+
+    done = Worker(finished=scheduler_pb2.Finished(run="a", lease=1, state=scheduler_pb2.COMPLETED))
+    beat = Worker(heartbeat=scheduler_pb2.Heartbeat())
+    folded = fold_credits([credits(3), done, credits(1), beat, credits(0)])
+    assert folded == [done, beat, credits(0)]
+    assert fold_credits([done, beat]) == [done, beat]
