@@ -11,6 +11,7 @@ into the core as any restart does, and that start is timed too.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from pathlib import Path
@@ -122,6 +123,10 @@ async def scenario(backend: str, tmp: Path) -> dict[str, float]:
                 first = await client.next_runs("bench", limit=10, prefetch_seconds=2 * 86400)
                 assert len(first.flow_runs) == 10
                 latencies = []
+                loop = asyncio.get_running_loop()
+                if os.environ.get("SHIFTBOSS_BENCH_STALLS"):  # name what stalls the loop
+                    loop.set_debug(True)
+                    loop.slow_callback_duration = 0.05
                 with LoopProbe() as probe:
                     for _ in range(CALLS):
                         called = time.perf_counter()

@@ -38,6 +38,7 @@ nothing here touches the database.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -200,6 +201,8 @@ class Ownership:
         #: Addresses of the replicas alive at the last tick, this one first.
         self.replicas: list[str] = []
         self._locks: dict[str, asyncio.Lock] = {}
+        #: The newest run's seq at the last two reconciles (see `_reconcile`).
+        self._marks: collections.deque[int] = collections.deque(maxlen=2)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: notify.Listener | None = None
@@ -382,7 +385,7 @@ class Ownership:
         for pool in list(self.owned):
             self._spawn(self._reload(pool, waiting_only=True))
 
-    async def _reload(self, pool: str, waiting_only: bool) -> None:
+    async def _reload(self, pool: str, waiting_only: bool, after: int | None = None) -> None:
         """The pool's live runs (or its waiting ones only) that its core lacks, read under
         the pool's lock, which every change of its runs' states also holds: a run that ends
         meanwhile cannot come back as holding a slot."""
@@ -394,7 +397,7 @@ class Ownership:
             if pool not in self.owned:
                 return
             async with self.db.reading() as session:
-                rows = await run_store.live(session, pool, waiting_only)
+                rows = await run_store.live(session, pool, waiting_only, after)
             missing = [r for r in rows if r.seq not in runtime.state]
             dispatcher.load(missing)
         if missing and waiting_only:
@@ -408,6 +411,8 @@ class Ownership:
         self.address = advertised(self.settings, local_address)
         self._listener = notify.listener_for(self.db.url)
         await self._listener.listen(CHANNEL, self._received, self._resync)
+        async with self.db.reading() as session:  # the pools' first load reads all after this
+            self._marks.append(await run_store.newest_seq(session))
         await self._renew()
         async with self.db.driver() as connection:
             superseded = await connection.execute(_SUPERSEDE, self.address, self.replica)
@@ -474,8 +479,7 @@ class Ownership:
             try:
                 await self.tick()
                 if ticks % max(1, round(RECONCILE_SECONDS / period)) == 0:
-                    for pool in list(self.owned):  # a notice lost on its way (see notify.py)
-                        await self._reload(pool, waiting_only=True)
+                    await self._reconcile()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the database went away a moment: next tick
@@ -483,6 +487,19 @@ class Ownership:
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), period)
+
+    async def _reconcile(self) -> None:
+        """Runs that a lost notice left out of an owned pool's core (see notify.py). A notice
+        is lost only for a run made lately, so only runs made since the reconcile before
+        last are read (by seq, along the primary key): the reconcile costs what was made
+        meanwhile, not what waits, a million queued runs or ten. The first mark is taken at
+        start, once notices are heard: what was made before, the pools' first load reads."""
+        async with self.db.reading() as session:
+            newest = await run_store.newest_seq(session)
+        after = self._marks[0]
+        self._marks.append(newest)
+        for pool in list(self.owned):
+            await self._reload(pool, waiting_only=True, after=after)
 
     async def _renew(self) -> None:
         async with self.db.driver() as connection:
@@ -601,7 +618,7 @@ class Ownership:
             listed = await service.call(stub.ListWorkers, heartbeats_pb2.ListWorkersRequest(pool=pool))
             online = {f"{w.pool}/{w.name}" for w in listed.workers if w.status == heartbeats_pb2.ONLINE}
             async with self.db.reading() as session:
-                holders = {r.worker for r in await run_store.live(session, pool) if r.worker and r.state in states.OCCUPYING}
+                holders = await run_store.holders(session, pool)
         except Exception as exc:  # noqa: BLE001 - they are reclaimed when they go OFFLINE again
             log.warning("workers of work pool %s not checked: %s", pool, exc)
             return

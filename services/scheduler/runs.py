@@ -127,21 +127,30 @@ async def held_by(session: AsyncSession, worker: str) -> list[FlowRunRow]:
     return list((await session.execute(query)).scalars())
 
 
-async def holders(session: AsyncSession) -> set[str]:
-    """The workers (pool/name) that hold runs, by the database."""
+async def holders(session: AsyncSession, pool: str | None = None) -> set[str]:
+    """The workers (pool/name) that hold runs, of one pool or all, by the database."""
     query = select(FlowRunRow.worker).where(FlowRunRow.state.in_(states.ON_WORKER), FlowRunRow.worker != "").distinct()
+    if pool is not None:
+        query = query.where(FlowRunRow.pool == pool)
     return set((await session.execute(query)).scalars())
 
 
-async def live(session: AsyncSession, pool: str | None = None, waiting_only: bool = False) -> list[Any]:
+async def newest_seq(session: AsyncSession) -> int:
+    """The seq of the newest run (0 with none)."""
+    return (await session.execute(select(func.max(FlowRunRow.seq)))).scalar() or 0
+
+
+async def live(session: AsyncSession, pool: str | None = None, waiting_only: bool = False, after: int | None = None) -> list[Any]:
     """Runs not yet ended (waiting or on a worker; waiting only if so asked), of one pool or
-    all, as the core needs them: seq, pool, queue, state, scheduled_start and worker. Rows,
+    all (made after seq `after` only, when given), as the core needs them: seq, pool, queue, state, scheduled_start and worker. Rows,
     not mapped objects, so that a server with a million waiting runs reads them in seconds."""
     wanted = [states.SCHEDULED] if waiting_only else [states.SCHEDULED, *states.ON_WORKER]
     run = FlowRunRow
     query = select(run.seq, run.pool, run.queue, run.state, run.scheduled_start, run.worker).where(run.state.in_(wanted))
     if pool is not None:
         query = query.where(run.pool == pool)
+    if after is not None:  # only runs made after the one with this seq
+        query = query.where(run.seq > after)
     return list((await session.execute(query.order_by(run.seq))).all())
 
 
