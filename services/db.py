@@ -154,6 +154,15 @@ def _private_file(path: Path) -> None:
             os.chmod(path, 0o600)
 
 
+async def _kept_as_is(_connection: Any) -> None:
+    """A driver connection back in its pool needs no reset: asyncpg's default (unlock
+    advisory locks, close cursors, UNLISTEN, RESET ALL) is a round trip of its own, one more
+    per transaction of the dispatch path, to undo what nothing here does. Every use is one
+    transaction (`Database.driver`), rolled back by the pool if it was left open, whose
+    settings are `SET LOCAL` or `set_config(..., true)`; notices are heard on a connection
+    of their own (notify.py)."""
+
+
 class Database:
     """One engine and its sessions; `transaction()` is one request's unit of work."""
 
@@ -234,7 +243,7 @@ class Database:
                     await connection.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
                 self._driver_pool = await asyncpg.create_pool(
-                    url.render_as_string(hide_password=False), min_size=1, max_size=10, init=setup
+                    url.render_as_string(hide_password=False), min_size=1, max_size=10, init=setup, reset=_kept_as_is
                 )
         return self._driver_pool
 

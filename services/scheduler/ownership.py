@@ -325,11 +325,13 @@ class Ownership:
         for run in runs:
             if run.pool not in self.owned:
                 by_pool.setdefault(run.pool, []).append(run)
+        payloads = []
         for pool, added in by_pool.items():
             rows = [[r.seq, r.queue, run_store.as_utc(r.scheduled_start).timestamp()] for r in added]
             for part in notify.chunks(rows, lambda r: len(r[1]) + 40):
-                payload = notify.payload({"kind": "runs", "pool": pool, "add": part}, self.replica)
-                await statements.db.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+                payloads.append(notify.payload({"kind": "runs", "pool": pool, "add": part}, self.replica))
+        if payloads:  # one statement for every pool of the batch
+            await statements.db.execute("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL, payloads)
         return set(by_pool)
 
     def tell_runs(self, pool: str, added: list[Any] = (), dropped: list[int] = ()) -> None:  # type: ignore[assignment]

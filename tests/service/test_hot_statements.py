@@ -158,3 +158,28 @@ async def test_connections_the_server_dropped_are_made_again(db: Database) -> No
     assert failures <= 1
     async with db.driver() as connection:
         assert await connection.fetchval("SELECT count(*) FROM flow_runs") == 1
+
+
+async def test_a_driver_connection_comes_back_as_it_was_lent(db: Database) -> None:
+    """The pool hands a connection back out without asyncpg's reset query: what one
+    transaction set (a local setting, a lock, a write it failed in) is gone for the next,
+    on the same connection."""
+    if db.is_sqlite:
+        pytest.skip("the asyncpg driver is PostgreSQL's")
+    async with db.driver() as connection:
+        pid = await connection.fetchval("SELECT pg_backend_pid()")
+        await connection.execute("SET LOCAL lock_timeout = '123ms'")
+        await connection.execute("SELECT set_config('idle_in_transaction_session_timeout', '4567', true)")
+        await connection.execute("LOCK TABLE flow_runs IN SHARE MODE")
+    with pytest.raises(IntegrityError):
+        async with db.driver() as connection:
+            assert await connection.fetchval("SELECT pg_backend_pid()") == pid
+            one = draft()
+            await hot.PgStatements(connection).insert_runs([one])
+            await hot.PgStatements(connection).insert_runs([draft(id=one.id)])
+    async with db.driver() as connection:
+        assert await connection.fetchval("SELECT pg_backend_pid()") == pid  # one connection, reused
+        assert await connection.fetchval("SHOW lock_timeout") != "123ms"
+        assert await connection.fetchval("SHOW idle_in_transaction_session_timeout") != "4567ms"
+        assert await connection.fetchval("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND mode = 'ShareLock'") == 0
+        assert await connection.fetchval("SELECT count(*) FROM flow_runs") == 0  # the failed batch left nothing
