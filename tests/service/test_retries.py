@@ -9,7 +9,7 @@ from shiftboss import errors
 from shiftboss.client import AsyncClient
 from shiftboss.stream import WorkerStream
 from shiftboss.v1 import scheduler_pb2
-from tests.service.test_scheduler import next_dispatch, wait_state, worker
+from tests.service.test_scheduler import start_next, wait_state, worker
 
 FLOW = "flows/hello.py:hello"
 
@@ -19,11 +19,7 @@ def name(run: scheduler_pb2.FlowRun) -> str:
 
 
 async def attempt(client: AsyncClient, stream: WorkerStream, run_id: str, outcome: str) -> scheduler_pb2.Dispatch:
-    dispatch = await next_dispatch(stream)
-    assert dispatch.run == run_id
-    stream.ack(dispatch)
-    stream.started(dispatch.run, dispatch.lease)
-    await wait_state(client, run_id, "RUNNING")
+    dispatch = await start_next(client, stream, run_id)
     stream.finished(run_id, dispatch.lease, outcome)
     return dispatch
 

@@ -63,6 +63,17 @@ async def wait_state(client: AsyncClient, run_id: str, state: str, timeout: floa
     return await async_wait_state(client, run_id, state, timeout=timeout)
 
 
+async def start_next(client: AsyncClient, stream: WorkerStream, run_id: str) -> scheduler_pb2.Dispatch:
+    """The worker's next dispatch, which must be `run_id`, acknowledged and started, once
+    the run is RUNNING."""
+    dispatch = await next_dispatch(stream)
+    assert dispatch.run == run_id
+    stream.ack(dispatch)
+    stream.started(dispatch.run, dispatch.lease)
+    await wait_state(client, run_id, "RUNNING")
+    return dispatch
+
+
 @pytest.fixture
 async def pool(client: AsyncClient) -> str:
     await client.create_work_pool("pool", "process")
@@ -245,10 +256,7 @@ async def test_killed_worker_runs_are_reclaimed_and_redispatched_once(client: As
 async def test_cancel_reaches_the_worker(client: AsyncClient, pool: str) -> None:
     async with worker(client, "w", pool) as stream:
         run = await client.create_flow_run("hello")
-        dispatch = await next_dispatch(stream)
-        stream.ack(dispatch)
-        stream.started(dispatch.run, dispatch.lease)
-        await wait_state(client, run.id, "RUNNING")
+        dispatch = await start_next(client, stream, run.id)
         cancelling = await client.cancel_flow_run(run.id)
         assert scheduler_pb2.RunState.Name(cancelling.state) == "CANCELLING"
         message = await stream.receive(5)
@@ -264,10 +272,7 @@ async def test_prefect_work_pool_cancelling_run_gives_its_slot_back(client: Asyn
     await client.set_work_pool_concurrency_limit(pool, 1)
     async with worker(client, "busy", pool, limit=1) as busy:
         first = await client.create_flow_run("hello")
-        dispatch = await next_dispatch(busy)
-        busy.ack(dispatch)
-        busy.started(dispatch.run, dispatch.lease)
-        await wait_state(client, first.id, "RUNNING")
+        dispatch = await start_next(client, busy, first.id)
         second = await client.create_flow_run("hello")
         await client.cancel_flow_run(first.id)
         async with worker(client, "fresh", pool, limit=1) as fresh:
@@ -285,10 +290,7 @@ async def test_cancelling_run_of_a_worker_gone_offline_ends_cancelled(client: As
     process went with the worker, so the cancel is done (see the README's differences)."""
     async with worker(client, "w", pool) as stream:
         run = await client.create_flow_run("hello")
-        dispatch = await next_dispatch(stream)
-        stream.ack(dispatch)
-        stream.started(dispatch.run, dispatch.lease)
-        await wait_state(client, run.id, "RUNNING")
+        dispatch = await start_next(client, stream, run.id)
         await client.cancel_flow_run(run.id)
     ended = await wait_state(client, run.id, "CANCELLED")  # the worker said goodbye: OFFLINE at once
     assert "went offline" in ended.history[-1].message
@@ -465,11 +467,7 @@ async def test_runs_blocked_behind_a_limit_wait_without_admission_passes(mesh: M
     await client.create_deployment("limited", pool, FLOW, queue="one")
     async with worker(client, "w1", pool, limit=10) as stream:
         first = await client.create_flow_run("limited")
-        dispatch = await next_dispatch(stream)
-        assert dispatch.run == first.id
-        stream.ack(dispatch)
-        stream.started(dispatch.run, dispatch.lease)  # it holds the queue's one slot
-        await wait_state(client, first.id, "RUNNING")
+        await start_next(client, stream, first.id)  # it holds the queue's one slot
         for _ in range(200):
             await client.create_flow_run("limited")
         await nothing_dispatched(stream, within=0.3)  # every later run is made, and held back
