@@ -47,8 +47,8 @@ def test_scheduler_render_cache_hit(benchmark, report) -> None:  # type: ignore[
     """A run of a deployment rendered before costs the scheduler one key and one lookup."""
     template = default_template("kubernetes")
     runtime = SimpleNamespace(template=template)
-    service = SimpleNamespace(dispatcher=SimpleNamespace(pools={"k8s": runtime}), observer=None)
-    cache = RenderCache(service)  # type: ignore[arg-type]
+    engine = SimpleNamespace(dispatcher=SimpleNamespace(pools={"k8s": runtime}), observer=None)
+    cache = RenderCache(engine)  # type: ignore[arg-type]
 
     async def ask(request, deployment_variables, run_variables):  # type: ignore[no-untyped-def]  # TemplateService's answer
         from shiftboss.services.scheduler.rendering import Rendering

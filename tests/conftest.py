@@ -17,6 +17,7 @@ import pytest
 
 from shiftboss.client import AsyncClient, Client
 from shiftboss.services.mesh import Mesh
+from shiftboss.services.scheduler.engine import Scheduler
 from shiftboss.settings import Settings, load_settings
 
 POSTGRES_DSN = os.environ.get("SHIFTBOSS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -133,6 +134,12 @@ async def running_mesh(settings: Settings) -> AsyncIterator[Mesh]:
     finally:
         await mesh.stop(0)
         await close_abandoned_connections()
+
+
+def scheduler(mesh: Mesh) -> Scheduler:
+    """The scheduler's engine in a running mesh: its admission state, dispatcher, ownership
+    and database, for tests that look below the gRPC surface."""
+    return next(s for s in mesh.services if s.name == "scheduler").engine  # type: ignore[attr-defined, no-any-return]
 
 
 @pytest.fixture

@@ -21,14 +21,14 @@ from shiftboss.services.scheduler import runs as run_store
 from shiftboss.v1 import heartbeats_pb2, heartbeats_pb2_grpc, pools_pb2
 
 if TYPE_CHECKING:
-    from shiftboss.services.scheduler.service import SchedulerService
+    from shiftboss.services.scheduler.engine import Scheduler
 
 log = logging.getLogger("shiftboss.scheduler")
 Event = pools_pb2.WatchEvent
 
 
-def start_all(service: SchedulerService) -> list[asyncio.Task[None]]:
-    jobs: list[tuple[str, Callable[[SchedulerService], Awaitable[None]]]] = [
+def start_all(service: Scheduler) -> list[asyncio.Task[None]]:
+    jobs: list[tuple[str, Callable[[Scheduler], Awaitable[None]]]] = [
         ("follow-pools", follow_pools),
         ("follow-workers", follow_workers),
         ("leases", expire_leases),
@@ -38,7 +38,7 @@ def start_all(service: SchedulerService) -> list[asyncio.Task[None]]:
     return [asyncio.create_task(_forever(name, job, service), name=f"scheduler-{name}") for name, job in jobs]
 
 
-async def _forever(name: str, job: Callable[[SchedulerService], Awaitable[None]], service: SchedulerService) -> None:
+async def _forever(name: str, job: Callable[[Scheduler], Awaitable[None]], service: Scheduler) -> None:
     """Run a job again after it fails (a peer restarting, a database hiccup), with jittered backoff."""
     delay = 0.1
     while True:
@@ -53,7 +53,7 @@ async def _forever(name: str, job: Callable[[SchedulerService], Awaitable[None]]
         delay = min(delay * 2, 5.0)
 
 
-async def follow_pools(service: SchedulerService) -> None:
+async def follow_pools(service: Scheduler) -> None:
     """Mirror pools and queues in the core from PoolService.Watch (the initial state, then changes)."""
     dispatcher = service.dispatcher
     seen_pools: set[str] = set()
@@ -89,7 +89,7 @@ async def follow_pools(service: SchedulerService) -> None:
                 seen_pools.add(event.pool.name)
 
 
-async def reclaim(service: SchedulerService, worker: str, reason: str) -> None:
+async def reclaim(service: Scheduler, worker: str, reason: str) -> None:
     """A lost worker's runs: un-started ones go back to SCHEDULED, started ones are CRASHED."""
     session = service.dispatcher.sessions.get(worker)
     if session is not None:
@@ -109,7 +109,7 @@ async def reclaim(service: SchedulerService, worker: str, reason: str) -> None:
         log.info("reclaimed %d runs of worker %s: %s", len(held), worker, reason)
 
 
-async def follow_workers(service: SchedulerService) -> None:
+async def follow_workers(service: Scheduler) -> None:
     stub = service.mesh.peers.stub("heartbeats", heartbeats_pb2_grpc.HeartbeatServiceStub)
     stream = service.mesh.peers.stream(stub.WatchWorkers, heartbeats_pb2.WatchWorkersRequest())
     await service.ready.wait()
@@ -130,7 +130,7 @@ async def follow_workers(service: SchedulerService) -> None:
             await reclaim(service, key, f"worker {worker.name} went offline")
 
 
-async def expire_leases(service: SchedulerService) -> None:
+async def expire_leases(service: Scheduler) -> None:
     """Un-acknowledged dispatches go back to SCHEDULED when their lease runs out."""
     while True:
         now = datetime.now(timezone.utc)
@@ -151,7 +151,7 @@ async def expire_leases(service: SchedulerService) -> None:
         await asyncio.sleep(min(max(wait, 0.05), service.settings.lease_seconds))
 
 
-async def create_scheduled_runs(service: SchedulerService) -> None:
+async def create_scheduled_runs(service: Scheduler) -> None:
     """Create each deployment's runs ahead (Prefect's rule: see schedules.upcoming), once per schedule slot."""
     settings = service.settings
     ahead = schedules.Ahead(
@@ -183,7 +183,7 @@ async def create_scheduled_runs(service: SchedulerService) -> None:
             await asyncio.wait_for(service.schedules_due.wait(), period)
 
 
-async def flush_beats(service: SchedulerService) -> None:
+async def flush_beats(service: Scheduler) -> None:
     period = max(0.05, min(1.0, service.settings.heartbeat_seconds / 3))
     while True:
         await asyncio.sleep(period)

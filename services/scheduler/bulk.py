@@ -35,7 +35,7 @@ from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft, Run
 from shiftboss.v1 import scheduler_pb2
 
 if TYPE_CHECKING:
-    from shiftboss.services.scheduler.service import SchedulerService
+    from shiftboss.services.scheduler.engine import Scheduler
 
 #: Most runs one CreateFlowRuns makes.
 MAX_RUNS = 10_000
@@ -77,7 +77,7 @@ def at(index: int, exc: ShiftbossError) -> ShiftbossError:
     return type(exc)(message, field=f"{where}.{field}" if field else where)
 
 
-def _checked(service: SchedulerService, index: int, request: scheduler_pb2.CreateFlowRunRequest) -> _Item:
+def _checked(service: Scheduler, index: int, request: scheduler_pb2.CreateFlowRunRequest) -> _Item:
     try:
         start = service.start_time(request.start_in if request.HasField("start_in") else None, request.start_at)
         run_variables = service.check_new_run(request.deployment, request.idempotency_key, from_struct(request.job_variables))
@@ -89,7 +89,7 @@ def _checked(service: SchedulerService, index: int, request: scheduler_pb2.Creat
 
 
 async def create_runs(
-    service: SchedulerService, requests: Sequence[scheduler_pb2.CreateFlowRunRequest]
+    service: Scheduler, requests: Sequence[scheduler_pb2.CreateFlowRunRequest]
 ) -> tuple[list[str], int]:
     """The runs' ids in the requests' order, and how many this call made."""
     if not requests:
@@ -136,7 +136,7 @@ async def create_runs(
     )
 
 
-async def _made_before(service: SchedulerService, items: list[_Item], keyed: dict[str, int]) -> list[str | None]:
+async def _made_before(service: Scheduler, items: list[_Item], keyed: dict[str, int]) -> list[str | None]:
     """Each item's run made by an earlier call with its key, or None."""
     ids: list[str | None] = [None] * len(items)
     if not keyed:
@@ -155,7 +155,7 @@ async def _made_before(service: SchedulerService, items: list[_Item], keyed: dic
 
 
 async def _shapes(
-    service: SchedulerService, items: list[_Item], todo: list[int]
+    service: Scheduler, items: list[_Item], todo: list[int]
 ) -> tuple[list[DeploymentRow], list[tuple[DeploymentRow, RunShape]]]:
     """The deployments the runs are made from, and each run's deployment and shape: the
     runs of one deployment, queue and set of job variables are checked and rendered once."""
@@ -187,7 +187,7 @@ async def _shapes(
 
 
 async def _insert(
-    service: SchedulerService,
+    service: Scheduler,
     db: hot.Statements,
     items: list[_Item],
     todo: list[int],

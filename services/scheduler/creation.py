@@ -23,7 +23,7 @@ from shiftboss.services.scheduler.batches import BatchWriter
 from shiftboss.services.scheduler.models import DeploymentRow, FlowRunDraft
 
 if TYPE_CHECKING:
-    from shiftboss.services.scheduler.service import SchedulerService
+    from shiftboss.services.scheduler.engine import Scheduler
 
 
 def _future() -> asyncio.Future[None]:
@@ -50,7 +50,7 @@ class DeploymentReader(BatchWriter[Lookup]):
 
     name = "deployment-reader"
 
-    def __init__(self, service: SchedulerService) -> None:
+    def __init__(self, service: Scheduler) -> None:
         super().__init__()
         self.service = service
         self.kept: dict[str, DeploymentRow] = {}
@@ -100,7 +100,7 @@ class NewRun:
 class RunInserter(BatchWriter[NewRun]):
     name = "run-inserter"
 
-    def __init__(self, service: SchedulerService) -> None:
+    def __init__(self, service: Scheduler) -> None:
         super().__init__()
         self.service = service
 
@@ -144,7 +144,7 @@ class RunInserter(BatchWriter[NewRun]):
                 item.done.set_result(None)
 
 
-def into_core(service: SchedulerService, runs: list[FlowRunDraft], told: set[str]) -> None:
+def into_core(service: Scheduler, runs: list[FlowRunDraft], told: set[str]) -> None:
     """Committed new runs into the core, all before the next admission pass (this is one
     step of the event loop); those of pools owned elsewhere that the insert's transaction
     did not tell (this replica lost the pool meanwhile), told to the new owner now."""

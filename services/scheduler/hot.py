@@ -62,7 +62,7 @@ class LiveRun:
     state_name: str
 
 
-#: The columns a state change may write (see runs.record and SchedulerService.transition).
+#: The columns a state change may write (see runs.record and engine.Scheduler.transition).
 CHANGED = (
     "state", "message", "worker", "lease_expires", "exit_code", "started", "ended", "scheduled_start", "run_count", "state_name",
 )

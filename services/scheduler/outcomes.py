@@ -27,7 +27,7 @@ from shiftboss.services.scheduler.wire import transition_event
 from shiftboss.v1 import scheduler_pb2
 
 if TYPE_CHECKING:
-    from shiftboss.services.scheduler.service import SchedulerService
+    from shiftboss.services.scheduler.engine import Scheduler
 
 log = logging.getLogger("shiftboss.scheduler")
 Message = scheduler_pb2.SchedulerMessage
@@ -48,7 +48,7 @@ class Report:
     kind: str
     #: The Ack, Started or Finished message.
     body: Any
-    #: An outcome carried by a Hello after an outage (see SchedulerService.transition).
+    #: An outcome carried by a Hello after an outage (see Scheduler.transition).
     late: bool = False
     error: ShiftbossError | None = None
     #: The database refused it: no answer (the worker sends a Finished again until it is
@@ -61,7 +61,7 @@ class Report:
 class OutcomeWriter(BatchWriter[Report]):
     name = "outcome-writer"
 
-    def __init__(self, service: SchedulerService) -> None:
+    def __init__(self, service: Scheduler) -> None:
         super().__init__()
         self.service = service
 

@@ -59,7 +59,7 @@ from shiftboss.services.scheduler import states
 from shiftboss.v1 import heartbeats_pb2, heartbeats_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc
 
 if TYPE_CHECKING:
-    from shiftboss.services.scheduler.service import SchedulerService
+    from shiftboss.services.scheduler.engine import Scheduler
 
 log = logging.getLogger("shiftboss.scheduler")
 
@@ -155,7 +155,7 @@ class Fence:
         self._verify({row[0]: row[1] for row in rows})
 
     async def check_session(self, session: Any) -> None:
-        """On a SQLAlchemy session, inside its transaction (SchedulerService.change_state)."""
+        """On a SQLAlchemy session, inside its transaction (Scheduler.change_state)."""
         params = {"replica": self.ownership.replica, "pools": list(self.epochs), "idle": self.ownership.idle_ms}
         rows = (await session.execute(_FENCE_ORM, params)).all()
         self._verify({row[0]: row[1] for row in rows})
@@ -184,7 +184,7 @@ def advertised(settings: Any, local_address: str) -> str:
 
 
 class Ownership:
-    def __init__(self, service: SchedulerService) -> None:
+    def __init__(self, service: Scheduler) -> None:
         self.service = service
         self.db = service.db
         self.settings = service.settings

@@ -10,10 +10,10 @@ from shiftboss.errors import NotFound
 from shiftboss.v1 import common_pb2, pools_pb2, scheduler_pb2
 
 if TYPE_CHECKING:
-    from shiftboss.services.scheduler.service import SchedulerService
+    from shiftboss.services.scheduler.engine import Scheduler
 
 
-async def with_status(service: SchedulerService, replies: list[scheduler_pb2.Deployment]) -> list[scheduler_pb2.Deployment]:
+async def with_status(service: Scheduler, replies: list[scheduler_pb2.Deployment]) -> list[scheduler_pb2.Deployment]:
     served: set[tuple[str, str]] = set()
     for pool in sorted({reply.pool for reply in replies}):
         try:

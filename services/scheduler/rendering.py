@@ -20,7 +20,7 @@ from shiftboss.services.scheduler.telemetry import traced
 from shiftboss.v1 import templates_pb2
 
 if TYPE_CHECKING:
-    from shiftboss.services.scheduler.service import SchedulerService
+    from shiftboss.services.scheduler.engine import Scheduler
 
 @dataclass(frozen=True, slots=True)
 class Rendering:
@@ -36,7 +36,7 @@ MAX_PER_POOL = 1024
 
 
 class RenderCache:
-    def __init__(self, service: SchedulerService) -> None:
+    def __init__(self, service: Scheduler) -> None:
         self.service = service
         #: pool -> (the template rendered with, {variables key: rendering})
         self._pools: dict[str, tuple[Any, dict[str, Rendering]]] = {}

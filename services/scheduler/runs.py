@@ -69,7 +69,7 @@ def record(history: list[dict[str, Any]], run: Any, state: str, at: datetime, me
         run.lease_expires = None
     if state == states.SCHEDULED:
         # The worker of the last lease stays: its outcome, if it ran the run after all,
-        # may still come (SchedulerService.transition); no other worker's may.
+        # may still come (engine.Scheduler.transition); no other worker's may.
         run.lease_expires = None
     history.append({"run_seq": run.seq, "state": state, "at": at, "message": message})
     return Transition(run, before, state, at, message)

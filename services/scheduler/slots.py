@@ -11,13 +11,13 @@ from shiftboss.services.scheduler import states
 from shiftboss.v1 import pools_pb2, scheduler_pb2
 
 if TYPE_CHECKING:
-    from shiftboss.services.scheduler.service import SchedulerService
+    from shiftboss.services.scheduler.engine import Scheduler
 
 #: Most holders listed (a limit above this is unusual; `occupied` still counts them all).
 MAX_LISTED = 1000
 
 
-async def holders(service: SchedulerService, pool: str, queue: str = "") -> scheduler_pb2.Slots:
+async def holders(service: Scheduler, pool: str, queue: str = "") -> scheduler_pb2.Slots:
     """NOT_FOUND for a pool or queue that does not exist, as its read would say."""
     if queue:
         owner = await service.call(service.pools.GetWorkQueue, pools_pb2.WorkQueueRef(name=queue, pool=pool))

@@ -42,7 +42,7 @@ from shiftboss.services.scheduler.wire import log_event
 from shiftboss.v1 import heartbeats_pb2, pools_pb2, scheduler_pb2
 
 if TYPE_CHECKING:
-    from shiftboss.services.scheduler.service import SchedulerService
+    from shiftboss.services.scheduler.engine import Scheduler
 
 log = logging.getLogger("shiftboss.scheduler")
 Message = scheduler_pb2.SchedulerMessage
@@ -63,7 +63,7 @@ class Redirected(Exception):
 
 
 class StreamHandler:
-    def __init__(self, service: SchedulerService) -> None:
+    def __init__(self, service: Scheduler) -> None:
         self.service = service
         self.dispatcher = service.dispatcher
         self.outcomes = OutcomeWriter(service)

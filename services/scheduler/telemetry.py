@@ -53,7 +53,7 @@ from shiftboss.services.scheduler import states
 from shiftboss.telemetry import Telemetry
 
 if TYPE_CHECKING:
-    from shiftboss.services.scheduler.service import SchedulerService
+    from shiftboss.services.scheduler.engine import Scheduler
     from shiftboss.v1 import scheduler_pb2
 
 log = logging.getLogger("shiftboss.scheduler")
@@ -92,7 +92,7 @@ class Occupancy:
 
 
 class SchedulerTelemetry:
-    def __init__(self, service: SchedulerService, telemetry: Telemetry) -> None:
+    def __init__(self, service: Scheduler, telemetry: Telemetry) -> None:
         self.service = service
         self.tracer = telemetry.tracer("shiftboss.scheduler")
         meter = telemetry.meter("shiftboss.scheduler")
@@ -248,7 +248,7 @@ class SchedulerTelemetry:
         return [Observation(n, {POOL: p}) for p, _, n in reading.pools if n is not None] if reading else []
 
 
-def observe(service: SchedulerService) -> SchedulerTelemetry | None:
+def observe(service: Scheduler) -> SchedulerTelemetry | None:
     """The scheduler's telemetry, hooked into its dispatcher; None when telemetry is off."""
     telemetry = service.mesh.telemetry
     if telemetry is None:

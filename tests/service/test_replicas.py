@@ -19,7 +19,7 @@ from shiftboss.services.scheduler.ownership import Fence, Fenced, NotOwner
 from shiftboss.settings import Settings
 from shiftboss.stream import Redirected, WorkerStream
 from shiftboss.v1 import scheduler_pb2
-from tests.conftest import running_mesh
+from tests.conftest import running_mesh, scheduler
 
 
 @pytest.fixture
@@ -28,10 +28,6 @@ def settings(settings: Settings, backend: str) -> Settings:  # type: ignore[over
         pytest.skip("replicas share a PostgreSQL database; SQLite serves one server")
     # A long lease: ownership moves only when a test moves it.
     return settings.replace(replica_ttl_seconds=30.0)
-
-
-def scheduler(mesh: Mesh):  # type: ignore[no-untyped-def]
-    return next(s for s in mesh.services if s.name == "scheduler")
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from shiftboss.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from shiftboss.services.mesh import Mesh
 from shiftboss.settings import Settings
 from shiftboss.v1 import scheduler_pb2
+from tests.conftest import scheduler
 from tests.raw_stream import RawStream
 from tests.waiting import async_wait_state
 
@@ -127,8 +128,7 @@ async def test_a_run_token_of_an_earlier_lease_is_refused(secured: Mesh, admin: 
 
 async def stored_text(secured: Mesh) -> str:
     """Every deployment and run row as the database holds them."""
-    scheduler = next(s for s in secured.services if s.name == "scheduler")
-    db = scheduler.db
+    db = scheduler(secured).db
     async with db.reading() as session:
         rows = (await session.execute(text("SELECT job_variables FROM deployments"))).all()
         rows += (await session.execute(text("SELECT job_variables, job_configuration FROM flow_runs"))).all()

@@ -16,6 +16,7 @@ from shiftboss.services.mesh import Mesh
 from shiftboss.settings import Settings
 from shiftboss.stream import WorkerStream
 from shiftboss.v1 import scheduler_pb2
+from tests.conftest import scheduler
 from tests.waiting import async_wait_state
 
 FLOW = "flows/hello.py:hello"
@@ -462,7 +463,7 @@ async def test_runs_blocked_behind_a_limit_wait_without_admission_passes(mesh: M
     """A due run held back by a queue limit waits for the slot to free, not in a loop of
     admission passes: with a worker that has free slots and 200 runs blocked, the
     scheduler is idle."""
-    dispatcher = next(s for s in mesh.services if s.name == "scheduler").dispatcher
+    dispatcher = scheduler(mesh).dispatcher
     await client.create_work_queue("one", pool, concurrency_limit=1)
     await client.create_deployment("limited", pool, FLOW, queue="one")
     async with worker(client, "w1", pool, limit=10) as stream:

@@ -26,7 +26,7 @@ from shiftboss.stream import WorkerStream
 from shiftboss.v1 import scheduler_pb2
 from shiftboss.workers.daemon import Daemon, Options
 from shiftboss.workers.telemetry import WorkerTelemetry
-from tests.conftest import close_abandoned_connections
+from tests.conftest import close_abandoned_connections, scheduler
 
 CREATE = "/shiftboss.v1.SchedulerService/CreateFlowRun"
 RENDER = "/shiftboss.v1.TemplateService/Render"
@@ -384,8 +384,7 @@ async def test_worker_traces_each_run_and_counts_reconnects(otel: Otel, traced_m
         try:
             await console.wait_for("connected to")
             assert await otel.values("shiftboss.worker.reconnects") == {}
-            scheduler = next(s for s in traced_mesh.services if s.name == "scheduler")
-            scheduler.dispatcher.sessions["etl/w1"].close()  # the stream drops, as when a replica goes away
+            scheduler(traced_mesh).dispatcher.sessions["etl/w1"].close()  # the stream drops, as when a replica goes away
             await console.wait_for("connected to", count=2)
             run = await client.create_flow_run("nightly")
             await console.wait_for("finished COMPLETED")
