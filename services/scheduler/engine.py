@@ -1,10 +1,12 @@
 """The scheduler's engine: everything below the gRPC servicer (service.py).
 
-It holds the admission state and its dispatcher, the worker streams, the outcome
-writer, run creation and pool ownership, and it is the one way a run changes state
-(`transition`, checked by states.py). Below it the store (runs.py, hot.py,
-deployments.py) alone writes SQL; above it the servicer only translates protos. Nothing
-here, nor in the modules it holds, knows the servicer."""
+`Scheduler` holds one replica's state and does its work: its pools' admission state and
+their dispatcher, the worker streams and the outcome writer, run creation, pool
+ownership and the background tasks. It is the one way a run changes state (`transition`,
+checked by states.py). Below it the store (runs.py, hot.py, deployments.py) holds the
+statements on runs and deployments; beside it, deploying.py, run_control.py and
+run_views.py serve what users do and read. None of them knows the servicer above.
+"""
 
 from __future__ import annotations
 
@@ -71,7 +73,6 @@ class Scheduler:
         self.tasks: list[asyncio.Task[None]] = []
         self.schedules_due = asyncio.Event()
         self.observer = observe(self)
-
 
     # ------------------------------------------------------------ lifecycle
 
@@ -435,9 +436,12 @@ class Scheduler:
             raise InvalidArgument(f"{field}: {text!r} is not an ISO 8601 time", field=field) from None
         return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
-    async def pool_of(self, run_id: str) -> str:
+    async def get_run(self, run_id: str) -> FlowRunRow:
         async with self.db.reading() as session:
-            return (await run_store.get(session, run_id)).pool
+            return await run_store.get(session, run_id)
+
+    async def pool_of(self, run_id: str) -> str:
+        return (await self.get_run(run_id)).pool
 
     # ------------------------------------------------------------ what is stored of a run, and what happens to it
 
