@@ -1,4 +1,20 @@
-"""Flow run states: which transitions are legal, and what each does to a slot."""
+"""Flow run states: which transitions are legal, and what each does to a slot.
+
+`check` is the rule every change obeys. A run changes state in one place,
+`Scheduler.transition` (engine.py), which checks it here and records it (runs.record),
+whether the change is written by the ORM (`change_state`) or by the fast path's batches
+(outcomes.py through hot.py). Three writes stand outside it, each one already a checked
+transition or none at all:
+
+- the lease (`LEASED`, hot.py): SCHEDULED -> PENDING for a whole batch in one UPDATE
+  whose WHERE clause is the check (`state = SCHEDULED`); a run that left SCHEDULED
+  meanwhile is not released;
+- a new run is inserted SCHEDULED: its first state, not a change;
+- the waiting runs a deployment change removes are deleted, not changed; the core sees
+  them as SCHEDULED -> CANCELLED (`Scheduler.forget_runs`).
+
+A failure with retries left is checked as the failure, then recorded as SCHEDULED
+(AwaitingRetry, retries.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +33,8 @@ ON_WORKER = frozenset({PENDING, RUNNING, CANCELLING})
 #: States that wait in the core's waterfall.
 CANDIDATE = frozenset({SCHEDULED})
 TERMINAL = frozenset({COMPLETED, FAILED, CRASHED, CANCELLED})
+#: The one change written by a guarded UPDATE rather than by `transition`: a release to a worker.
+LEASED = (SCHEDULED, PENDING)
 
 ALLOWED: dict[str, frozenset[str]] = {
     SCHEDULED: frozenset({PENDING, CANCELLED}),

@@ -130,3 +130,11 @@ sys.exit(1 if bad else 0)
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_nothing_imports_the_scheduler_servicer() -> None:
+    """The servicer (scheduler/service.py) only translates protos and calls the engine below
+    it; no module knows it (the mesh finds its `build` by name)."""
+    servicer = "shiftboss.services.scheduler.service"
+    offenders = [f"{m} -> {n}" for m, path in modules() if m != servicer for n in imported(path) if _matches(n, servicer)]
+    assert not offenders
