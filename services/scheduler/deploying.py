@@ -50,7 +50,7 @@ async def create(engine: Scheduler, request: scheduler_pb2.CreateDeploymentReque
         )
         reply = deployment_to_proto(row)
     engine.schedules_due.set()
-    return reply
+    return (await readiness.with_status(engine, [reply]))[0]
 
 
 async def read(engine: Scheduler, name: str) -> scheduler_pb2.Deployment:
@@ -115,7 +115,7 @@ async def update(engine: Scheduler, request: scheduler_pb2.UpdateDeploymentReque
             row.schedules = [new_schedule] if new_schedule else []
         reply = await _saved(session, row)
     _replan(engine, dropped, "replaced by the deployment's new schedules")
-    return reply
+    return (await readiness.with_status(engine, [reply]))[0]
 
 
 async def apply(engine: Scheduler, specs: Sequence[scheduler_pb2.DeploymentSpec]) -> list[scheduler_pb2.AppliedDeployment]:
@@ -206,7 +206,7 @@ async def set_paused(engine: Scheduler, name: str, paused: bool) -> scheduler_pb
         row.paused = paused
         reply = await _saved(session, row)
     _replan(engine, dropped, "its deployment was paused")
-    return reply
+    return (await readiness.with_status(engine, [reply]))[0]
 
 
 async def delete(engine: Scheduler, name: str) -> None:

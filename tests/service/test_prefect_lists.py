@@ -60,7 +60,8 @@ async def test_prefect_slot_holders_of_a_pool_and_a_queue(client: AsyncClient) -
 async def test_prefect_deployment_status_is_ready_while_a_worker_serves_its_queue(client: AsyncClient) -> None:
     await client.create_work_pool("pool", "process")
     await client.create_work_queue("other", "pool")
-    await client.create_deployment("served", "pool", FLOW)
+    made = await client.create_deployment("served", "pool", FLOW)
+    assert made.status == common_pb2.NOT_READY  # the reply of a create says it too
     await client.create_deployment("unserved", "pool", FLOW, queue="other")
     assert (await client.get_deployment("served")).status == common_pb2.NOT_READY
     async with worker(client, "w", "pool", queues=["default"]):
@@ -69,6 +70,8 @@ async def test_prefect_deployment_status_is_ready_while_a_worker_serves_its_queu
             assert asyncio.get_running_loop().time() < deadline, "the deployment never became READY"
             await asyncio.sleep(0.05)
         listed = {d.name: d.status for d in (await client.list_deployments()).deployments}
+        assert (await client.pause_deployment("served")).status == common_pb2.READY
+        assert (await client.update_deployment("served", description="d")).status == common_pb2.READY
     assert listed == {"served": common_pb2.READY, "unserved": common_pb2.NOT_READY}
 
 
