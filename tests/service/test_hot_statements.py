@@ -183,3 +183,24 @@ async def test_a_driver_connection_comes_back_as_it_was_lent(db: Database) -> No
         assert await connection.fetchval("SHOW idle_in_transaction_session_timeout") != "4567ms"
         assert await connection.fetchval("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND mode = 'ShareLock'") == 0
         assert await connection.fetchval("SELECT count(*) FROM flow_runs") == 0  # the failed batch left nothing
+
+
+async def test_a_lease_is_planned_for_its_keys_however_the_table_grew(backend: str, db: Database) -> None:
+    """PostgreSQL keeps the generic plan of a prepared statement once it has one; made while
+    the runs table was small, it scans every run however large the table grows. Each lease
+    here is planned for its own keys: a run leased after the table grew is found by its key."""
+    if backend != "postgres":
+        pytest.skip("SQLite plans each statement anew")
+    async with hot.transaction(db) as statements:
+        for _ in range(8):  # more than the five custom plans before PostgreSQL weighs a generic one
+            run = draft()
+            await statements.insert_runs([run])
+            assert [r.id for r in await statements.lease([run.seq], "pool/w1", T0, 30)] == [run.id]
+        many = [draft() for _ in range(2_000)]
+        await statements.insert_runs(many)
+        assert [r.id for r in await statements.lease([many[-1].seq], "pool/w1", T0, 30)] == [many[-1].id]
+        assert isinstance(statements, hot.PgStatements)
+        generic, custom = await statements.db.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH leased AS%'"
+        )
+    assert (generic, custom) == (0, 9)
