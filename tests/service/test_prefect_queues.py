@@ -159,7 +159,7 @@ async def test_prefect_work_queue_rename_the_scheduler_cannot_follow_is_undone(s
         probe.bind(("127.0.0.1", 0))
         dead = f"127.0.0.1:{probe.getsockname()[1]}"
     alone = Mesh(
-        settings.replace(port=0, host="127.0.0.1", scheduler_address=dead, heartbeats_address=dead, request_timeout=2.0),
+        settings.replace(port=0, host="127.0.0.1", scheduler_address=dead, heartbeats_address=dead, request_timeout=0.5),
         ["pools", "templates"],
     )
     port = await alone.start()
