@@ -19,8 +19,12 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/shiftboss server start
 
+# The suite mostly waits (servers, workers and flows in processes of their own), so three
+# test processes share the two cores; a module's tests stay in one (its fixtures with it).
+TEST_WORKERS ?= 3
+
 test: install
-	$(PY) -m pytest -q -rs -p no:cacheprovider --db both $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs -p no:cacheprovider --db both -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The mutation check: the differential test must catch each deliberate bug that
 # core/sb_mutants.hpp can build into the core (builds cached in build/mutants/).
