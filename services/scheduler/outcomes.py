@@ -188,6 +188,8 @@ class OutcomeWriter(BatchWriter[Report]):
             body = report.body
             if report.unwritten:
                 continue
+            if (report.kind == "finished" or report.error is not None) and report.session.acked.get(body.run) == body.lease:
+                del report.session.acked[body.run]  # written or refused: the lease is the database's again
             if report.error is not None:
                 report.session.send(Message(refused=scheduler_pb2.Refused(run=body.run, reason=report.error.message, lease=body.lease)))
             elif report.kind == "finished":

@@ -316,11 +316,11 @@ class StreamHandler:
         if kind in ("ack", "started", "finished"):
             body = getattr(message, kind)
             # Answered (Settled or Refused) once written; a malformed one is refused now, unremembered.
-            if self.outcomes.submit(session, kind, body):
-                if kind == "finished":
-                    session.acked.pop(body.run, None)
-                elif len(session.acked) < MAX_ACKED:
-                    session.acked[body.run] = body.lease
+            # Remembered until written: a run started and finished while the database was
+            # away keeps its lease, not expired back to SCHEDULED (see background.expire_leases);
+            # its Finished, once written, forgets it (outcomes.answer).
+            if self.outcomes.submit(session, kind, body) and len(session.acked) < MAX_ACKED:
+                session.acked[body.run] = body.lease
         elif kind == "heartbeat":
             self.beat(session)
         elif kind == "credits":
