@@ -31,7 +31,7 @@ from shiftboss.stream import Redirected, SchedulerSilent, WorkerStream
 from shiftboss.telemetry import current_traceparent
 from shiftboss.v1 import scheduler_pb2
 from shiftboss.workers.health import HealthServer, stream_health
-from shiftboss.workers.infrastructure import Handle, Infrastructure, RunSpec, backend_for, shared_environment
+from shiftboss.workers.infrastructure import Handle, Infrastructure, RunSpec, SharedEnvironment, backend_for
 from shiftboss.workers.placeholders import fill_environment
 from shiftboss.workers.telemetry import WorkerTelemetry
 
@@ -101,6 +101,7 @@ class Daemon:
     console: Console = field(default_factory=lambda: Console(highlight=False))
     #: The console is no terminal: lines are written as they are (see `say`); None until known.
     plain: bool | None = None
+    flush_pending: bool = False
     runs: dict[str, Run] = field(default_factory=dict)
     unconfirmed: dict[str, scheduler_pb2.WorkerMessage] = field(default_factory=dict)
     logs: list[scheduler_pb2.LogLine] = field(default_factory=list)
@@ -137,9 +138,27 @@ class Daemon:
             self.plain = isinstance(self.console, Console) and not self.console.is_terminal
         if self.plain:  # a pipe or a file: no colour and no wrapping, so none of rich's rendering per line
             self.console.file.write(f"{stamp} {text}\n")
-            self.console.file.flush()
+            self._flush_soon()
             return
         self.console.print(f"{stamp} {text}", style=style or None, markup=False)
+
+    def _flush_soon(self) -> None:
+        """Flush the console once this turn of the event loop is over: the lines of every
+        run it started or ended leave in one write."""
+        if self.flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.console.file.flush()
+            return
+        self.flush_pending = True
+        loop.call_soon(self._flush_console)
+
+    def _flush_console(self) -> None:
+        self.flush_pending = False
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nobody reads the console
+            self.console.file.flush()
 
     # ------------------------------------------------------------ sending
 
@@ -202,7 +221,7 @@ class Daemon:
             if delay > 0:  # prefetched: start on time, not before
                 await asyncio.sleep(delay)
             assert self.infrastructure is not None
-            config = fill_environment(from_struct(dispatch.job_configuration), shared_environment())
+            config = fill_environment(from_struct(dispatch.job_configuration), SharedEnvironment())
             # The flow's parent is this worker's run span when there is one (see workers/telemetry.py).
             traceparent = current_traceparent() or dispatch.traceparent
             spec = RunSpec(

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import Coroutine
 from typing import Any
 
 import click
 
+from shiftboss.cli.loop import run as run_loop
 from shiftboss.cli.output import Refusal
 from shiftboss.cli.telemetry import configure_telemetry
 from shiftboss.errors import ShiftbossError
@@ -88,7 +88,7 @@ def start(host: str | None, port: int | None, services: tuple[str, ...], auth: b
         )
 
     try:
-        _serve(run())
+        run_loop(run())
     except NotAtHead as exc:  # before anything listens
         raise _not_at_head(exc) from None
     except (OSError, ValueError) as exc:
@@ -98,17 +98,6 @@ def start(host: str | None, port: int | None, services: tuple[str, ...], auth: b
     finally:
         if telemetry is not None:
             telemetry.shutdown()
-
-
-def _serve(main: Coroutine[Any, Any, None]) -> None:
-    """Run the server on uvloop where it is installed (not on Windows): under load the event
-    loop's own bookkeeping is a good share of the server's CPU, and uvloop's is smaller."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
 
 
 @server.command("create-admin-key")
