@@ -220,8 +220,9 @@ async def test_one_admission_span_for_a_pass_links_every_run_it_sent(otel: Otel,
 async def test_a_run_made_by_a_schedule_is_part_of_its_admission_pass(otel: Otel, traced_mesh: Mesh) -> None:
     async with AsyncClient(traced_mesh.settings.api_address, timeout=10) as client:
         await client.create_work_pool("etl", "process")
-        # The schedule's first run is an hour ahead: within this worker's prefetch.
-        worker = WorkerStream(client, scheduler_pb2.Hello(name="w1", pool="etl", prefetch_seconds=7200))
+        # The schedule's first run is an hour ahead: within this worker's prefetch, and the
+        # second, two hours ahead, not (else it may go out in a pass of its own).
+        worker = WorkerStream(client, scheduler_pb2.Hello(name="w1", pool="etl", prefetch_seconds=5400))
         await worker.open()
         await client.create_deployment("hourly", "etl", "flows/etl.py:run", interval=3600)
         dispatch = await next_message(worker, "dispatch")
