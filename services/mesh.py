@@ -141,9 +141,8 @@ def peer_settings(settings: Settings) -> Settings:
 class GenericRouting(aio.Server):
     """The server as the generated `add_*_to_server` functions see it: their methods are
     routed by their generic handlers alone. grpc.aio keeps one pending accept per
-    registered method and waits on all of them for every call it takes (67 methods here:
-    a third of a short call's cost in the server), where the generic route is one accept
-    and a dictionary lookup."""
+    registered method and waits on all of them for every call it takes (67 methods here),
+    where the generic route is one accept and a dictionary lookup."""
 
     def __init__(self, server: aio.Server) -> None:
         self._server = server

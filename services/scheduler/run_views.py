@@ -92,6 +92,10 @@ async def check_next(engine: Scheduler, request: scheduler_pb2.NextRunsRequest) 
     prefetch = request.prefetch_seconds if request.HasField("prefetch_seconds") else engine.settings.prefetch_seconds
     if prefetch < 0:
         raise InvalidArgument(f"prefetch_seconds: must not be negative, got {prefetch:g}", field="prefetch_seconds")
+    if engine.dispatcher.pools.get(request.pool) is not None and all(
+        engine.dispatcher.knows_queue(request.pool, queue) for queue in request.queues
+    ):
+        return prefetch  # the pool and its queues, as this replica dispatches them: no call to PoolService
     await engine.call(engine.pools.GetWorkPool, pools_pb2.WorkPoolRef(name=request.pool))
     for queue in request.queues:
         await engine.check_queue(request.pool, queue)
