@@ -7,7 +7,7 @@ google.protobuf.Struct keeps every number as a double; JSON users wrote `30`, no
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
@@ -46,18 +46,22 @@ def from_value(value: Value | ListValue) -> Any:
     return _integral(json_format.MessageToDict(value))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def to_timestamp(moment: datetime | None) -> Timestamp | None:
+    """A moment as a Timestamp (one without a zone is UTC). Timestamp.FromDatetime does
+    the same through a time tuple, several times slower: a reply of runs holds many."""
     if moment is None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
+    since = moment - _EPOCH  # microseconds in [0, 10**6), days signed: nanos stay non-negative
+    return Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def from_timestamp(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=timezone.utc)
+    return _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import collections
 import contextlib
 import functools
 import json
+import operator
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -253,13 +254,14 @@ class PgStatements:
         # are, for new runs (their state, their empty lease...), and an array costs asyncpg
         # Python work per element. A document shared by runs is encoded once.
         varying, same = [], []
-        for key in INSERTED:
-            values = [getattr(run, key) for run in runs]
+        count = len(runs)
+        # Every run's columns in one call each, turned into one tuple per column.
+        for key, values in zip(INSERTED, zip(*map(_INSERTED_VALUES, runs))):
             first = values[0]
-            if key not in _PER_RUN and all(value is first or value == first for value in values):
-                same.append((key, json.dumps(first) if key in _JSON else first))
+            if key not in _PER_RUN and (count == 1 or values.count(first) == count):
+                same.append((key, _json_text(first) if key in _JSON else first))
             else:
-                varying.append((key, _encoded(values) if key in _JSON else values))
+                varying.append((key, [_json_text(v) for v in values] if key in _JSON else list(values)))
         statement = _insert_statement(tuple(k for k, _ in varying), tuple(k for k, _ in same))
         try:
             keys = dict(await self.db.fetch(statement, *(v for _, v in varying), *(v for _, v in same)))
@@ -291,16 +293,27 @@ class PgStatements:
 _PER_RUN = frozenset({"id"})
 
 
-def _encoded(documents: list[Any]) -> list[str]:
-    """JSON texts of these documents, each object encoded once however many runs share it."""
-    texts: dict[int, str] = {}
-    out = []
-    for document in documents:
-        text = texts.get(id(document))
-        if text is None:
-            text = texts[id(document)] = json.dumps(document)
-        out.append(text)
-    return out
+#: A new run's columns, in INSERTED's order.
+_INSERTED_VALUES = operator.attrgetter(*INSERTED)
+#: JSON texts of the documents new runs share, by identity (a deployment's parameters, a
+#: rendered job configuration: see Scheduler.new_draft, which never changes one once made),
+#: each held with its document so that its id stays its own; the oldest go first.
+_TEXTS: collections.OrderedDict[int, tuple[Any, str]] = collections.OrderedDict()
+_MOST_TEXTS = 1024
+
+
+def _json_text(document: Any) -> str:
+    """The JSON text of a document, encoded once however many runs and batches share it."""
+    if not document:
+        return "{}" if isinstance(document, dict) else json.dumps(document)
+    kept = _TEXTS.get(id(document))
+    if kept is not None and kept[0] is document:
+        return kept[1]
+    text = json.dumps(document)
+    _TEXTS[id(document)] = (document, text)
+    if len(_TEXTS) > _MOST_TEXTS:
+        _TEXTS.popitem(last=False)
+    return text
 
 
 @functools.lru_cache(maxsize=64)
