@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from shiftboss.cli.loop import run as run_loop
 from shiftboss.settings import load_settings
 
 
@@ -108,7 +107,7 @@ def start(
     if telemetry is not None:
         daemon.telemetry = WorkerTelemetry(telemetry, options.pool, options.name)
     try:
-        code = run_loop(daemon.run())
+        code = asyncio.run(daemon.run())
     except ShiftbossError as exc:
         click.echo(f"Error: {exc.message}", err=True)
         raise SystemExit(1) from None

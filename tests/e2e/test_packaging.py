@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONSTRAINTS = ROOT / "constraints.txt"
 #: What a checkout holds that is not source: a build must not depend on any of it.
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.so", "*.cpp", ".*cache", ".hypothesis", ".benchmarks")
-SERVER_STACK = ("sqlalchemy", "asyncpg", "aiosqlite", "alembic", "jsonschema", "croniter", "Cython", "grpc_health")
+SERVER_STACK = ("sqlalchemy", "asyncpg", "aiosqlite", "alembic", "jsonschema", "croniter", "Cython", "grpc_health", "uvloop")
 
 
 def run(args: list[str | Path], timeout: float = 300, **kwargs: object) -> subprocess.CompletedProcess[str]:

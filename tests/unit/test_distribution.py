@@ -56,7 +56,7 @@ def test_requirements_are_ranges_never_pins() -> None:
 
 def test_the_base_install_brings_none_of_the_server_stack() -> None:
     base = {_name(r) for r in PYPROJECT["project"]["dependencies"]}
-    assert base == {"grpcio", "protobuf", "opentelemetry-api", "click", "rich", "pyyaml", "uvloop"}
+    assert base == {"grpcio", "protobuf", "opentelemetry-api", "click", "rich", "pyyaml"}
     server = {_name(r) for r in PYPROJECT["project"]["optional-dependencies"]["server"]}
     assert {"sqlalchemy", "asyncpg", "aiosqlite", "alembic", "jsonschema", "croniter"} <= server
     assert "shiftboss" in server  # with the telemetry extra

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"core": "shiftboss.core", "services": "shiftboss.services", "workers": "shiftboss.workers", "shiftboss": "shiftboss"}
 
 # What `pip install shiftboss` (no extra) leaves out: the SDK, the CLI and the worker run without it.
-SERVER_STACK = ("sqlalchemy", "alembic", "asyncpg", "aiosqlite", "jsonschema", "croniter", "cryptography", "grpc_health", "grpc_reflection", "Cython")
+SERVER_STACK = ("sqlalchemy", "alembic", "asyncpg", "aiosqlite", "jsonschema", "croniter", "cryptography", "grpc_health", "grpc_reflection", "uvloop", "Cython")
 
 # What each layer may not import (prefix match on the imported module).
 FORBIDDEN = {
@@ -19,9 +19,9 @@ FORBIDDEN = {
     "shiftboss.workers": ("shiftboss.services", *SERVER_STACK),
     "shiftboss": ("shiftboss.services", "shiftboss.workers", *SERVER_STACK),
 }
-# `server start` runs the mesh and `worker start` the
-# daemon: the only places the public package reaches into services and workers.
-ALLOWED = {("shiftboss.cli.server", "shiftboss.services"), ("shiftboss.cli.worker", "shiftboss.workers")}
+# `server start` runs the mesh (on uvloop where it is installed: cli/loop.py) and `worker
+# start` the daemon: the only places the public package reaches into services and workers.
+ALLOWED = {("shiftboss.cli.server", "shiftboss.services"), ("shiftboss.cli.loop", "uvloop"), ("shiftboss.cli.worker", "shiftboss.workers")}
 
 
 def modules() -> list[tuple[str, Path]]:
