@@ -131,6 +131,10 @@ class WorkerStream:
             self._received.extend(message.batch.messages)
         return self._received.popleft()
 
+    def buffered(self) -> scheduler_pb2.SchedulerMessage | None:
+        """The next message of a batch already read, if any: no wait, no read."""
+        return self._received.popleft() if self._received else None
+
     def send(self, message: scheduler_pb2.WorkerMessage) -> None:
         self._outgoing.put_nowait(message)
 

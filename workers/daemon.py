@@ -102,6 +102,8 @@ class Daemon:
     #: The console is no terminal: lines are written as they are (see `say`); None until known.
     plain: bool | None = None
     flush_pending: bool = False
+    #: The second the console's last time stamp was made for, and that stamp.
+    stamped: tuple[int, str] = (0, "")
     runs: dict[str, Run] = field(default_factory=dict)
     unconfirmed: dict[str, scheduler_pb2.WorkerMessage] = field(default_factory=dict)
     logs: list[scheduler_pb2.LogLine] = field(default_factory=list)
@@ -133,7 +135,10 @@ class Daemon:
         if isinstance(self.console, JsonConsole):  # its lines carry their own time
             self.console.print(text, style=style or None)
             return
-        stamp = datetime.now().strftime("%H:%M:%S")
+        second = int(time.time())
+        if second != self.stamped[0]:  # one strftime a second, not one a line
+            self.stamped = (second, datetime.now().strftime("%H:%M:%S"))
+        stamp = self.stamped[1]
         if self.plain is None:
             self.plain = isinstance(self.console, Console) and not self.console.is_terminal
         if self.plain:  # a pipe or a file: no colour and no wrapping, so none of rich's rendering per line
@@ -469,6 +474,11 @@ class Daemon:
                     self.flush_logs()
                     stream.goodbye()
                     return
+                if incoming is None:  # the rest of a batch read already: no task, no wait
+                    message = stream.buffered()
+                    if message is not None:
+                        await self.handle(message)
+                        continue
                 # Wake for a message, or when a run ends (run-once then may be done).
                 incoming = incoming or asyncio.create_task(stream.receive())
                 self.run_ended.clear()
