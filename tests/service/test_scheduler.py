@@ -318,6 +318,22 @@ async def test_next_runs_and_preview_do_not_dispatch(client: AsyncClient, pool: 
     assert scheduler_pb2.RunState.Name((await client.get_flow_run(a.id)).state) == "SCHEDULED"
 
 
+async def test_next_runs_refuses_what_does_not_exist(client: AsyncClient, pool: str) -> None:
+    await client.create_work_queue("high", pool, priority=1)
+    run = await client.create_flow_run("hello", queue="high")  # the pool's runs are in the scheduler's core
+    assert [r.id for r in (await client.next_runs(pool, queues=["high"])).flow_runs] == [run.id]
+    with pytest.raises(errors.NotFound, match="work pool 'nope' not found"):
+        await client.next_runs("nope")
+    with pytest.raises(errors.NotFound, match="work queue 'low' not found in work pool 'pool'"):
+        await client.next_runs(pool, queues=["high", "low"])
+    with pytest.raises(errors.InvalidArgument, match="limit: must not be negative, got -1"):
+        await client.next_runs(pool, limit=-1)
+    await client.cancel_flow_run(run.id)
+    await client.delete_work_queue("high", pool)
+    with pytest.raises(errors.NotFound, match="work queue 'high' not found in work pool 'pool'"):
+        await client.next_runs(pool, queues=["high"])
+
+
 async def test_schedules_create_runs_once_across_restart(settings: Settings) -> None:
     settings = settings.replace(schedule_horizon_seconds=600)
     for attempt in range(2):
