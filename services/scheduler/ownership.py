@@ -509,12 +509,15 @@ class Ownership:
 
     async def tick(self) -> None:
         """Renew this replica's lease; drop pools another took; take pools nobody live owns."""
+        # Only pools owned before the owners are read are judged by what was read: one taken
+        # meanwhile (a worker's stream claims its pool at once: `route`) is not in it yet.
+        owned_before = dict(self.owned)
         await self._renew()
         async with self.db.driver() as connection:
             view = {row[0]: Owner(row[1], row[2], row[3], row[4]) for row in await connection.fetch(_VIEW)}
             live = [(row[0], row[1]) for row in await connection.fetch(_LIVE)]
         self.replicas = [self.address] + [address for replica, address in live if replica != self.replica]
-        for pool, epoch in list(self.owned.items()):
+        for pool, epoch in owned_before.items():
             owner = view.get(pool)
             if owner is None or owner.replica != self.replica or owner.epoch != epoch:
                 self.lose(pool, epoch, "another replica owns it now")
