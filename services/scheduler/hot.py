@@ -250,18 +250,7 @@ class PgStatements:
     async def insert_runs(self, runs: list[FlowRunDraft]) -> None:
         if not runs:
             return
-        # A column whose value is the same for every run is sent once, not as an array: most
-        # are, for new runs (their state, their empty lease...), and an array costs asyncpg
-        # Python work per element. A document shared by runs is encoded once.
-        varying, same = [], []
-        count = len(runs)
-        # Every run's columns in one call each, turned into one tuple per column.
-        for key, values in zip(INSERTED, zip(*map(_INSERTED_VALUES, runs))):
-            first = values[0]
-            if key not in _PER_RUN and (count == 1 or values.count(first) == count):
-                same.append((key, _json_text(first) if key in _JSON else first))
-            else:
-                varying.append((key, [_json_text(v) for v in values] if key in _JSON else list(values)))
+        varying, same = _split_columns(runs)
         statement = _insert_statement(tuple(k for k, _ in varying), tuple(k for k, _ in same))
         try:
             keys = dict(await self.db.fetch(statement, *(v for _, v in varying), *(v for _, v in same)))
@@ -271,6 +260,21 @@ class PgStatements:
             raise IntegrityError(statement, None, exc) from exc
         for run in runs:
             run.seq = keys[run.id]
+
+    async def insert_fresh_runs(self, runs: list[FlowRunDraft], stamps: dict[str, datetime]) -> None:
+        """insert_runs, as one statement that is a transaction of its own, of the runs whose
+        deployment (`deployment_id`) was last updated at `stamps[deployment_id]`: it takes
+        the deployments' rows FOR SHARE and inserts the runs of those not changed since, as
+        `stamps` then `insert_runs` do in a transaction. A run not written keeps `seq` 0."""
+        varying, same = _split_columns(runs)
+        statement = _insert_statement(tuple(k for k, _ in varying), tuple(k for k, _ in same), fresh=True)
+        ids, updated = zip(*stamps.items())
+        try:
+            keys = dict(await self.db.fetch(statement, *(v for _, v in varying), *(v for _, v in same), list(ids), list(updated)))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError(statement, None, exc) from exc
+        for run in runs:
+            run.seq = keys.get(run.id, 0)
 
     async def lease(self, keys: list[int], worker: str, now: datetime, lease_seconds: float) -> list[Any]:
         if not keys:
@@ -291,6 +295,23 @@ class PgStatements:
 
 #: Columns sent as arrays whatever their values: the id, which tells the runs apart.
 _PER_RUN = frozenset({"id"})
+
+
+def _split_columns(runs: list[FlowRunDraft]) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """New runs' columns as sent: (column, values) of those that differ between runs, and
+    (column, value) of those every run shares. A shared column is sent once, not as an
+    array: most are, for new runs (their state, their empty lease...), and an array costs
+    asyncpg Python work per element. A document shared by runs is encoded once."""
+    varying, same = [], []
+    count = len(runs)
+    # Every run's columns in one call each, turned into one tuple per column.
+    for key, values in zip(INSERTED, zip(*map(_INSERTED_VALUES, runs))):
+        first = values[0]
+        if key not in _PER_RUN and (count == 1 or values.count(first) == count):
+            same.append((key, _json_text(first) if key in _JSON else first))
+        else:
+            varying.append((key, [_json_text(v) for v in values] if key in _JSON else list(values)))
+    return varying, same
 
 
 #: A new run's columns, in INSERTED's order.
@@ -317,15 +338,25 @@ def _json_text(document: Any) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_statement(varying: tuple[str, ...], same: tuple[str, ...]) -> str:
+def _insert_statement(varying: tuple[str, ...], same: tuple[str, ...], fresh: bool = False) -> str:
     """New runs, and the first line of their histories: `varying` columns sent as arrays
-    (kept in their order), then `same` columns as one value each."""
+    (kept in their order), then `same` columns as one value each. `fresh`: then two arrays,
+    deployments' ids and `updated` stamps; only runs of a deployment whose row still has its
+    stamp are inserted, its row held FOR SHARE until commit (see insert_fresh_runs)."""
     first = len(varying) + 1
     values = {n: f"v.{n}" for n in varying} | {n: f"${i}::{_PG_TYPES[n]}" for i, n in enumerate(same, first)}
+    checked, where = "", ""
+    if fresh:
+        ids, stamps = first + len(same), first + len(same) + 1
+        checked = (
+            f"fresh AS (SELECT d.id FROM {_DEPLOYMENTS.name} AS d JOIN unnest(${ids}::VARCHAR[], ${stamps}::TIMESTAMPTZ[]) "
+            "AS s(id, updated) ON d.id = s.id AND d.updated = s.updated FOR SHARE OF d), "
+        )
+        where = f"WHERE {values['deployment_id']} IN (SELECT id FROM fresh) "
     return (
-        f"WITH new AS (INSERT INTO {_RUNS.name} ({_columns(INSERTED)}) "
+        f"WITH {checked}new AS (INSERT INTO {_RUNS.name} ({_columns(INSERTED)}) "
         f"SELECT {_columns(f'{values[n]}::JSON' if n in _JSON else values[n] for n in INSERTED)} "
-        f"FROM unnest({_unnest(varying)}) WITH ORDINALITY AS v({_columns(varying)}, n) ORDER BY n "
+        f"FROM unnest({_unnest(varying)}) WITH ORDINALITY AS v({_columns(varying)}, n) {where}ORDER BY n "
         "RETURNING seq, id, state, created, message), "
         f"h AS ({_history_insert('SELECT seq, state, created, message FROM new ORDER BY seq')}) "
         "SELECT id, seq FROM new"
@@ -337,6 +368,13 @@ def _history_columns(history: list[dict[str, Any]]) -> list[list[Any]]:
 
 
 Statements = CoreStatements | PgStatements
+
+
+@contextlib.asynccontextmanager
+async def one_statement(db: Database) -> AsyncIterator[PgStatements]:
+    """PostgreSQL only: statements each a transaction of its own (no BEGIN, no COMMIT)."""
+    async with db.driver(transaction=False) as connection:
+        yield PgStatements(connection)
 
 
 @contextlib.asynccontextmanager

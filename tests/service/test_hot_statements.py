@@ -126,6 +126,47 @@ async def test_deployment_stamps(db: Database) -> None:
     assert {key: runs.as_utc(value) for key, value in stamps.items()} == {"d1": T0}
 
 
+async def test_runs_of_a_changed_deployment_are_not_inserted_by_the_one_statement_insert(db: Database) -> None:
+    """PostgreSQL's creation path in one statement: the runs of a deployment whose stamp is
+    as they were made from are written with their history, the others not at all; and the
+    deployment's row is held FOR SHARE until that statement ends, as the two-statement
+    transaction holds it."""
+    if db.is_sqlite:
+        pytest.skip("SQLite writes a batch's runs in a transaction of two statements")
+    async with db.transaction() as session:
+        session.add(DeploymentRow(id="d1", name="one", entrypoint="f.py:f", pool="p", queue="default", updated=T0))
+        session.add(DeploymentRow(id="d2", name="two", entrypoint="f.py:f", pool="p", queue="default", updated=T0))
+    kept = [draft(deployment_id="d1", deployment="one"), draft(deployment_id="d1", deployment="one")]
+    changed = draft(deployment_id="d2", deployment="two")
+    async with hot.one_statement(db) as statements:
+        await statements.insert_fresh_runs([kept[0], changed, kept[1]], {"d1": T0, "d2": T0 - timedelta(seconds=1)})
+    assert kept[0].seq and kept[1].seq and changed.seq == 0
+    async with db.reading() as session:
+        written = (await session.execute(select(FlowRunRow.id).order_by(FlowRunRow.seq))).scalars().all()
+    assert written == [kept[0].id, kept[1].id]
+    assert await history(db, kept[1].seq) == [(states.SCHEDULED, "created")]
+
+    # A deployment being changed (its row locked by the change) holds the insert until the
+    # change commits, and then the insert sees the new stamp: the run is not written.
+    racing = draft(deployment_id="d1", deployment="one")
+    async with db.driver() as changing:
+        await changing.execute("UPDATE deployments SET updated = $1 WHERE id = 'd1'", T0 + timedelta(seconds=1))
+        inserting = asyncio.ensure_future(_insert_fresh(db, racing, {"d1": T0}))
+        async with asyncio.timeout(10), db.driver(transaction=False) as looking:  # until the insert waits on the row's lock
+            while not await looking.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH fresh AS%'"
+            ):
+                assert not inserting.done(), "the insert did not wait for the change"
+                await asyncio.sleep(0.01)
+    await asyncio.wait_for(inserting, 10)
+    assert racing.seq == 0
+
+
+async def _insert_fresh(db: Database, run: FlowRunDraft, stamps: dict[str, datetime]) -> None:
+    async with hot.one_statement(db) as statements:
+        await statements.insert_fresh_runs([run], stamps)
+
+
 async def test_connections_the_server_dropped_are_made_again(db: Database) -> None:
     """As after a PostgreSQL restart: the server ends every connection of the scheduler's
     pool while they sit idle. At most one transaction fails on that; the next works."""
