@@ -47,6 +47,8 @@ def from_value(value: Value | ListValue) -> Any:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: A Timestamp's valid seconds: 0001-01-01 to 9999-12-31, as protobuf defines it.
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
 
 
 def to_timestamp(moment: datetime | None) -> Timestamp | None:
@@ -61,6 +63,10 @@ def to_timestamp(moment: datetime | None) -> Timestamp | None:
 
 
 def from_timestamp(stamp: Timestamp) -> datetime:
+    """A Timestamp as an aware UTC moment; ValueError for one outside protobuf's range (as
+    Timestamp.ToDatetime, several times slower, raises)."""
+    if not _MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS or not 0 <= stamp.nanos < 1_000_000_000:
+        raise ValueError(f"not a valid Timestamp: seconds {stamp.seconds}, nanos {stamp.nanos}")
     return _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from collections.abc import Coroutine
 from typing import Any
 
 import click
 
-from shiftboss.cli.loop import run as run_loop
 from shiftboss.cli.output import Refusal
 from shiftboss.cli.telemetry import configure_telemetry
 from shiftboss.errors import ShiftbossError
@@ -88,7 +88,7 @@ def start(host: str | None, port: int | None, services: tuple[str, ...], auth: b
         )
 
     try:
-        run_loop(run())
+        _serve(run())
     except NotAtHead as exc:  # before anything listens
         raise _not_at_head(exc) from None
     except (OSError, ValueError) as exc:
@@ -98,6 +98,19 @@ def start(host: str | None, port: int | None, services: tuple[str, ...], auth: b
     finally:
         if telemetry is not None:
             telemetry.shutdown()
+
+
+def _serve(main: Coroutine[Any, Any, None]) -> None:
+    """Run the server on uvloop where it is installed (not on Windows): under load the event
+    loop's own bookkeeping is a good share of the server's CPU, and uvloop's is smaller.
+    Not the worker: uvloop starts a subprocess with fork(), which runs gRPC's fork handlers
+    in the child (asyncio's loop starts it without them), and a flow process could die there."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 @server.command("create-admin-key")

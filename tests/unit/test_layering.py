@@ -19,9 +19,9 @@ FORBIDDEN = {
     "shiftboss.workers": ("shiftboss.services", *SERVER_STACK),
     "shiftboss": ("shiftboss.services", "shiftboss.workers", *SERVER_STACK),
 }
-# `server start` runs the mesh (on uvloop where it is installed: cli/loop.py) and `worker
-# start` the daemon: the only places the public package reaches into services and workers.
-ALLOWED = {("shiftboss.cli.server", "shiftboss.services"), ("shiftboss.cli.loop", "uvloop"), ("shiftboss.cli.worker", "shiftboss.workers")}
+# `server start` runs the mesh (on uvloop where it is installed) and `worker start` the
+# daemon: the only places the public package reaches into services and workers.
+ALLOWED = {("shiftboss.cli.server", "shiftboss.services"), ("shiftboss.cli.server", "uvloop"), ("shiftboss.cli.worker", "shiftboss.workers")}
 
 
 def modules() -> list[tuple[str, Path]]:
